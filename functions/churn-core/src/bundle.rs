@@ -1,0 +1,135 @@
+//! The model bundle: everything needed to use a trained model, with checksums.
+//!
+//! A bundle is a flat set of files (a directory locally, a prefix on S3):
+//! `model.onnx`, `feature_spec.json`, `playbook.json`, `metrics.json`, `split.json`,
+//! `history.json`, `report.html` and `manifest.json`. The manifest lists the SHA-256 of every
+//! other file and how the model was made; it is written last, so a bundle without a manifest is
+//! incomplete, and every file is verified against it when the bundle is loaded.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+use crate::playbook::Playbook;
+use crate::scorer::Scorer;
+use crate::spec::FeatureSpec;
+
+pub const MANIFEST: &str = "manifest.json";
+pub const MODEL: &str = "model.onnx";
+pub const FEATURE_SPEC: &str = "feature_spec.json";
+pub const PLAYBOOK: &str = "playbook.json";
+pub const METRICS: &str = "metrics.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub schema_version: u32,
+    pub model_name: String,
+    /// `mlp` or `logistic`.
+    pub model_kind: String,
+    pub created_unix: u64,
+    pub crate_version: String,
+    /// Commit of the code that trained the model (`unknown` outside a git checkout).
+    pub git_commit: String,
+    /// SHA-256 of the training data file's bytes.
+    pub data_sha256: String,
+    pub data_rows: usize,
+    pub seed: u64,
+    /// The decision threshold chosen on validation data (maximum expected profit).
+    pub threshold: f64,
+    pub hyperparameters: serde_json::Value,
+    /// File name -> SHA-256 of every file in the bundle but the manifest.
+    pub files: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    /// SHA-256 of the manifest's canonical JSON: identifies the bundle as a whole.
+    pub fn bundle_sha256(&self) -> String {
+        crate::sha256_hex(serde_json::to_string(self).expect("manifest serialises").as_bytes())
+    }
+}
+
+/// A loaded, verified bundle, ready to score.
+#[derive(Debug)]
+pub struct Bundle {
+    pub manifest: Manifest,
+    pub spec: FeatureSpec,
+    pub playbook: Playbook,
+    pub metrics: serde_json::Value,
+    pub scorer: Scorer,
+}
+
+impl Bundle {
+    /// Loads a bundle directory.
+    pub fn load_dir(dir: &Path) -> Result<Self> {
+        let label = dir.display().to_string();
+        Self::load_with(&label, |name| std::fs::read(dir.join(name)).map_err(|e| CoreError::io(dir.join(name).display(), e)))
+    }
+
+    /// Loads a bundle from any store: `fetch(name)` returns a file's bytes. Every file named in
+    /// the manifest is fetched and checked against its SHA-256 before anything is parsed.
+    pub fn load_with(label: &str, mut fetch: impl FnMut(&str) -> Result<Vec<u8>>) -> Result<Self> {
+        let bad = |m: String| CoreError::Bundle { dir: label.to_string(), message: m };
+        let manifest: Manifest = serde_json::from_slice(&fetch(MANIFEST)?)
+            .map_err(|e| bad(format!("{MANIFEST} is not valid: {e}")))?;
+        if manifest.schema_version != crate::SCHEMA_VERSION {
+            return Err(bad(format!(
+                "schema version {} (this build reads {}): use a matching churn version",
+                manifest.schema_version,
+                crate::SCHEMA_VERSION
+            )));
+        }
+        let mut files = BTreeMap::new();
+        for required in [MODEL, FEATURE_SPEC, PLAYBOOK, METRICS] {
+            if !manifest.files.contains_key(required) {
+                return Err(bad(format!("the manifest does not list {required}")));
+            }
+        }
+        for (name, expected) in &manifest.files {
+            let bytes = fetch(name)?;
+            let actual = crate::sha256_hex(&bytes);
+            if &actual != expected {
+                return Err(CoreError::Checksum { dir: label.into(), file: name.clone(), expected: expected.clone(), actual });
+            }
+            files.insert(name.as_str(), bytes);
+        }
+        let text = |n: &str| String::from_utf8(files[n].clone()).map_err(|_| bad(format!("{n} is not UTF-8")));
+        let spec = FeatureSpec::from_json(&text(FEATURE_SPEC)?)?;
+        let playbook: Playbook = serde_json::from_str(&text(PLAYBOOK)?).map_err(|e| bad(format!("{PLAYBOOK}: {e}")))?;
+        let playbook = playbook.check()?;
+        let metrics = serde_json::from_str(&text(METRICS)?).map_err(|e| bad(format!("{METRICS}: {e}")))?;
+        let scorer = Scorer::from_onnx(&files[MODEL], spec.width())?;
+        Ok(Bundle { manifest, spec, playbook, metrics, scorer })
+    }
+}
+
+/// Writes a bundle directory atomically: files go to a temporary sibling directory which is
+/// renamed into place once the manifest (with every checksum) is written. An existing bundle at
+/// `dir` is only replaced when `replace` is set.
+pub fn write_dir(dir: &Path, files: &[(String, Vec<u8>)], mut manifest: Manifest, replace: bool) -> Result<Manifest> {
+    if dir.join(MANIFEST).exists() && !replace {
+        return Err(CoreError::Bundle {
+            dir: dir.display().to_string(),
+            message: "a bundle already exists here; choose another --out or pass --force to replace it".into(),
+        });
+    }
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| CoreError::io(parent.display(), e))?;
+    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "bundle".into());
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| CoreError::io(tmp.display(), e))?;
+    manifest.files.clear();
+    for (name, bytes) in files {
+        std::fs::write(tmp.join(name), bytes).map_err(|e| CoreError::io(tmp.join(name).display(), e))?;
+        manifest.files.insert(name.clone(), crate::sha256_hex(bytes));
+    }
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+    std::fs::write(tmp.join(MANIFEST), json).map_err(|e| CoreError::io(tmp.join(MANIFEST).display(), e))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| CoreError::io(dir.display(), e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| CoreError::io(dir.display(), e))?;
+    Ok(manifest)
+}

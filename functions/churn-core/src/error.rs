@@ -1,0 +1,85 @@
+//! Typed errors of the contract crate. Every message says what went wrong, where (file, row,
+//! column, field) and, where it can, how to fix it.
+
+use std::fmt;
+
+/// One problem with one field of one input record.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FieldProblem {
+    /// The field (column) name, as in the input.
+    pub field: String,
+    /// The offending value as text (empty when the field is absent).
+    pub value: String,
+    /// What is wrong and what is expected.
+    pub problem: String,
+}
+
+impl fmt::Display for FieldProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.value.is_empty() {
+            write!(f, "field `{}`: {}", self.field, self.problem)
+        } else {
+            write!(f, "field `{}` = {:?}: {}", self.field, self.value, self.problem)
+        }
+    }
+}
+
+/// Every problem found in one record (all of them, not only the first).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RowError {
+    pub problems: Vec<FieldProblem>,
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.problems.iter().map(|p| p.to_string()).collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+impl std::error::Error for RowError {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+
+    #[error("{path}: {message}")]
+    Format { path: String, message: String },
+
+    #[error("{file}: no data rows (only a header, or nothing at all). Give a file with at least one customer row")]
+    Empty { file: String },
+
+    #[error("{file}: missing column(s) {missing:?}; the file has {found:?}. Add the column(s) or change the configuration")]
+    MissingColumns { file: String, missing: Vec<String>, found: Vec<String> },
+
+    /// `location` is `line N` for CSV (header is line 1) and `row N` (1-based) for parquet.
+    #[error("{file}, {location}: {error}")]
+    Row { file: String, location: String, error: RowError },
+
+    #[error("configuration: {0}")]
+    Config(String),
+
+    #[error("data: {0}")]
+    Data(String),
+
+    #[error("bundle {dir}: {message}")]
+    Bundle { dir: String, message: String },
+
+    #[error("bundle {dir}: checksum mismatch for {file}: manifest says {expected}, file has {actual}. The bundle is corrupt or was modified; fetch it again")]
+    Checksum { dir: String, file: String, expected: String, actual: String },
+
+    #[error("model: {0}")]
+    Model(String),
+}
+
+impl CoreError {
+    pub fn io(path: impl fmt::Display, source: std::io::Error) -> Self {
+        CoreError::Io { path: path.to_string(), source }
+    }
+    pub fn format(path: impl fmt::Display, message: impl fmt::Display) -> Self {
+        CoreError::Format { path: path.to_string(), message: message.to_string() }
+    }
+}
+
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;

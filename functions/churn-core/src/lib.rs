@@ -1,0 +1,40 @@
+//! The model contract shared by training and serving.
+//!
+//! Everything that must be identical on both sides of the training/serving boundary lives here:
+//! the dataset schema, the fitted feature transform ([`spec::FeatureSpec`]), the retention
+//! playbook (risk tiers, actions, business figures), the model bundle format with its checksums,
+//! the tract-based scorer, and the evaluation metrics. Training (candle) writes a bundle with this
+//! crate; the Lambdas and `churn score` read it with this crate, so a raw customer record takes one
+//! code path to its feature vector wherever it is scored.
+//!
+//! The crate has no candle in it: the prediction Lambda depends on it and must stay small.
+//! Tabular I/O (CSV / parquet through arrow) is behind the `tabular` feature for the same reason.
+
+pub mod bundle;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod onnx;
+pub mod playbook;
+pub mod row;
+pub mod scorer;
+pub mod spec;
+#[cfg(feature = "tabular")]
+pub mod table;
+
+pub use bundle::{Bundle, Manifest};
+pub use config::{DatasetConfig, DerivedFeature, DerivedKind};
+pub use error::{CoreError, FieldProblem, RowError};
+pub use playbook::Playbook;
+pub use row::{RawRow, RawValue};
+pub use scorer::Scorer;
+pub use spec::FeatureSpec;
+
+/// Version of the bundle layout and of the feature-spec JSON. Readers refuse other versions.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Hex SHA-256 of a byte slice: the checksum used in manifests and for data hashes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

@@ -1,0 +1,133 @@
+//! Writes a trained network as an ONNX model using the protobuf types tract exposes.
+//!
+//! No candle-to-ONNX exporter exists, and the networks here are small stacks of dense layers, so
+//! the graph is built directly: `Gemm (+ Relu)` per layer, then `Sigmoid`, with the batch
+//! dimension left symbolic (`N`). Training folds batch norm and the calibration into the dense
+//! layers before calling this, and drops dropout (identity at inference), so the exported graph
+//! maps features straight to a calibrated probability.
+
+use prost::Message;
+use tract_onnx::pb;
+
+use crate::error::{CoreError, Result};
+
+/// Name of the graph input: `[N, width]` float32 features from [`crate::FeatureSpec`].
+pub const INPUT_NAME: &str = "features";
+/// Name of the graph output: `[N, 1]` float32 calibrated churn probabilities.
+pub const OUTPUT_NAME: &str = "churn_probability";
+
+/// A dense layer `y = x Wᵀ + b`, optionally followed by ReLU. `weight` is row-major
+/// `[outputs, inputs]`, the layout of candle's `Linear`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dense {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub inputs: usize,
+    pub outputs: usize,
+    pub relu: bool,
+}
+
+impl Dense {
+    /// Evaluates the layer on one row (used by tests and by exporters to check a fold).
+    pub fn forward_row(&self, x: &[f32]) -> Vec<f32> {
+        (0..self.outputs)
+            .map(|o| {
+                let w = &self.weight[o * self.inputs..(o + 1) * self.inputs];
+                let v = w.iter().zip(x).map(|(a, b)| a * b).sum::<f32>() + self.bias[o];
+                if self.relu { v.max(0.0) } else { v }
+            })
+            .collect()
+    }
+}
+
+fn tensor(name: &str, dims: &[usize], data: &[f32]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.iter().map(|d| *d as i64).collect(),
+        data_type: pb::tensor_proto::DataType::Float as i32,
+        float_data: data.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn value_info(name: &str, width: usize) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{Dimension, dimension::Value};
+    let dims = vec![
+        Dimension { value: Some(Value::DimParam("N".into())), ..Default::default() },
+        Dimension { value: Some(Value::DimValue(width as i64)), ..Default::default() },
+    ];
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: pb::tensor_proto::DataType::Float as i32,
+                shape: Some(pb::TensorShapeProto { dim: dims }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, name: String, inputs: Vec<String>, output: String, attrs: Vec<pb::AttributeProto>) -> pb::NodeProto {
+    pb::NodeProto { op_type: op.into(), name, input: inputs, output: vec![output], attribute: attrs, ..Default::default() }
+}
+
+/// Serialises `layers` (the last one must have one output and no ReLU) as an ONNX model
+/// (IR 8, opset 17) ending in a sigmoid. `metadata` goes into the model's metadata properties.
+pub fn dense_stack_to_onnx(layers: &[Dense], metadata: &[(String, String)]) -> Result<Vec<u8>> {
+    let first = layers.first().ok_or_else(|| CoreError::Model("no layers to export".into()))?;
+    let last = layers.last().expect("non-empty");
+    if last.outputs != 1 || last.relu {
+        return Err(CoreError::Model("the last layer must have one linear output (the logit)".into()));
+    }
+    let mut nodes = Vec::new();
+    let mut inits = Vec::new();
+    let mut current = INPUT_NAME.to_string();
+    for (i, l) in layers.iter().enumerate() {
+        if l.weight.len() != l.inputs * l.outputs || l.bias.len() != l.outputs {
+            return Err(CoreError::Model(format!("layer {i}: weight/bias sizes do not match {}x{}", l.outputs, l.inputs)));
+        }
+        if i > 0 && layers[i - 1].outputs != l.inputs {
+            return Err(CoreError::Model(format!("layer {i} takes {} inputs after a layer of {}", l.inputs, layers[i - 1].outputs)));
+        }
+        let (w, b, out) = (format!("W{i}"), format!("B{i}"), format!("gemm{i}"));
+        inits.push(tensor(&w, &[l.outputs, l.inputs], &l.weight));
+        inits.push(tensor(&b, &[l.outputs], &l.bias));
+        let trans_b = pb::AttributeProto {
+            name: "transB".into(),
+            r#type: pb::attribute_proto::AttributeType::Int as i32,
+            i: 1,
+            ..Default::default()
+        };
+        nodes.push(node("Gemm", format!("dense{i}"), vec![current, w, b], out.clone(), vec![trans_b]));
+        current = out;
+        if l.relu {
+            let r = format!("relu{i}");
+            nodes.push(node("Relu", r.clone(), vec![current], r.clone(), vec![]));
+            current = r;
+        }
+    }
+    nodes.push(node("Sigmoid", "probability".into(), vec![current], OUTPUT_NAME.into(), vec![]));
+    let graph = pb::GraphProto {
+        name: "churn".into(),
+        node: nodes,
+        initializer: inits,
+        input: vec![value_info(INPUT_NAME, first.inputs)],
+        output: vec![value_info(OUTPUT_NAME, 1)],
+        ..Default::default()
+    };
+    let model = pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 17 }],
+        producer_name: "churn-training".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        graph: Some(graph),
+        metadata_props: metadata
+            .iter()
+            .map(|(k, v)| pb::StringStringEntryProto { key: k.clone(), value: v.clone() })
+            .collect(),
+        ..Default::default()
+    };
+    Ok(model.encode_to_vec())
+}

@@ -1,0 +1,73 @@
+//! A raw input record, whatever it came from: a CSV or parquet row (arrow arrays), or a JSON
+//! object from the API. The feature transform reads every source through this one trait, which
+//! is what keeps training and serving on one code path.
+
+use std::borrow::Cow;
+
+/// One raw field value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawValue<'a> {
+    Missing,
+    Number(f64),
+    Text(Cow<'a, str>),
+    /// A value of a type the contract cannot use (e.g. a JSON object); carries a description.
+    Invalid(String),
+}
+
+impl RawValue<'_> {
+    /// The value as text, for error messages and categories.
+    pub fn display(&self) -> String {
+        match self {
+            RawValue::Missing => String::new(),
+            RawValue::Number(x) => format_number(*x),
+            RawValue::Text(s) => s.to_string(),
+            RawValue::Invalid(d) => d.clone(),
+        }
+    }
+}
+
+/// Formats a number the way it reads in a CSV: integers without a decimal point, so that a
+/// parquet integer column and a CSV text column give the same category label.
+pub fn format_number(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", x as i64) } else { format!("{x}") }
+}
+
+/// A record the transform can read. `index` is the position of the input column in the feature
+/// spec's `inputs` (sources that bind columns once use it), `name` its name (sources keyed by
+/// name, such as JSON objects, use it).
+pub trait RawRow {
+    fn value(&self, index: usize, name: &str) -> RawValue<'_>;
+}
+
+impl RawRow for serde_json::Map<String, serde_json::Value> {
+    fn value(&self, _index: usize, name: &str) -> RawValue<'_> {
+        use serde_json::Value;
+        match self.get(name) {
+            None | Some(Value::Null) => RawValue::Missing,
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(x) => RawValue::Number(x),
+                None => RawValue::Invalid(n.to_string()),
+            },
+            Some(Value::String(s)) => RawValue::Text(Cow::Borrowed(s)),
+            Some(Value::Bool(b)) => RawValue::Invalid(format!("boolean {b}")),
+            Some(Value::Array(_)) => RawValue::Invalid("an array".into()),
+            Some(Value::Object(_)) => RawValue::Invalid("an object".into()),
+        }
+    }
+}
+
+/// A record as a list of (name, text) pairs, e.g. a parsed CSV line. Mostly for tests and tools.
+impl RawRow for [(&str, &str)] {
+    fn value(&self, _index: usize, name: &str) -> RawValue<'_> {
+        match self.iter().find(|(n, _)| *n == name) {
+            None => RawValue::Missing,
+            Some((_, v)) => RawValue::Text(Cow::Borrowed(v)),
+        }
+    }
+}
+
+impl<T: RawRow + ?Sized> RawRow for &T {
+    fn value(&self, index: usize, name: &str) -> RawValue<'_> {
+        (**self).value(index, name)
+    }
+}

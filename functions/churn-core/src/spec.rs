@@ -1,0 +1,862 @@
+//! The fitted feature spec and the one feature transform.
+//!
+//! [`FeatureSpec::fit`] learns, from training rows only, everything the transform needs:
+//! imputation values for missing numbers (medians), outlier clipping bounds (quantiles), scaling
+//! (mean and standard deviation after clipping), one-hot vocabularies, and the valid range of
+//! every raw numeric input. [`FeatureSpec::transform_into`] turns one raw record into the model's
+//! input vector. Training, `churn score`, the batch Lambda and the API all call it; the spec is
+//! serialised as `feature_spec.json` in the model bundle.
+//!
+//! Pipeline for one record:
+//! 1. raw numeric inputs are parsed (text is accepted, e.g. from CSV); blank → imputed median;
+//!    a value outside the valid range (negative where training had none, or absurdly large) is an
+//!    error, not something to clip silently;
+//! 2. derived features are evaluated in order from the imputed values;
+//! 3. every numeric feature is clipped to its fitted bounds and standardised;
+//! 4. every categorical feature is one-hot encoded; a missing or unseen category encodes as all
+//!    zeros (the "average" customer for that field) and is reported as a warning.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{DatasetConfig, DerivedFeature, DerivedKind, bucket_index, bucket_label};
+use crate::error::{CoreError, FieldProblem, Result, RowError};
+use crate::row::{RawRow, RawValue};
+
+/// Which columns are what, after configuration and inference.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResolvedSchema {
+    pub id_column: Option<String>,
+    pub target_column: String,
+    pub positive_label: String,
+    /// Model inputs in file order.
+    pub inputs: Vec<(String, ColumnKind)>,
+    pub derived: Vec<DerivedFeature>,
+    pub clip_quantiles: [f64; 2],
+    pub min_category_count: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnKind {
+    Numeric,
+    Categorical,
+}
+
+/// A raw input column the model expects.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InputColumn {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: InputKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InputKind {
+    /// Values outside `[valid_min, valid_max]` are refused. Fitted: 0 as the floor when training
+    /// had no negative value; ten training ranges beyond the extremes otherwise.
+    Numeric { valid_min: f64, valid_max: f64 },
+    Categorical,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NumericFeature {
+    pub name: String,
+    /// Value used when the input is blank (or a derived value is undefined): training median.
+    pub impute: f64,
+    pub clip_min: f64,
+    pub clip_max: f64,
+    pub mean: f64,
+    pub std: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CategoricalFeature {
+    pub name: String,
+    pub vocabulary: Vec<String>,
+}
+
+/// Summary of one raw input in the training data, kept for documentation and drift checks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InputStats {
+    pub missing: usize,
+    pub rows: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeatureSpec {
+    pub schema_version: u32,
+    pub id_column: Option<String>,
+    pub target_column: String,
+    pub positive_label: String,
+    pub inputs: Vec<InputColumn>,
+    pub derived: Vec<DerivedFeature>,
+    /// Numeric features in vector order: raw numeric inputs (input order), then numeric derived ones.
+    pub numeric: Vec<NumericFeature>,
+    /// Categorical features in vector order: raw categorical inputs, then derived ones.
+    pub categorical: Vec<CategoricalFeature>,
+    /// Names of the model's input vector, `numeric` first, then `<column>=<category>` one-hots.
+    pub feature_names: Vec<String>,
+    /// Missing-value counts of the raw inputs in the training rows.
+    pub input_stats: BTreeMap<String, InputStats>,
+    #[serde(skip)]
+    plan: Plan,
+}
+
+/// Index-resolved form of the spec, built once on load so that the per-row work does no lookups
+/// by name.
+#[derive(Debug, Clone, Default)]
+struct Plan {
+    /// For each input: its numeric slot or categorical slot.
+    input_slot: Vec<Slot>,
+    derived: Vec<DerivedOp>,
+    /// For each categorical slot, category -> offset within its one-hot block.
+    vocab_index: Vec<HashMap<String, usize>>,
+    /// Offset of each categorical slot's block in the output vector.
+    cat_offset: Vec<usize>,
+    width: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Numeric(usize),
+    Categorical(usize),
+}
+
+#[derive(Debug, Clone)]
+enum DerivedOp {
+    Ratio { num: usize, den: usize, when_zero: Option<usize>, out: usize },
+    Difference { left: usize, right: usize, out: usize },
+    CountEqual { cats: Vec<usize>, values: Vec<String>, out: usize },
+    Bucket { src: usize, edges: Vec<f64>, out: usize },
+}
+
+/// Values of one record after steps 1–2, before scaling and encoding.
+#[derive(Debug, Clone, Default)]
+pub struct SlotValues {
+    pub numeric: Vec<f64>,
+    pub categorical: Vec<CatValue>,
+}
+
+/// A categorical value, resolved against the fitted vocabulary so that known categories (the
+/// common case when scoring millions of rows) cost no allocation.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum CatValue {
+    #[default]
+    Missing,
+    /// Position in the feature's vocabulary.
+    Known(usize),
+    /// Not in the vocabulary (always the case while fitting, when vocabularies are empty).
+    Unseen(String),
+}
+
+/// A non-fatal note about a record, e.g. an unseen category.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Warning {
+    pub field: String,
+    pub message: String,
+}
+
+fn parse_number(v: &RawValue<'_>) -> std::result::Result<Option<f64>, String> {
+    match v {
+        RawValue::Missing => Ok(None),
+        RawValue::Number(x) => {
+            if x.is_finite() { Ok(Some(*x)) } else { Err("not a finite number".into()) }
+        }
+        RawValue::Text(s) => {
+            let t = s.trim();
+            if t.is_empty() {
+                return Ok(None);
+            }
+            match t.parse::<f64>() {
+                Ok(x) if x.is_finite() => Ok(Some(x)),
+                Ok(_) => Err("not a finite number".into()),
+                Err(_) => Err("not a number".into()),
+            }
+        }
+        RawValue::Invalid(d) => Err(format!("expected a number, got {d}")),
+    }
+}
+
+fn category_of<'a>(v: &'a RawValue<'a>) -> std::result::Result<Option<Cow<'a, str>>, String> {
+    match v {
+        RawValue::Missing => Ok(None),
+        RawValue::Number(x) => Ok(Some(Cow::Owned(crate::row::format_number(*x)))),
+        RawValue::Text(s) => {
+            let t = s.trim();
+            if t.is_empty() { Ok(None) } else { Ok(Some(Cow::Borrowed(t))) }
+        }
+        RawValue::Invalid(d) => Err(format!("expected text, got {d}")),
+    }
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    // Linear interpolation between closest ranks (numpy's default), so figures match pandas.
+    let pos = q * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    Some(quantile(values, 0.5))
+}
+
+impl FeatureSpec {
+    /// Number of model inputs (width of the feature vector).
+    pub fn width(&self) -> usize {
+        self.plan.width
+    }
+
+    /// Names of the raw fields a record must (or may) carry, in input order.
+    pub fn input_names(&self) -> impl Iterator<Item = &str> {
+        self.inputs.iter().map(|c| c.name.as_str())
+    }
+
+    /// Parses the JSON of a bundle's `feature_spec.json` and prepares it for use.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let mut spec: FeatureSpec = serde_json::from_str(text)
+            .map_err(|e| CoreError::Model(format!("feature_spec.json is not valid: {e}")))?;
+        if spec.schema_version != crate::SCHEMA_VERSION {
+            return Err(CoreError::Model(format!(
+                "feature_spec.json has schema version {}, this build reads {}; use a matching churn version",
+                spec.schema_version,
+                crate::SCHEMA_VERSION
+            )));
+        }
+        spec.compile()?;
+        Ok(spec)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("feature spec serialises")
+    }
+
+    /// Is `label` (a target value) the positive class? `None` for a blank label.
+    pub fn label(&self, value: &RawValue<'_>) -> std::result::Result<Option<bool>, String> {
+        let text = match value {
+            RawValue::Missing => return Ok(None),
+            RawValue::Number(x) => crate::row::format_number(*x),
+            RawValue::Text(t) if t.trim().is_empty() => return Ok(None),
+            RawValue::Text(t) => t.trim().to_string(),
+            RawValue::Invalid(d) => return Err(format!("expected a label, got {d}")),
+        };
+        Ok(Some(text == self.positive_label))
+    }
+
+    fn compile(&mut self) -> Result<()> {
+        let mut num_slot: HashMap<&str, usize> = HashMap::new();
+        let mut cat_slot: HashMap<&str, usize> = HashMap::new();
+        let mut input_slot = Vec::with_capacity(self.inputs.len());
+        for input in &self.inputs {
+            match input.kind {
+                InputKind::Numeric { .. } => {
+                    input_slot.push(Slot::Numeric(num_slot.len()));
+                    num_slot.insert(&input.name, num_slot.len());
+                }
+                InputKind::Categorical => {
+                    input_slot.push(Slot::Categorical(cat_slot.len()));
+                    cat_slot.insert(&input.name, cat_slot.len());
+                }
+            }
+        }
+        let mut ops = Vec::with_capacity(self.derived.len());
+        for d in &self.derived {
+            let num = |name: &str| {
+                num_slot.get(name).copied().ok_or_else(|| {
+                    CoreError::Config(format!(
+                        "derived feature `{}` reads `{name}`, which is not a numeric input or an earlier numeric derived feature",
+                        d.name
+                    ))
+                })
+            };
+            let op = match &d.kind {
+                DerivedKind::Ratio { numerator, denominator, when_zero } => DerivedOp::Ratio {
+                    num: num(numerator)?,
+                    den: num(denominator)?,
+                    when_zero: when_zero.as_deref().map(num).transpose()?,
+                    out: num_slot.len(),
+                },
+                DerivedKind::Difference { left, right } => {
+                    DerivedOp::Difference { left: num(left)?, right: num(right)?, out: num_slot.len() }
+                }
+                DerivedKind::CountEqual { columns, values } => DerivedOp::CountEqual {
+                    cats: columns
+                        .iter()
+                        .map(|c| {
+                            cat_slot.get(c.as_str()).copied().ok_or_else(|| {
+                                CoreError::Config(format!(
+                                    "derived feature `{}` counts `{c}`, which is not a categorical input",
+                                    d.name
+                                ))
+                            })
+                        })
+                        .collect::<Result<_>>()?,
+                    values: values.clone(),
+                    out: num_slot.len(),
+                },
+                DerivedKind::Bucket { column, edges } => {
+                    if edges.is_empty() || edges.windows(2).any(|w| w[0] >= w[1]) {
+                        return Err(CoreError::Config(format!(
+                            "derived feature `{}`: bucket edges must be non-empty and increasing",
+                            d.name
+                        )));
+                    }
+                    DerivedOp::Bucket { src: num(column)?, edges: edges.clone(), out: cat_slot.len() }
+                }
+            };
+            if num_slot.contains_key(d.name.as_str()) || cat_slot.contains_key(d.name.as_str()) {
+                return Err(CoreError::Config(format!("derived feature `{}` reuses an existing name", d.name)));
+            }
+            if d.kind.is_numeric() {
+                num_slot.insert(&d.name, num_slot.len());
+            } else {
+                cat_slot.insert(&d.name, cat_slot.len());
+            }
+            ops.push(op);
+        }
+        if num_slot.len() != self.numeric.len() || cat_slot.len() != self.categorical.len() {
+            return Err(CoreError::Model(format!(
+                "feature spec is inconsistent: {} numeric and {} categorical slots, but {} numeric and {} categorical features",
+                num_slot.len(),
+                cat_slot.len(),
+                self.numeric.len(),
+                self.categorical.len()
+            )));
+        }
+        let mut cat_offset = Vec::with_capacity(self.categorical.len());
+        let mut width = self.numeric.len();
+        let mut vocab_index = Vec::with_capacity(self.categorical.len());
+        for c in &self.categorical {
+            cat_offset.push(width);
+            width += c.vocabulary.len();
+            vocab_index.push(c.vocabulary.iter().enumerate().map(|(i, v)| (v.clone(), i)).collect());
+        }
+        if !self.feature_names.is_empty() && self.feature_names.len() != width {
+            return Err(CoreError::Model(format!(
+                "feature spec lists {} feature names for a vector of {width}",
+                self.feature_names.len()
+            )));
+        }
+        self.plan = Plan { input_slot, derived: ops, vocab_index, cat_offset, width };
+        Ok(())
+    }
+
+    /// Steps 1–2: raw values and derived features. Problems are collected, not returned early,
+    /// so that a caller can list every bad field of a record at once.
+    pub fn slot_values(&self, row: &(impl RawRow + ?Sized), out: &mut SlotValues, problems: &mut Vec<FieldProblem>) {
+        out.numeric.clear();
+        out.numeric.resize(self.numeric.len(), f64::NAN);
+        out.categorical.clear();
+        out.categorical.resize(self.categorical.len(), CatValue::Missing);
+        for (i, input) in self.inputs.iter().enumerate() {
+            let raw = row.value(i, &input.name);
+            match (self.plan.input_slot[i], &input.kind) {
+                (Slot::Numeric(s), InputKind::Numeric { valid_min, valid_max }) => match parse_number(&raw) {
+                    Ok(Some(x)) if x < *valid_min || x > *valid_max => problems.push(FieldProblem {
+                        field: input.name.clone(),
+                        value: raw.display(),
+                        problem: format!("out of the valid range [{valid_min}, {valid_max}]"),
+                    }),
+                    Ok(Some(x)) => out.numeric[s] = x,
+                    Ok(None) => out.numeric[s] = self.numeric[s].impute,
+                    Err(p) => problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p }),
+                },
+                (Slot::Categorical(s), _) => match category_of(&raw) {
+                    Ok(c) => out.categorical[s] = self.resolve(s, c),
+                    Err(p) => problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p }),
+                },
+                (Slot::Numeric(_), InputKind::Categorical) => unreachable!("plan built from the same inputs"),
+            }
+        }
+        for op in &self.plan.derived {
+            match op {
+                DerivedOp::Ratio { num, den, when_zero, out: o } => {
+                    let d = out.numeric[*den];
+                    let v = if d == 0.0 {
+                        when_zero.map_or(0.0, |w| out.numeric[w])
+                    } else {
+                        out.numeric[*num] / d
+                    };
+                    out.numeric[*o] = if v.is_finite() { v } else { self.numeric[*o].impute };
+                }
+                DerivedOp::Difference { left, right, out: o } => {
+                    let v = out.numeric[*left] - out.numeric[*right];
+                    out.numeric[*o] = if v.is_finite() { v } else { self.numeric[*o].impute };
+                }
+                DerivedOp::CountEqual { cats, values, out: o } => {
+                    let n = cats
+                        .iter()
+                        .filter(|c| self.category_text(**c, &out.categorical[**c]).is_some_and(|v| values.iter().any(|x| x == v)))
+                        .count();
+                    out.numeric[*o] = n as f64;
+                }
+                DerivedOp::Bucket { src, edges, out: o } => {
+                    let x = out.numeric[*src];
+                    out.categorical[*o] = if x.is_finite() {
+                        self.resolve(*o, Some(Cow::Owned(bucket_label(edges, bucket_index(edges, x)))))
+                    } else {
+                        CatValue::Missing
+                    };
+                }
+            }
+        }
+    }
+
+    fn resolve(&self, slot: usize, value: Option<Cow<'_, str>>) -> CatValue {
+        match value {
+            None => CatValue::Missing,
+            Some(v) => match self.plan.vocab_index[slot].get(v.as_ref()) {
+                Some(k) => CatValue::Known(*k),
+                None => CatValue::Unseen(v.into_owned()),
+            },
+        }
+    }
+
+    /// The text of a resolved categorical value.
+    pub fn category_text<'a>(&'a self, slot: usize, value: &'a CatValue) -> Option<&'a str> {
+        match value {
+            CatValue::Missing => None,
+            CatValue::Known(k) => Some(self.categorical[slot].vocabulary[*k].as_str()),
+            CatValue::Unseen(v) => Some(v.as_str()),
+        }
+    }
+
+    /// Steps 3–4 on values from [`slot_values`](Self::slot_values): writes the model input vector.
+    pub fn encode(&self, values: &SlotValues, out: &mut [f32], warnings: Option<&mut Vec<Warning>>) {
+        debug_assert_eq!(out.len(), self.plan.width);
+        for (i, f) in self.numeric.iter().enumerate() {
+            let x = values.numeric[i].clamp(f.clip_min, f.clip_max);
+            out[i] = ((x - f.mean) / f.std) as f32;
+        }
+        out[self.numeric.len()..].fill(0.0);
+        let mut warnings = warnings;
+        for (s, c) in self.categorical.iter().enumerate() {
+            match &values.categorical[s] {
+                CatValue::Known(k) => out[self.plan.cat_offset[s] + k] = 1.0,
+                CatValue::Unseen(v) => {
+                    if let Some(w) = warnings.as_deref_mut() {
+                        w.push(Warning {
+                            field: c.name.clone(),
+                            message: format!("unseen category {v:?}; scored as an average customer for this field (known: {:?})", c.vocabulary),
+                        });
+                    }
+                }
+                CatValue::Missing => {
+                    if let Some(w) = warnings.as_deref_mut() {
+                        w.push(Warning { field: c.name.clone(), message: "missing; scored as an average customer for this field".into() });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The whole transform for one record: writes `out` (length [`width`](Self::width)) or
+    /// returns every problem found. Warnings (unseen or missing categories) go to `warnings`.
+    pub fn transform_into(
+        &self,
+        row: &(impl RawRow + ?Sized),
+        scratch: &mut SlotValues,
+        out: &mut [f32],
+        warnings: Option<&mut Vec<Warning>>,
+    ) -> std::result::Result<(), RowError> {
+        let mut problems = Vec::new();
+        self.slot_values(row, scratch, &mut problems);
+        if !problems.is_empty() {
+            return Err(RowError { problems });
+        }
+        self.encode(scratch, out, warnings);
+        Ok(())
+    }
+
+    /// Convenience form of [`transform_into`](Self::transform_into) that allocates.
+    pub fn transform(&self, row: &(impl RawRow + ?Sized)) -> std::result::Result<Vec<f32>, RowError> {
+        let mut out = vec![0.0; self.width()];
+        self.transform_into(row, &mut SlotValues::default(), &mut out, None)?;
+        Ok(out)
+    }
+
+    /// Fits the spec on training rows. `rows` yields `(row index, record)` and is iterated
+    /// twice; `locate(index)` names the row in error messages, `file` the source.
+    pub fn fit<R: RawRow>(
+        schema: &ResolvedSchema,
+        rows: impl Iterator<Item = (usize, R)> + Clone,
+        file: &str,
+        locate: &dyn Fn(usize) -> String,
+    ) -> Result<Self> {
+        let mut inputs = Vec::new();
+        let mut numeric = Vec::new();
+        let mut categorical = Vec::new();
+        let placeholder = |name: &str| NumericFeature {
+            name: name.to_string(),
+            impute: f64::NAN,
+            clip_min: f64::NEG_INFINITY,
+            clip_max: f64::INFINITY,
+            mean: 0.0,
+            std: 1.0,
+        };
+        for (name, kind) in &schema.inputs {
+            match kind {
+                ColumnKind::Numeric => {
+                    inputs.push(InputColumn {
+                        name: name.clone(),
+                        kind: InputKind::Numeric { valid_min: f64::NEG_INFINITY, valid_max: f64::INFINITY },
+                    });
+                    numeric.push(placeholder(name));
+                }
+                ColumnKind::Categorical => {
+                    inputs.push(InputColumn { name: name.clone(), kind: InputKind::Categorical });
+                    categorical.push(CategoricalFeature { name: name.clone(), vocabulary: vec![] });
+                }
+            }
+        }
+        for d in &schema.derived {
+            if d.kind.is_numeric() {
+                numeric.push(placeholder(&d.name));
+            } else {
+                categorical.push(CategoricalFeature { name: d.name.clone(), vocabulary: vec![] });
+            }
+        }
+        let mut spec = FeatureSpec {
+            schema_version: crate::SCHEMA_VERSION,
+            id_column: schema.id_column.clone(),
+            target_column: schema.target_column.clone(),
+            positive_label: schema.positive_label.clone(),
+            inputs,
+            derived: schema.derived.clone(),
+            numeric,
+            categorical,
+            feature_names: vec![],
+            input_stats: BTreeMap::new(),
+            plan: Plan::default(),
+        };
+        spec.compile()?;
+
+        // Pass 1: raw numeric inputs -> medians for imputation, valid ranges, missing counts.
+        let n_inputs = spec.inputs.len();
+        let mut raw: Vec<Vec<f64>> = vec![Vec::new(); n_inputs];
+        let mut missing = vec![0usize; n_inputs];
+        let mut n_rows = 0usize;
+        for (row_no, row) in rows.clone() {
+            n_rows += 1;
+            let mut problems = Vec::new();
+            for (i, input) in spec.inputs.iter().enumerate() {
+                let v = row.value(i, &input.name);
+                match input.kind {
+                    InputKind::Numeric { .. } => match parse_number(&v) {
+                        Ok(Some(x)) => raw[i].push(x),
+                        Ok(None) => missing[i] += 1,
+                        Err(p) => problems.push(FieldProblem { field: input.name.clone(), value: v.display(), problem: p }),
+                    },
+                    InputKind::Categorical => match category_of(&v) {
+                        Ok(Some(_)) => {}
+                        Ok(None) => missing[i] += 1,
+                        Err(p) => problems.push(FieldProblem { field: input.name.clone(), value: v.display(), problem: p }),
+                    },
+                }
+            }
+            if !problems.is_empty() {
+                return Err(CoreError::Row { file: file.to_string(), location: locate(row_no), error: RowError { problems } });
+            }
+        }
+        if n_rows == 0 {
+            return Err(CoreError::Empty { file: file.to_string() });
+        }
+        for (i, input) in spec.inputs.iter_mut().enumerate() {
+            spec.input_stats.insert(input.name.clone(), InputStats { missing: missing[i], rows: n_rows });
+            if let (InputKind::Numeric { valid_min, valid_max }, Slot::Numeric(s)) = (&mut input.kind, spec.plan.input_slot[i]) {
+                let vals = &mut raw[i];
+                let med = median(vals).ok_or_else(|| {
+                    CoreError::Data(format!("{file}: numeric column `{}` is blank in every training row; exclude it", input.name))
+                })?;
+                let (lo, hi) = (vals[0], vals[vals.len() - 1]);
+                let span = (hi - lo).max(1.0);
+                *valid_min = if lo >= 0.0 { 0.0 } else { lo - 10.0 * span };
+                *valid_max = hi + 10.0 * span;
+                spec.numeric[s].impute = med;
+            }
+        }
+
+        // Pass 2: full slot values (derived included) -> derived medians, clip bounds, scaling, vocabularies.
+        let mut columns: Vec<Vec<f64>> = vec![Vec::with_capacity(n_rows); spec.numeric.len()];
+        let mut counts: Vec<HashMap<String, usize>> = vec![HashMap::new(); spec.categorical.len()];
+        let mut sv = SlotValues::default();
+        let mut problems = Vec::new();
+        for (_, row) in rows {
+            spec.slot_values(&row, &mut sv, &mut problems);
+            for (c, x) in columns.iter_mut().zip(&sv.numeric) {
+                c.push(*x);
+            }
+            for (m, v) in counts.iter_mut().zip(sv.categorical.drain(..)) {
+                if let CatValue::Unseen(v) = v {
+                    *m.entry(v).or_default() += 1;
+                }
+            }
+        }
+        for (f, col) in spec.numeric.iter_mut().zip(columns.iter_mut()) {
+            if f.impute.is_nan() {
+                let mut finite: Vec<f64> = col.iter().copied().filter(|x| x.is_finite()).collect();
+                f.impute = median(&mut finite).ok_or_else(|| {
+                    CoreError::Data(format!("derived feature `{}` is undefined for every training row", f.name))
+                })?;
+                for x in col.iter_mut().filter(|x| !x.is_finite()) {
+                    *x = f.impute;
+                }
+            }
+            col.sort_by(f64::total_cmp);
+            f.clip_min = quantile(col, schema.clip_quantiles[0]);
+            f.clip_max = quantile(col, schema.clip_quantiles[1]);
+            let n = col.len() as f64;
+            let clipped = col.iter().map(|x| x.clamp(f.clip_min, f.clip_max));
+            f.mean = clipped.clone().sum::<f64>() / n;
+            let var = clipped.map(|x| (x - f.mean).powi(2)).sum::<f64>() / n;
+            // A constant feature carries no signal; std 1 keeps it at 0 instead of dividing by 0.
+            f.std = if var > 1e-12 { var.sqrt() } else { 1.0 };
+        }
+        for (c, m) in spec.categorical.iter_mut().zip(counts) {
+            let mut kept: Vec<(String, usize)> = m.into_iter().filter(|(_, n)| *n >= schema.min_category_count).collect();
+            kept.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            c.vocabulary = kept.into_iter().map(|(v, _)| v).collect();
+        }
+        spec.feature_names = spec.numeric.iter().map(|f| f.name.clone()).collect();
+        for c in &spec.categorical {
+            spec.feature_names.extend(c.vocabulary.iter().map(|v| format!("{}={v}", c.name)));
+        }
+        spec.compile()?;
+        Ok(spec)
+    }
+
+    /// Which input (raw field) each feature-vector position comes from; derived features map to
+    /// themselves. Used to aggregate per-feature explanations back to fields a person knows.
+    pub fn feature_sources(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.numeric.iter().map(|f| f.name.clone()).collect();
+        for c in &self.categorical {
+            v.extend(std::iter::repeat_n(c.name.clone(), c.vocabulary.len()));
+        }
+        v
+    }
+}
+
+impl ResolvedSchema {
+    /// Builds the schema from a configuration and the columns of a table, inferring what the
+    /// configuration leaves out. `is_numeric(col)` tells whether every non-blank value of a
+    /// column parses as a number; `distinct(col)` counts its distinct non-blank values.
+    pub fn resolve(
+        config: &DatasetConfig,
+        file: &str,
+        columns: &[String],
+        rows: usize,
+        is_numeric: &dyn Fn(&str) -> bool,
+        distinct: &dyn Fn(&str) -> usize,
+    ) -> Result<Self> {
+        let has = |c: &str| columns.iter().any(|x| x == c);
+        let target = config.target_column.clone().ok_or_else(|| {
+            CoreError::Config("no target column: set `target_column` in [dataset] or pass --target".into())
+        })?;
+        let positive = config.positive_label.clone().ok_or_else(|| {
+            CoreError::Config("no positive label: set `positive_label` in [dataset] or pass --positive".into())
+        })?;
+        let mut named: Vec<String> = vec![target.clone()];
+        named.extend(config.id_column.iter().cloned());
+        named.extend(config.numeric.iter().flatten().cloned());
+        named.extend(config.categorical.iter().flatten().cloned());
+        named.extend(config.exclude.iter().cloned());
+        let missing: Vec<String> = named.into_iter().filter(|c| !has(c)).collect();
+        if !missing.is_empty() {
+            return Err(CoreError::MissingColumns { file: file.into(), missing, found: columns.to_vec() });
+        }
+        let id = match &config.id_column {
+            Some(c) => Some(c.clone()),
+            None => columns
+                .iter()
+                .find(|c| {
+                    let l = c.to_ascii_lowercase();
+                    (l == "id" || l.ends_with("_id") || l.ends_with("id")) && *c != &target && distinct(c) == rows
+                })
+                .cloned(),
+        };
+        let mut inputs = Vec::new();
+        for c in columns {
+            if Some(c) == id.as_ref() || c == &target || config.exclude.contains(c) {
+                continue;
+            }
+            let kind = if config.numeric.as_ref().is_some_and(|v| v.contains(c)) {
+                ColumnKind::Numeric
+            } else if config.categorical.as_ref().is_some_and(|v| v.contains(c)) {
+                ColumnKind::Categorical
+            } else if config.numeric.is_some() && config.categorical.is_some() {
+                continue; // both lists given: only listed columns are inputs
+            } else if is_numeric(c) {
+                ColumnKind::Numeric
+            } else {
+                ColumnKind::Categorical
+            };
+            if kind == ColumnKind::Categorical {
+                let n = distinct(c);
+                if n > config.max_categories {
+                    return Err(CoreError::Config(format!(
+                        "{file}: column `{c}` looks categorical with {n} distinct values (limit {}): if it is an identifier set `id_column`, otherwise list it in `exclude` or raise `max_categories`",
+                        config.max_categories
+                    )));
+                }
+            }
+            inputs.push((c.clone(), kind));
+        }
+        if inputs.is_empty() {
+            return Err(CoreError::Config(format!("{file}: no input columns left besides id and target")));
+        }
+        Ok(ResolvedSchema {
+            id_column: id,
+            target_column: target,
+            positive_label: positive,
+            inputs,
+            derived: config.derived.clone(),
+            clip_quantiles: config.clip_quantiles,
+            min_category_count: config.min_category_count,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> ResolvedSchema {
+        ResolvedSchema {
+            id_column: Some("id".into()),
+            target_column: "churn".into(),
+            positive_label: "Yes".into(),
+            inputs: vec![
+                ("tenure".into(), ColumnKind::Numeric),
+                ("total".into(), ColumnKind::Numeric),
+                ("plan".into(), ColumnKind::Categorical),
+                ("tv".into(), ColumnKind::Categorical),
+            ],
+            derived: vec![
+                DerivedFeature {
+                    name: "avg".into(),
+                    kind: DerivedKind::Ratio { numerator: "total".into(), denominator: "tenure".into(), when_zero: None },
+                },
+                DerivedFeature {
+                    name: "services".into(),
+                    kind: DerivedKind::CountEqual { columns: vec!["tv".into()], values: vec!["Yes".into()] },
+                },
+                DerivedFeature { name: "tb".into(), kind: DerivedKind::Bucket { column: "tenure".into(), edges: vec![10.0] } },
+            ],
+            clip_quantiles: [0.0, 1.0],
+            min_category_count: 1,
+        }
+    }
+
+    fn rows() -> Vec<Vec<(&'static str, &'static str)>> {
+        vec![
+            vec![("tenure", "1"), ("total", "10"), ("plan", "a"), ("tv", "Yes")],
+            vec![("tenure", "20"), ("total", "400"), ("plan", "b"), ("tv", "No")],
+            vec![("tenure", "0"), ("total", " "), ("plan", "a"), ("tv", "No")],
+            vec![("tenure", "30"), ("total", "300"), ("plan", "a"), ("tv", "Yes")],
+        ]
+    }
+
+    fn fitted() -> FeatureSpec {
+        let r = rows();
+        FeatureSpec::fit(&schema(), r.iter().enumerate().map(|(i, r)| (i + 2, r.as_slice())), "t.csv", &|i| format!("line {i}")).unwrap()
+    }
+
+    #[test]
+    fn fit_learns_imputation_scaling_and_vocabularies() {
+        let s = fitted();
+        // total: 10, 400, 300 -> median 300 imputes the blank.
+        assert_eq!(s.numeric[1].impute, 300.0);
+        assert_eq!(s.input_stats["total"].missing, 1);
+        assert_eq!(s.categorical[0].vocabulary, vec!["a", "b"]);
+        assert_eq!(s.categorical[2].name, "tb");
+        assert_eq!(s.width(), 4 + 2 + 2 + 2);
+        assert_eq!(s.feature_names[0], "tenure");
+        assert_eq!(s.feature_names[4], "plan=a");
+        // services: tv == Yes
+        let mut sv = SlotValues::default();
+        let mut p = vec![];
+        s.slot_values(rows()[0].as_slice(), &mut sv, &mut p);
+        assert!(p.is_empty());
+        assert_eq!(sv.numeric, vec![1.0, 10.0, 10.0, 1.0]);
+        assert_eq!(s.category_text(2, &sv.categorical[2]), Some("<10"));
+        // the blank total with tenure 0: imputed 300, ratio falls back to 0.
+        s.slot_values(rows()[2].as_slice(), &mut sv, &mut p);
+        assert_eq!(sv.numeric[1], 300.0);
+        assert_eq!(sv.numeric[2], 0.0);
+    }
+
+    #[test]
+    fn standardised_training_columns_have_zero_mean() {
+        let s = fitted();
+        let r = rows();
+        let mut sums = vec![0.0f64; s.width()];
+        for row in &r {
+            let v = s.transform(row.as_slice()).unwrap();
+            for (a, b) in sums.iter_mut().zip(v) {
+                *a += b as f64;
+            }
+        }
+        for i in 0..s.numeric.len() {
+            assert!(sums[i].abs() < 1e-5, "feature {i}: {}", sums[i]);
+        }
+    }
+
+    #[test]
+    fn bad_values_are_all_reported_with_their_field() {
+        let s = fitted();
+        let row = [("tenure", "-3"), ("total", "abc"), ("plan", "a"), ("tv", "Yes")];
+        let err = s.transform(row.as_slice()).unwrap_err();
+        assert_eq!(err.problems.len(), 2);
+        assert_eq!(err.problems[0].field, "tenure");
+        assert!(err.problems[0].problem.contains("valid range"));
+        assert_eq!(err.problems[1].field, "total");
+        assert_eq!(err.problems[1].problem, "not a number");
+        let nan = [("tenure", "NaN"), ("total", "1"), ("plan", "a"), ("tv", "Yes")];
+        assert!(s.transform(nan.as_slice()).unwrap_err().to_string().contains("not a finite number"));
+    }
+
+    #[test]
+    fn unseen_category_is_a_warning_and_encodes_as_zeros() {
+        let s = fitted();
+        let row = [("tenure", "5"), ("total", "50"), ("plan", "zzz"), ("tv", "Yes")];
+        let mut out = vec![0.0; s.width()];
+        let mut w = vec![];
+        s.transform_into(row.as_slice(), &mut SlotValues::default(), &mut out, Some(&mut w)).unwrap();
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].field, "plan");
+        assert_eq!(&out[4..6], &[0.0, 0.0]);
+    }
+
+    #[test]
+    fn json_round_trip_gives_the_same_vectors() {
+        let s = fitted();
+        let back = FeatureSpec::from_json(&s.to_json()).unwrap();
+        for r in rows() {
+            assert_eq!(s.transform(r.as_slice()).unwrap(), back.transform(r.as_slice()).unwrap());
+        }
+        // JSON records (the API's form) give the same vector as text records (CSV's form).
+        let obj: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(r#"{"tenure": 1, "total": 10.0, "plan": "a", "tv": "Yes"}"#).unwrap();
+        assert_eq!(back.transform(&obj).unwrap(), s.transform(rows()[0].as_slice()).unwrap());
+    }
+
+    #[test]
+    fn derived_feature_with_unknown_source_is_a_config_error() {
+        let mut sc = schema();
+        sc.derived.push(DerivedFeature {
+            name: "bad".into(),
+            kind: DerivedKind::Difference { left: "nope".into(), right: "total".into() },
+        });
+        let r = rows();
+        let err = FeatureSpec::fit(&sc, r.iter().enumerate().map(|(i, r)| (i, r.as_slice())), "t.csv", &|i| format!("line {i}")).unwrap_err();
+        assert!(err.to_string().contains("`nope`"), "{err}");
+    }
+}
