@@ -1,0 +1,457 @@
+//! Tabular input and output (CSV and parquet through arrow), streamed batch by batch so memory
+//! stays bounded whatever the file size.
+//!
+//! CSV columns are all read as text and parsed by the feature transform, so that a bad value is
+//! reported with its line and column instead of failing a whole-file type inference; the blank
+//! `totalcharges` cells of the Telco data stay blanks (missing values) this way. Parquet columns
+//! keep their types.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
+
+use crate::error::{CoreError, Result};
+use crate::row::{RawRow, RawValue};
+
+pub const BATCH_ROWS: usize = 8192;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Csv,
+    Parquet,
+}
+
+impl FileFormat {
+    /// The format named by a path's extension (`.csv`, `.parquet` / `.pq`).
+    pub fn from_path(path: &Path) -> Result<Self> {
+        match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+            Some("csv") => Ok(FileFormat::Csv),
+            Some("parquet" | "pq") => Ok(FileFormat::Parquet),
+            _ => Err(CoreError::format(path.display(), "unknown file type: name it *.csv or *.parquet")),
+        }
+    }
+}
+
+type BatchIter = Box<dyn Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send>;
+
+/// Reads a table one record batch at a time.
+pub struct TableReader {
+    pub file: String,
+    pub format: FileFormat,
+    pub columns: Vec<String>,
+    batches: BatchIter,
+    rows_read: usize,
+}
+
+impl TableReader {
+    pub fn open(path: &Path) -> Result<Self> {
+        let format = FileFormat::from_path(path)?;
+        let file = path.display().to_string();
+        let open = || File::open(path).map_err(|e| CoreError::io(&file, e));
+        match format {
+            FileFormat::Csv => Self::csv(&file, open()?, open()?),
+            FileFormat::Parquet => Self::parquet(&file, open()?),
+        }
+    }
+
+    /// A CSV source; `header` and `body` read the same bytes (the header is read first, alone).
+    pub fn csv(label: &str, header: impl std::io::Read, body: impl std::io::Read + Send + 'static) -> Result<Self> {
+        let fmt = arrow::csv::reader::Format::default().with_header(true);
+        let (schema, _) = fmt
+            .infer_schema(BufReader::new(header), Some(1))
+            .map_err(|e| CoreError::format(label, format!("not a readable CSV file: {e}")))?;
+        let columns: Vec<String> = schema.fields().iter().map(|f| f.name().trim().to_string()).collect();
+        if columns.is_empty() || (columns.len() == 1 && columns[0].is_empty()) {
+            return Err(CoreError::Empty { file: label.into() });
+        }
+        let mut seen = HashSet::new();
+        if let Some(d) = columns.iter().find(|c| !seen.insert(c.as_str())) {
+            return Err(CoreError::format(label, format!("column `{d}` appears twice in the header")));
+        }
+        let text = Schema::new(columns.iter().map(|c| Field::new(c, DataType::Utf8, true)).collect::<Vec<_>>());
+        let reader = arrow::csv::ReaderBuilder::new(Arc::new(text))
+            .with_header(true)
+            .with_batch_size(BATCH_ROWS)
+            .build(BufReader::new(body))
+            .map_err(|e| CoreError::format(label, e))?;
+        Ok(TableReader { file: label.into(), format: FileFormat::Csv, columns, batches: Box::new(reader), rows_read: 0 })
+    }
+
+    /// A parquet source (a file, or bytes already in memory).
+    pub fn parquet<R: parquet::file::reader::ChunkReader + 'static>(label: &str, source: R) -> Result<Self> {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(source)
+            .map_err(|e| CoreError::format(label, format!("not a readable parquet file: {e}")))?;
+        let columns = builder.schema().fields().iter().map(|f| f.name().to_string()).collect();
+        let reader = builder.with_batch_size(BATCH_ROWS).build().map_err(|e| CoreError::format(label, e))?;
+        Ok(TableReader { file: label.into(), format: FileFormat::Parquet, columns, batches: Box::new(reader), rows_read: 0 })
+    }
+
+    /// Names a data row (0-based index over all rows) the way a person finds it in the file.
+    pub fn locate(&self, index: usize) -> String {
+        locate(self.format, index)
+    }
+
+    /// Fails with every missing name if the table lacks one of `names`.
+    pub fn require<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        let missing: Vec<String> =
+            names.into_iter().filter(|n| !self.columns.iter().any(|c| c == n)).map(String::from).collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(CoreError::MissingColumns { file: self.file.clone(), missing, found: self.columns.clone() })
+        }
+    }
+
+    pub fn rows_read(&self) -> usize {
+        self.rows_read
+    }
+}
+
+/// `line N` for CSV (the header is line 1), `row N` (1-based) for parquet.
+pub fn locate(format: FileFormat, index: usize) -> String {
+    match format {
+        FileFormat::Csv => format!("line {}", index + 2),
+        FileFormat::Parquet => format!("row {}", index + 1),
+    }
+}
+
+impl Iterator for TableReader {
+    type Item = Result<RecordBatch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let next = self.batches.next()?;
+        Some(match next {
+            Ok(b) => {
+                self.rows_read += b.num_rows();
+                Ok(b)
+            }
+            Err(e) => Err(CoreError::format(&self.file, format!("after data row {}: {e}", self.rows_read))),
+        })
+    }
+}
+
+/// One column of a batch in one of the two forms the transform reads.
+pub enum ColData {
+    Num(Float64Array),
+    Text(StringArray),
+}
+
+impl ColData {
+    fn of(array: &dyn Array, name: &str) -> Result<Self> {
+        let cast = |t: &DataType| {
+            arrow::compute::cast(array, t).map_err(|e| CoreError::Data(format!("column `{name}`: {e}")))
+        };
+        Ok(match array.data_type() {
+            DataType::Utf8 => ColData::Text(array.as_string::<i32>().clone()),
+            t if t.is_numeric() => ColData::Num(cast(&DataType::Float64)?.as_primitive().clone()),
+            _ => ColData::Text(cast(&DataType::Utf8)?.as_string::<i32>().clone()),
+        })
+    }
+
+    pub fn value(&self, row: usize) -> RawValue<'_> {
+        match self {
+            ColData::Num(a) if a.is_null(row) => RawValue::Missing,
+            ColData::Num(a) => RawValue::Number(a.value(row)),
+            ColData::Text(a) if a.is_null(row) => RawValue::Missing,
+            ColData::Text(a) => RawValue::Text(std::borrow::Cow::Borrowed(a.value(row))),
+        }
+    }
+}
+
+/// Columns of one batch bound, in order, to a list of names (absent names bind to `None`).
+pub struct Bound {
+    cols: Vec<Option<ColData>>,
+    rows: usize,
+}
+
+impl Bound {
+    pub fn new(batch: &RecordBatch, names: &[&str]) -> Result<Self> {
+        let cols = names
+            .iter()
+            .map(|n| batch.column_by_name(n).map(|a| ColData::of(a.as_ref(), n)).transpose())
+            .collect::<Result<_>>()?;
+        Ok(Bound { cols, rows: batch.num_rows() })
+    }
+
+    pub fn row(&self, row: usize) -> BatchRow<'_> {
+        BatchRow { bound: self, row }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn column(&self, i: usize) -> Option<&ColData> {
+        self.cols[i].as_ref()
+    }
+}
+
+/// A record of a bound batch; `index` in [`RawRow::value`] is the position in the bound names.
+#[derive(Clone, Copy)]
+pub struct BatchRow<'a> {
+    bound: &'a Bound,
+    row: usize,
+}
+
+impl RawRow for BatchRow<'_> {
+    fn value(&self, index: usize, _name: &str) -> RawValue<'_> {
+        match &self.bound.cols[index] {
+            Some(c) => c.value(self.row),
+            None => RawValue::Missing,
+        }
+    }
+}
+
+/// A whole table in memory (training data: thousands of rows, not millions).
+pub struct Table {
+    pub file: String,
+    pub format: FileFormat,
+    pub columns: Vec<String>,
+    pub batches: Vec<RecordBatch>,
+    pub rows: usize,
+}
+
+impl Table {
+    pub fn read(path: &Path) -> Result<Self> {
+        let reader = TableReader::open(path)?;
+        let (file, format, columns) = (reader.file.clone(), reader.format, reader.columns.clone());
+        let batches: Vec<RecordBatch> = reader.collect::<Result<_>>()?;
+        let rows = batches.iter().map(|b| b.num_rows()).sum();
+        if rows == 0 {
+            return Err(CoreError::Empty { file });
+        }
+        Ok(Table { file, format, columns, batches, rows })
+    }
+
+    /// Binds `names` in every batch; the result addresses rows by their index in the table.
+    pub fn view(&self, names: &[&str]) -> Result<TableView> {
+        let bound = self.batches.iter().map(|b| Bound::new(b, names)).collect::<Result<Vec<_>>>()?;
+        let mut starts = Vec::with_capacity(bound.len());
+        let mut n = 0;
+        for b in &bound {
+            starts.push(n);
+            n += b.rows;
+        }
+        Ok(TableView { bound, starts })
+    }
+
+    /// Every value of one column, in row order.
+    pub fn column_values(&self, name: &str) -> Result<Vec<RawValue<'_>>> {
+        let mut out = Vec::with_capacity(self.rows);
+        for b in &self.batches {
+            let a = b
+                .column_by_name(name)
+                .ok_or_else(|| CoreError::MissingColumns { file: self.file.clone(), missing: vec![name.into()], found: self.columns.clone() })?;
+            match a.data_type() {
+                DataType::Utf8 => {
+                    let s = a.as_string::<i32>();
+                    out.extend((0..s.len()).map(|i| {
+                        if s.is_null(i) { RawValue::Missing } else { RawValue::Text(std::borrow::Cow::Borrowed(s.value(i))) }
+                    }))
+                }
+                _ => {
+                    let c = ColData::of(a.as_ref(), name)?;
+                    out.extend((0..a.len()).map(|i| match c.value(i) {
+                        RawValue::Text(t) => RawValue::Text(std::borrow::Cow::Owned(t.into_owned())),
+                        RawValue::Number(x) => RawValue::Number(x),
+                        _ => RawValue::Missing,
+                    }))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Does every non-blank value of the column parse as a finite number?
+    pub fn is_numeric(&self, name: &str) -> bool {
+        self.column_values(name).map(|v| {
+            v.iter().all(|x| match x {
+                RawValue::Missing | RawValue::Number(_) => true,
+                RawValue::Text(t) => t.trim().is_empty() || t.trim().parse::<f64>().is_ok_and(f64::is_finite),
+                RawValue::Invalid(_) => false,
+            })
+        }).unwrap_or(false)
+    }
+
+    /// Number of distinct non-blank values of the column.
+    pub fn distinct(&self, name: &str) -> usize {
+        self.column_values(name)
+            .map(|v| {
+                v.iter().map(|x| x.display()).filter(|s| !s.trim().is_empty()).collect::<HashSet<_>>().len()
+            })
+            .unwrap_or(0)
+    }
+
+    pub fn locate(&self, index: usize) -> String {
+        locate(self.format, index)
+    }
+}
+
+/// Rows of a [`Table`] bound to a list of names.
+pub struct TableView {
+    bound: Vec<Bound>,
+    starts: Vec<usize>,
+}
+
+impl TableView {
+    pub fn row(&self, index: usize) -> BatchRow<'_> {
+        let b = self.starts.partition_point(|s| *s <= index) - 1;
+        self.bound[b].row(index - self.starts[b])
+    }
+}
+
+enum Sink {
+    Csv(arrow::csv::Writer<BufWriter<File>>),
+    Parquet(parquet::arrow::ArrowWriter<File>),
+}
+
+/// Writes a table to a temporary file that is renamed into place by [`finish`](Self::finish):
+/// a reader never sees a half-written output, and a failed run leaves no partial file.
+pub struct TableWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    sink: Option<Sink>,
+    rows: usize,
+}
+
+impl TableWriter {
+    pub fn create(path: &Path, schema: SchemaRef) -> Result<Self> {
+        let format = FileFormat::from_path(path)?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| CoreError::io(parent.display(), e))?;
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let file = File::create(&tmp).map_err(|e| CoreError::io(tmp.display(), e))?;
+        let sink = match format {
+            FileFormat::Csv => Sink::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(BufWriter::new(file))),
+            FileFormat::Parquet => {
+                let props = parquet::file::properties::WriterProperties::builder()
+                    .set_compression(parquet::basic::Compression::SNAPPY)
+                    .build();
+                Sink::Parquet(
+                    parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))
+                        .map_err(|e| CoreError::format(path.display(), e))?,
+                )
+            }
+        };
+        Ok(TableWriter { path: path.to_path_buf(), tmp, sink: Some(sink), rows: 0 })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let err = |e: String| CoreError::format(self.path.display(), e);
+        match self.sink.as_mut().expect("not finished") {
+            Sink::Csv(w) => w.write(batch).map_err(|e| err(e.to_string()))?,
+            Sink::Parquet(w) => w.write(batch).map_err(|e| err(e.to_string()))?,
+        }
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    /// Flushes, closes and moves the file into place; returns the rows written.
+    pub fn finish(mut self) -> Result<usize> {
+        let err = |e: String| CoreError::format(self.path.display(), e);
+        match self.sink.take().expect("not finished") {
+            Sink::Csv(w) => {
+                use std::io::Write;
+                w.into_inner().flush().map_err(|e| err(e.to_string()))?
+            }
+            Sink::Parquet(w) => {
+                w.close().map_err(|e| err(e.to_string()))?;
+            }
+        }
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| CoreError::io(self.path.display(), e))?;
+        Ok(self.rows)
+    }
+}
+
+impl Drop for TableWriter {
+    fn drop(&mut self) {
+        if self.sink.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn csv_is_read_as_text_with_blanks_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "a.csv", "id,x,c\n1, ,a\n2,3.5,b\n");
+        let t = Table::read(&p).unwrap();
+        assert_eq!(t.columns, vec!["id", "x", "c"]);
+        assert_eq!(t.rows, 2);
+        assert!(t.is_numeric("x"));
+        assert!(!t.is_numeric("c"));
+        assert_eq!(t.distinct("c"), 2);
+        let v = t.view(&["x", "nope"]).unwrap();
+        assert_eq!(v.row(0).value(0, "x"), RawValue::Text(" ".into()));
+        assert_eq!(v.row(1).value(1, "nope"), RawValue::Missing);
+        assert_eq!(t.locate(0), "line 2");
+    }
+
+    #[test]
+    fn empty_and_header_only_files_are_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let e = Table::read(&write(d.path(), "e.csv", "")).err().unwrap();
+        assert!(e.to_string().contains("no data rows"), "{e}");
+        let h = Table::read(&write(d.path(), "h.csv", "a,b\n")).err().unwrap();
+        assert!(h.to_string().contains("no data rows"), "{h}");
+    }
+
+    #[test]
+    fn ragged_csv_names_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "r.csv", "a,b\n1,2\n3\n");
+        let e = Table::read(&p).err().unwrap().to_string();
+        assert!(e.contains("r.csv") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn not_parquet_is_a_clear_error() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "x.parquet", "hello");
+        let e = Table::read(&p).err().unwrap().to_string();
+        assert!(e.contains("not a readable parquet file"), "{e}");
+        let e = Table::read(&d.path().join("x.txt")).err().unwrap().to_string();
+        assert!(e.contains("*.csv or *.parquet"), "{e}");
+    }
+
+    #[test]
+    fn parquet_round_trip_through_the_writer() {
+        let d = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("x", DataType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec!["a", "b"])), Arc::new(Float64Array::from(vec![Some(1.0), None]))],
+        )
+        .unwrap();
+        let p = d.path().join("o.parquet");
+        let mut w = TableWriter::create(&p, schema).unwrap();
+        w.write(&batch).unwrap();
+        assert!(!p.exists(), "invisible until finished");
+        assert_eq!(w.finish().unwrap(), 2);
+        let t = Table::read(&p).unwrap();
+        let v = t.view(&["x"]).unwrap();
+        assert_eq!(v.row(0).value(0, "x"), RawValue::Number(1.0));
+        assert_eq!(v.row(1).value(0, "x"), RawValue::Missing);
+    }
+}
