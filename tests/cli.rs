@@ -1,0 +1,254 @@
+//! The `churn` CLI end to end: training on the bundled data, scoring, evaluation, training on a
+//! non-Telco table with inferred types, and every bad input the issue lists.
+
+use churn_e2e::*;
+use serde_json::Value;
+
+#[test]
+fn train_writes_a_complete_verified_bundle() {
+    let dir = trained_bundle();
+    for f in ["model.onnx", "feature_spec.json", "playbook.json", "metrics.json", "split.json", "history.json", "report.html", "manifest.json"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["seed"], 7);
+    assert_eq!(manifest["data_rows"], 4930);
+    let data = std::fs::read(telco_csv()).unwrap();
+    assert_eq!(manifest["data_sha256"], churn_core::sha256_hex(&data));
+    let bundle = churn_core::Bundle::load_dir(dir).expect("bundle loads and verifies");
+    assert!(bundle.spec.width() > 40);
+    let report = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    for chart in ["ROC", "Precision-recall", "Calibration", "Cumulative gains", "Campaign profit", "Training curves"] {
+        assert!(report.contains(chart), "report lacks {chart}");
+    }
+    assert!(report.matches("<svg").count() >= 6);
+    // The split is recorded and disjoint.
+    let split: Value = serde_json::from_slice(&std::fs::read(dir.join("split.json")).unwrap()).unwrap();
+    let n = |k: &str| split[k].as_array().unwrap().len();
+    assert_eq!(n("train") + n("validation") + n("test"), 4930);
+    // A model that learned something: the test AUC is far above chance (not a target check).
+    let metrics: Value = serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+    assert!(metrics["test"]["roc_auc"].as_f64().unwrap() > 0.75, "{}", metrics["test"]);
+}
+
+#[test]
+fn training_is_deterministic_for_a_seed() {
+    let d = scratch("det");
+    let a = d.path().join("a");
+    let out = churn_ok(&["train", "--seed", "7", "--out", a.to_str().unwrap()]);
+    assert!(out.contains("ROC AUC") && out.contains("very_high"), "{out}");
+    let onnx = |p: &std::path::Path| std::fs::read(p.join("model.onnx")).unwrap();
+    assert_eq!(onnx(&a), onnx(trained_bundle()), "same seed, same model bytes");
+    // An existing bundle is not overwritten without --force.
+    let err = churn_err(&["train", "--seed", "7", "--out", a.to_str().unwrap()]);
+    assert!(err.contains("--force"), "{err}");
+}
+
+#[test]
+fn score_keeps_every_row_and_reports_bad_ones() {
+    let d = scratch("score");
+    // Line 3 gets a bad tenure; the target column stays in and must be ignored.
+    let csv = telco_with(|i, l| {
+        if i == 3 {
+            let mut f: Vec<&str> = l.split(',').collect();
+            f[5] = "abc";
+            Some(f.join(","))
+        } else {
+            Some(l.to_string())
+        }
+    });
+    let input = write(d.path(), "in.csv", &csv);
+    let output = d.path().join("scored.parquet");
+    let model = trained_bundle().to_str().unwrap();
+    let out = churn_ok(&["score", "--model", model, "--input", &input, "--output", output.to_str().unwrap()]);
+    assert!(out.contains("scored 4930 rows (1 failed"), "{out}");
+    // Read back through the library and check shape and content.
+    let t = churn_core::table::Table::read(&output).unwrap();
+    assert_eq!(t.rows, 4930);
+    assert_eq!(t.columns, ["customerid", "churn_probability", "risk_tier", "recommended_action", "warnings", "error"]);
+    let v = t.view(&["customerid", "churn_probability", "error"]).unwrap();
+    let err = v.row(1).value_text(2).expect("row 2 has an error");
+    assert!(err.contains("line 3") && err.contains("tenure") && err.contains("abc"), "{err}");
+    assert!(v.row(1).value_text(1).is_none());
+    assert_eq!(v.row(0).value_text(0).as_deref(), Some("8879-ZKJOF"));
+    let p: f64 = v.row(0).value_text(1).unwrap().parse().unwrap();
+    assert!((0.0..=1.0).contains(&p));
+
+    // CSV out, from the parquet we just wrote? No: score the original as parquet input instead.
+    let csv_out = d.path().join("scored.csv");
+    churn_ok(&["score", "--model", model, "--input", telco_csv().to_str().unwrap(), "--output", csv_out.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&csv_out).unwrap();
+    assert_eq!(text.lines().count(), 4931);
+}
+
+#[test]
+fn evaluate_on_the_test_rows_reproduces_the_training_figures() {
+    let dir = trained_bundle();
+    let split: Value = serde_json::from_slice(&std::fs::read(dir.join("split.json")).unwrap()).unwrap();
+    let test: std::collections::HashSet<usize> =
+        split["test"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    // Data row i is file line i + 2.
+    let csv = telco_with(|line, l| (line == 1 || test.contains(&(line - 2))).then(|| l.to_string()));
+    let d = scratch("eval");
+    let path = write(d.path(), "test.csv", &csv);
+    let out = churn_ok(&["evaluate", "--model", dir.to_str().unwrap(), "--data", &path, "--json"]);
+    let e: Value = serde_json::from_str(&out).unwrap();
+    let metrics: Value = serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+    for k in ["roc_auc", "brier", "ece", "log_loss"] {
+        let (a, b) = (e[k].as_f64().unwrap(), metrics["test"][k].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-5, "{k}: evaluate {a} vs training {b}");
+    }
+    let table = churn_ok(&["evaluate", "--model", dir.to_str().unwrap(), "--data", &path]);
+    assert!(table.contains("PR AUC") && table.contains("campaign profit"), "{table}");
+}
+
+/// A churn-like table that is not Telco: other names, a 0/1 target, types inferred.
+fn synthetic_table() -> String {
+    let mut s = String::from("account_id,age,plan,monthly_usage,support_calls,churned\n");
+    let mut x: u64 = 12345;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % 10_000) as f64 / 10_000.0
+    };
+    for i in 0..800 {
+        let age = 18.0 + (next() * 60.0).floor();
+        let plan = ["basic", "plus", "pro"][(next() * 3.0) as usize];
+        let usage = (next() * 200.0).round();
+        let calls = (next() * 8.0).floor();
+        let z = -1.0 + 0.5 * calls - usage / 100.0 + if plan == "basic" { 0.8 } else { 0.0 };
+        let churned = (next() < 1.0 / (1.0 + (-z as f64).exp())) as u8;
+        let usage = if i % 50 == 0 { String::new() } else { usage.to_string() };
+        s.push_str(&format!("A{i:05},{age},{plan},{usage},{calls},{churned}\n"));
+    }
+    s
+}
+
+#[test]
+fn trains_on_any_churn_like_table_given_target_and_label() {
+    let d = scratch("generic");
+    let path = write(d.path(), "accounts.csv", &synthetic_table());
+    let out_dir = d.path().join("m");
+    let out = churn_ok(&["train", "--data", &path, "--target", "churned", "--positive", "1", "--out", out_dir.to_str().unwrap()]);
+    assert!(out.contains("800 rows"), "{out}");
+    let spec: Value = serde_json::from_slice(&std::fs::read(out_dir.join("feature_spec.json")).unwrap()).unwrap();
+    assert_eq!(spec["id_column"], "account_id", "id inferred");
+    let kinds: Vec<(String, String)> = spec["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap().to_string(), c["kind"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(kinds.contains(&("plan".into(), "categorical".into())), "{kinds:?}");
+    assert!(kinds.contains(&("monthly_usage".into(), "numeric".into())), "{kinds:?}");
+    let metrics: Value = serde_json::from_slice(&std::fs::read(out_dir.join("metrics.json")).unwrap()).unwrap();
+    assert!(metrics["test"]["roc_auc"].as_f64().unwrap() > 0.6, "{}", metrics["test"]);
+}
+
+// ---- bad inputs: each gives a clear error naming what, where and how to fix, never a panic ----
+
+fn train_err(csv: &str, extra: &[&str]) -> String {
+    let d = scratch("bad");
+    let path = write(d.path(), "bad.csv", csv);
+    let out = d.path().join("m");
+    let mut args = vec!["train", "--data", &path, "--config", telco_config().to_str().unwrap().to_owned().leak(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let err = churn_err(&args);
+    assert!(!out.exists(), "no bundle after a failure");
+    err
+}
+
+#[test]
+fn missing_column_is_named() {
+    // Drop tenure (field 6) and the churn target (last field).
+    let csv = telco_with(|_, l| {
+        let f: Vec<&str> = l.split(',').collect();
+        let n = f.len();
+        Some(f.iter().enumerate().filter(|(i, _)| *i != 5 && *i != n - 1).map(|(_, v)| *v).collect::<Vec<_>>().join(","))
+    });
+    let err = train_err(&csv, &[]);
+    assert!(err.contains("missing column") && err.contains("tenure") && err.contains("churn"), "{err}");
+}
+
+#[test]
+fn unparseable_value_names_file_line_column_and_value() {
+    // monthlycharges (third field from the end) of line 10 becomes text.
+    let csv = telco_with(|i, l| {
+        let mut f: Vec<&str> = l.split(',').collect();
+        let n = f.len();
+        if i == 10 {
+            f[n - 3] = "seventy";
+        }
+        Some(f.join(","))
+    });
+    let err = train_err(&csv, &[]);
+    assert!(err.contains("bad.csv") && err.contains("line 10") && err.contains("monthlycharges") && err.contains("seventy") && err.contains("not a number"), "{err}");
+}
+
+#[test]
+fn empty_and_header_only_files_are_refused() {
+    let err = train_err("", &[]);
+    assert!(err.contains("no data rows"), "{err}");
+    let header = telco_with(|i, l| (i == 1).then(|| l.to_string()));
+    let err = train_err(&header, &[]);
+    assert!(err.contains("no data rows"), "{err}");
+}
+
+#[test]
+fn one_class_target_is_refused() {
+    let csv = telco_with(|i, l| Some(if i == 1 { l.to_string() } else { format!("{},No", l.rsplitn(2, ',').nth(1).unwrap()) }));
+    let err = train_err(&csv, &[]);
+    assert!(err.contains("one class") && err.contains("churn"), "{err}");
+}
+
+#[test]
+fn unknown_positive_label_lists_the_labels_found() {
+    let err = train_err(&std::fs::read_to_string(telco_csv()).unwrap(), &["--positive", "yes"]);
+    assert!(err.contains("\"yes\"") && err.contains("\"Yes\"") && err.contains("--positive"), "{err}");
+}
+
+#[test]
+fn blank_label_names_the_line() {
+    let csv = telco_with(|i, l| Some(if i == 5 { format!("{},", l.rsplitn(2, ',').nth(1).unwrap()) } else { l.to_string() }));
+    let err = train_err(&csv, &[]);
+    assert!(err.contains("line 5") && err.contains("label is blank"), "{err}");
+}
+
+#[test]
+fn config_mistakes_are_named() {
+    let d = scratch("cfg");
+    let cfg = write(d.path(), "c.toml", "[model]\nlerning_rate = 0.1\n");
+    let err = churn_err(&["train", "--config", &cfg, "--target", "churn", "--positive", "Yes", "--out", d.path().join("m").to_str().unwrap()]);
+    assert!(err.contains("c.toml") && err.contains("lerning_rate"), "{err}");
+    let cfg = write(d.path(), "d.toml", "[model]\ndropout = 1.5\n");
+    let err = churn_err(&["train", "--config", &cfg, "--target", "churn", "--positive", "Yes", "--out", d.path().join("m").to_str().unwrap()]);
+    assert!(err.contains("model.dropout = 1.5"), "{err}");
+    let err = churn_err(&["train", "--data", "nope.xlsx", "--target", "churn", "--positive", "Yes"]);
+    assert!(err.contains("*.csv or *.parquet"), "{err}");
+}
+
+#[test]
+fn scoring_bad_inputs_are_clear() {
+    let d = scratch("score-bad");
+    let model = trained_bundle().to_str().unwrap();
+    // A file without an input column.
+    let csv = "customerid,gender\nA,Male\n";
+    let input = write(d.path(), "few.csv", csv);
+    let out = d.path().join("o.csv");
+    let err = churn_err(&["score", "--model", model, "--input", &input, "--output", out.to_str().unwrap()]);
+    assert!(err.contains("missing column") && err.contains("tenure"), "{err}");
+    assert!(!out.exists(), "no partial output");
+    // A tampered bundle.
+    let copy = d.path().join("bundle");
+    std::fs::create_dir(&copy).unwrap();
+    for e in std::fs::read_dir(trained_bundle()).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+    }
+    let spec = copy.join("feature_spec.json");
+    let t = std::fs::read_to_string(&spec).unwrap().replacen("\"tenure\"", "\"tenurx\"", 1);
+    std::fs::write(&spec, t).unwrap();
+    let err = churn_err(&["score", "--model", copy.to_str().unwrap(), "--input", telco_csv().to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    assert!(err.contains("checksum mismatch for feature_spec.json"), "{err}");
+}

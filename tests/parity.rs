@@ -1,0 +1,133 @@
+//! Training/serving parity on real rows: the model trained with candle, the exported ONNX run by
+//! tract, and the same file run by onnxruntime give the same probabilities on every test row; the
+//! features the serving side computes from raw rows (CSV or parquet, via the bundle's
+//! `feature_spec.json`) are the very features training used.
+
+use std::process::Command;
+
+use churn_core::Bundle;
+use churn_core::table::{Table, TableWriter};
+use churn_e2e::*;
+use churn_training::params::TrainConfig;
+use churn_training::pipeline::{self, TrainJob};
+
+const TOL: f32 = 1e-5;
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn candle_tract_onnxruntime_and_serving_features_agree_on_every_test_row() {
+    let dir = scratch("parity");
+    let bundle_dir = dir.path().join("model");
+    let mut config = TrainConfig::load(&telco_config()).unwrap();
+    config.model.seed = 11;
+    let o = pipeline::run(TrainJob {
+        data: telco_csv(),
+        config,
+        out: Some(bundle_dir.clone()),
+        force: false,
+        on_epoch: Box::new(|_| {}),
+    })
+    .unwrap();
+    let test_rows = &o.prepared.split.test;
+    assert_eq!(o.candle_test_p.len(), test_rows.len());
+
+    // Serving side: the bundle as a Lambda loads it, features recomputed from the raw CSV rows.
+    let bundle = Bundle::load_dir(&bundle_dir).unwrap();
+    let table = Table::read(&telco_csv()).unwrap();
+    let names: Vec<&str> = bundle.spec.input_names().collect();
+    let view = table.view(&names).unwrap();
+    let width = bundle.spec.width();
+    let mut serving_x = Vec::with_capacity(test_rows.len() * width);
+    for &i in test_rows {
+        serving_x.extend(bundle.spec.transform(&view.row(i)).unwrap());
+    }
+    assert_eq!(serving_x, o.prepared.test.x, "serving features differ from training features");
+
+    // candle vs tract.
+    let tract_p = bundle.scorer.predict(&serving_x).unwrap();
+    let d = max_diff(&o.candle_test_p, &tract_p);
+    assert!(d <= TOL, "candle vs tract: {d}");
+
+    // onnxruntime (and onnx's full checker) on the same file and rows.
+    let feats = dir.path().join("features.json");
+    let out = dir.path().join("ort.json");
+    std::fs::write(
+        &feats,
+        serde_json::to_vec(&serde_json::json!({"rows": test_rows.len(), "width": width, "x": serving_x})).unwrap(),
+    )
+    .unwrap();
+    let status = Command::new(python())
+        .arg(root().join("tests/support/onnx_check.py"))
+        .args([bundle_dir.join("model.onnx"), feats, out.clone()])
+        .status()
+        .expect("python with onnxruntime (run the suite with tests/run.sh)");
+    assert!(status.success(), "onnx_check.py failed");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let ort_p: Vec<f32> = r["p"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let d = max_diff(&ort_p, &tract_p);
+    assert!(d <= TOL, "onnxruntime vs tract: {d}");
+    assert_eq!(r["input"]["name"], "features");
+    assert_eq!(r["output"]["name"], "churn_probability");
+    assert!(r["input"]["shape"][0].as_str().unwrap().parse::<usize>().is_err(), "batch dimension is symbolic: {}", r["input"]);
+
+    // Parquet input (typed columns) gives the same features as CSV text: write the test rows
+    // with numbers as numbers and score them through the batch path.
+    let pq = dir.path().join("test.parquet");
+    let csv_text = telco_with(|line, l| (line == 1 || test_rows.binary_search(&(line - 2)).is_ok()).then(|| l.to_string()));
+    let csv_path = dir.path().join("test.csv");
+    std::fs::write(&csv_path, csv_text).unwrap();
+    let typed = typed_copy(&Table::read(&csv_path).unwrap());
+    let mut w = TableWriter::create(&pq, typed[0].schema()).unwrap();
+    for b in &typed {
+        w.write(b).unwrap();
+    }
+    w.finish().unwrap();
+    let scored_path = dir.path().join("scored.parquet");
+    let summary =
+        churn_core::scoring::score_table(&bundle, churn_core::table::TableReader::open(&pq).unwrap(), &scored_path).unwrap();
+    assert_eq!(summary.rows, test_rows.len());
+    assert_eq!(summary.failed, 0);
+    let scored = Table::read(&scored_path).unwrap();
+    let col = scored.column_values("churn_probability").unwrap();
+    let batch_p: Vec<f32> = col
+        .iter()
+        .map(|v| match v {
+            churn_core::RawValue::Number(x) => *x as f32,
+            other => panic!("no probability: {other:?}"),
+        })
+        .collect();
+    let d = max_diff(&batch_p, &o.candle_test_p);
+    assert!(d <= TOL, "parquet batch scoring vs candle: {d}");
+}
+
+/// The table with numeric-looking columns cast to Float64 (blank -> null), as a parquet export
+/// from a warehouse would carry them.
+fn typed_copy(t: &Table) -> Vec<arrow::array::RecordBatch> {
+    use arrow::array::{Array, AsArray, Float64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let numeric = ["tenure", "monthlycharges", "totalcharges", "seniorcitizen"];
+    t.batches
+        .iter()
+        .map(|b| {
+            let mut fields = Vec::new();
+            let mut cols: Vec<Arc<dyn Array>> = Vec::new();
+            for (f, c) in b.schema().fields().iter().zip(b.columns()) {
+                if numeric.contains(&f.name().as_str()) {
+                    let s = c.as_string::<i32>();
+                    let v: Float64Array = (0..s.len()).map(|i| s.value(i).trim().parse::<f64>().ok()).collect();
+                    fields.push(Field::new(f.name(), DataType::Float64, true));
+                    cols.push(Arc::new(v));
+                } else {
+                    fields.push(f.as_ref().clone());
+                    cols.push(c.clone());
+                }
+            }
+            arrow::array::RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+        })
+        .collect()
+}

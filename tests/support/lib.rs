@@ -1,0 +1,118 @@
+//! Shared helpers of the end-to-end tests: where the project and its binaries are, running the
+//! `churn` CLI, the Python interpreter that carries onnxruntime, and one trained bundle per test
+//! binary (training takes seconds; every test that needs a model reuses it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+pub fn telco_csv() -> PathBuf {
+    root().join("training/data/telco/customers.csv")
+}
+
+pub fn telco_config() -> PathBuf {
+    root().join("training/configs/telco.toml")
+}
+
+/// Directory of the workspace's binaries in the profile these tests were built with.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash>
+    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+}
+
+/// Path of a workspace binary, built on first use if `cargo test` ran without `tests/run.sh`.
+pub fn binary(package: &str, name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let path = bin_dir().join(name);
+    if !path.exists() {
+        BUILT.get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-p", package, "--bin", name])
+                .current_dir(root())
+                .status()
+                .expect("cargo build");
+            assert!(status.success(), "building {name} failed");
+        });
+    }
+    path
+}
+
+/// Runs `churn` with `args`; returns the output (status not checked).
+pub fn churn(args: &[&str]) -> Output {
+    Command::new(binary("churn-training", "churn"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run churn")
+}
+
+pub fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// Runs `churn` and asserts success; returns stdout.
+pub fn churn_ok(args: &[&str]) -> String {
+    let o = churn(args);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "churn {args:?} failed\nstdout:\n{out}\nstderr:\n{err}");
+    out
+}
+
+/// Runs `churn`, asserts failure without a panic, and returns stderr.
+pub fn churn_err(args: &[&str]) -> String {
+    let o = churn(args);
+    let (out, err) = text(&o);
+    assert!(!o.status.success(), "churn {args:?} should fail\nstdout:\n{out}");
+    assert!(!err.contains("panicked"), "churn {args:?} panicked:\n{err}");
+    err
+}
+
+/// The Python with onnxruntime, onnx and friends (tests/run.sh sets CHURN_PYTHON).
+pub fn python() -> PathBuf {
+    std::env::var_os("CHURN_PYTHON").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// A scratch directory outside the project (a `cargo lambda watch` in another test rebuilds on
+/// every change inside the project folder).
+pub fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("churn-{name}-")).tempdir().expect("temp dir")
+}
+
+/// One model bundle trained on the bundled Telco data (seed 7), shared by the tests of a binary.
+pub fn trained_bundle() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch("bundle");
+        let out = dir.path().join("model");
+        churn_ok(&["train", "--seed", "7", "--out", out.to_str().unwrap()]);
+        dir
+    })
+    .path()
+    .join("model")
+    .leak()
+}
+
+/// Writes `text` to `dir/name` and returns the path as a string.
+pub fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write fixture");
+    p.to_string_lossy().into_owned()
+}
+
+/// The bundled Telco CSV with `edit(line_no, line)` applied to each line (line 1 is the header).
+pub fn telco_with(edit: impl Fn(usize, &str) -> Option<String>) -> String {
+    let text = std::fs::read_to_string(telco_csv()).expect("telco csv");
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.lines().enumerate() {
+        if let Some(l) = edit(i + 1, line) {
+            out.push_str(&l);
+            out.push('\n');
+        }
+    }
+    out
+}

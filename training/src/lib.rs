@@ -1,0 +1,17 @@
+//! Training side of the churn system: reads a customer table, trains a candle model (MLP or the
+//! logistic baseline) through the shared feature contract of `churn-core`, calibrates it,
+//! evaluates it, and writes the model bundle (ONNX + feature spec + metrics + report).
+//!
+//! The `churn` binary (src/main.rs) is a thin CLI over [`pipeline`].
+
+pub mod data;
+pub mod model;
+pub mod params;
+pub mod pipeline;
+pub mod report;
+pub mod train;
+
+/// The bundled Telco customers, used when `churn train` is given no `--data`.
+pub const BUNDLED_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/telco/customers.csv");
+/// The Telco training configuration (derived features, playbook), used with the bundled data.
+pub const BUNDLED_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/telco.toml");

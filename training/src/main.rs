@@ -1,1 +1,271 @@
-fn main(){}
+//! `churn`: train, score, evaluate and compare churn models. A thin layer over the
+//! `churn_training` and `churn_core` libraries: it parses flags, calls them, and prints.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use churn_core::Bundle;
+use churn_core::metrics::Evaluation;
+use churn_training::params::{ModelKind, TrainConfig};
+use churn_training::pipeline::{self, TrainJob};
+use churn_training::{BUNDLED_CONFIG, BUNDLED_DATA};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(name = "churn", version, about = "Train, evaluate and score customer churn models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct DataArgs {
+    /// Customer table (CSV or parquet). Default: the bundled Telco customers with the Telco config.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Training configuration (TOML: [dataset], [model], [playbook]).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Target column (overrides the config).
+    #[arg(long)]
+    target: Option<String>,
+    /// Label value meaning "churned" (overrides the config).
+    #[arg(long)]
+    positive: Option<String>,
+    /// Model kind (overrides the config).
+    #[arg(long, value_enum)]
+    model: Option<ModelKind>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model and write its bundle.
+    Train {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Bundle directory to write.
+        #[arg(long, default_value = "out/model")]
+        out: PathBuf,
+        /// Seed for the split, initialisation and dropout (overrides the config).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Replace an existing bundle at --out.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Score a table: one output row per input row (id, churn_probability, risk_tier, ...).
+    Score {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Evaluate a bundle on labelled data.
+    Evaluate {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        /// Print the figures as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train the MLP and the logistic baseline on several seeds and compare test figures.
+    Compare {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, default_value_t = 5)]
+        seeds: u64,
+        /// Also write every run's figures as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+fn load_config(a: &DataArgs) -> anyhow::Result<(PathBuf, TrainConfig)> {
+    let (data, default_config) = match &a.data {
+        Some(d) => (d.clone(), None),
+        None => (PathBuf::from(BUNDLED_DATA), Some(PathBuf::from(BUNDLED_CONFIG))),
+    };
+    let mut config = match a.config.clone().or(default_config) {
+        Some(p) => TrainConfig::load(&p)?,
+        None => TrainConfig::default(),
+    };
+    if let Some(t) = &a.target {
+        config.dataset.target_column = Some(t.clone());
+    }
+    if let Some(p) = &a.positive {
+        config.dataset.positive_label = Some(p.clone());
+    }
+    if let Some(k) = a.model {
+        config.model.kind = k;
+    }
+    Ok((data, config))
+}
+
+fn progress(max_epochs: usize, quiet: bool) -> (ProgressBar, Box<dyn FnMut(&churn_training::train::EpochRecord)>) {
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(max_epochs as u64) };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} epoch {pos}/{len} [{bar:30}] {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let b = bar.clone();
+    (bar, Box::new(move |r| {
+        b.set_position(r.epoch as u64);
+        b.set_message(format!("val AUC {:.4} loss {:.4}", r.validation_auc, r.validation_loss));
+    }))
+}
+
+fn print_evaluation(title: &str, e: &Evaluation, threshold: f64) {
+    println!("{title}");
+    let rows = [
+        ("rows / churners", format!("{} / {} ({:.1} %)", e.rows, e.positives, 100.0 * e.base_rate)),
+        ("ROC AUC", format!("{:.4}", e.roc_auc)),
+        ("PR AUC", format!("{:.4}", e.pr_auc)),
+        ("log loss", format!("{:.4}", e.log_loss)),
+        ("Brier", format!("{:.4}", e.brier)),
+        ("ECE", format!("{:.4}", e.ece)),
+        ("top-decile lift", format!("{:.2} (captures {:.1} % of churners)", e.top_decile_lift, 100.0 * e.top_decile_capture)),
+        (
+            "at threshold",
+            format!(
+                "{threshold:.2}: precision {:.3} recall {:.3} F1 {:.3} accuracy {:.3}",
+                e.at_threshold.precision, e.at_threshold.recall, e.at_threshold.f1, e.at_threshold.accuracy
+            ),
+        ),
+        (
+            "at 0.5",
+            format!(
+                "precision {:.3} recall {:.3} F1 {:.3} accuracy {:.3}",
+                e.at_half.precision, e.at_half.recall, e.at_half.f1, e.at_half.accuracy
+            ),
+        ),
+        ("campaign profit", format!("{:.0} at the threshold (best on this data: {:.0} at {:.2})", e.profit_at_threshold, e.best_profit, e.best_profit_threshold)),
+    ];
+    for (k, v) in rows {
+        println!("  {k:<18} {v}");
+    }
+    println!("  {:<10} {:>9} {:>9} {:>10} {:>12} {:>7}  action", "tier", "customers", "churners", "churn rate", "profit", "ROI");
+    for t in &e.tiers {
+        println!(
+            "  {:<10} {:>9} {:>9} {:>9.1}% {:>12.0} {:>7.2}  {}",
+            t.tier, t.customers, t.churners, 100.0 * t.churn_rate, t.realised_profit, t.roi, t.action
+        );
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CHURN_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Train { data, out, seed, force } => {
+            let (data_path, mut config) = load_config(&data)?;
+            if let Some(s) = seed {
+                config.model.seed = s;
+            }
+            let (bar, on_epoch) = progress(config.model.max_epochs, false);
+            let o = pipeline::run(TrainJob { data: data_path.clone(), config, out: Some(out.clone()), force, on_epoch })?;
+            bar.finish_and_clear();
+            let p = &o.prepared;
+            println!(
+                "trained {} on {} ({} rows: {} train / {} validation / {} test, {} features) in {:.2} s; best epoch {} of {}",
+                o.params.kind.name(),
+                data_path.display(),
+                p.table.rows,
+                p.train.rows(),
+                p.validation.rows(),
+                p.test.rows(),
+                p.spec.width(),
+                o.seconds,
+                o.trained.best_epoch,
+                o.trained.history.len()
+            );
+            println!("candle vs tract on {} test rows: max |diff| {:.2e}", o.candle_test_p.len(), o.parity_max_abs_diff);
+            print_evaluation("held-out test figures:", &o.test, o.threshold);
+            println!("bundle written to {} (open report.html there)", out.display());
+        }
+        Command::Score { model, input, output } => {
+            let start = Instant::now();
+            let bundle = Bundle::load_dir(&model)?;
+            let reader = churn_core::table::TableReader::open(&input)?;
+            let s = churn_core::scoring::score_table(&bundle, reader, &output)?;
+            let secs = start.elapsed().as_secs_f64();
+            println!(
+                "scored {} rows ({} failed, {} with warnings) into {} in {:.2} s ({:.0} rows/s)",
+                s.rows,
+                s.failed,
+                s.warned,
+                output.display(),
+                secs,
+                s.rows as f64 / secs.max(1e-9)
+            );
+            for (tier, n) in &s.tiers {
+                println!("  {tier:<10} {n}");
+            }
+            if s.failed > 0 {
+                println!("rows that could not be scored are kept with the reason in the `error` column");
+            }
+        }
+        Command::Evaluate { model, data, json } => {
+            let bundle = Bundle::load_dir(&model)?;
+            let e = pipeline::evaluate(&bundle, &data)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&e)?);
+            } else {
+                print_evaluation(&format!("{} on {}:", bundle.manifest.model_name, data.display()), &e, bundle.manifest.threshold);
+            }
+        }
+        Command::Compare { data, seeds, json } => {
+            let (data_path, config) = load_config(&data)?;
+            let mut runs = Vec::new();
+            for kind in [ModelKind::Mlp, ModelKind::Logistic] {
+                for seed in 1..=seeds {
+                    let mut c = config.clone();
+                    c.model.kind = kind;
+                    c.model.seed = seed;
+                    let (bar, on_epoch) = progress(c.model.max_epochs, false);
+                    bar.set_prefix(format!("{} seed {seed}", kind.name()));
+                    let o = pipeline::run(TrainJob { data: data_path.clone(), config: c, out: None, force: false, on_epoch })
+                        .with_context(|| format!("{} seed {seed}", kind.name()))?;
+                    bar.finish_and_clear();
+                    runs.push(serde_json::json!({
+                        "kind": kind.name(), "seed": seed, "seconds": o.seconds,
+                        "best_epoch": o.trained.best_epoch, "threshold": o.threshold, "test": o.test,
+                    }));
+                }
+            }
+            println!("test figures over seeds 1..={seeds} on {} (mean ± sd)", data_path.display());
+            println!("{:<9} {:>16} {:>16} {:>16} {:>16} {:>16} {:>9}", "model", "ROC AUC", "PR AUC", "Brier", "ECE", "log loss", "s/run");
+            for kind in ["mlp", "logistic"] {
+                let pick = |f: &dyn Fn(&serde_json::Value) -> f64| -> String {
+                    let v: Vec<f64> = runs.iter().filter(|r| r["kind"] == kind).map(f).collect();
+                    let m = v.iter().sum::<f64>() / v.len() as f64;
+                    let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64).sqrt();
+                    format!("{m:.4} ± {sd:.4}")
+                };
+                let t = |k: &'static str| move |r: &serde_json::Value| r["test"][k].as_f64().unwrap_or(f64::NAN);
+                let secs = pick(&|r| r["seconds"].as_f64().unwrap_or(f64::NAN));
+                println!(
+                    "{kind:<9} {:>16} {:>16} {:>16} {:>16} {:>16} {:>9}",
+                    pick(&t("roc_auc")),
+                    pick(&t("pr_auc")),
+                    pick(&t("brier")),
+                    pick(&t("ece")),
+                    pick(&t("log_loss")),
+                    secs.split(' ').next().unwrap_or("")
+                );
+            }
+            if let Some(p) = json {
+                std::fs::write(&p, serde_json::to_vec_pretty(&runs)?).with_context(|| p.display().to_string())?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -18,6 +18,8 @@ pub mod onnx;
 pub mod playbook;
 pub mod row;
 pub mod scorer;
+#[cfg(feature = "tabular")]
+pub mod scoring;
 pub mod spec;
 #[cfg(feature = "tabular")]
 pub mod table;

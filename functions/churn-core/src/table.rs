@@ -100,17 +100,21 @@ impl TableReader {
 
     /// Fails with every missing name if the table lacks one of `names`.
     pub fn require<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
-        let missing: Vec<String> =
-            names.into_iter().filter(|n| !self.columns.iter().any(|c| c == n)).map(String::from).collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(CoreError::MissingColumns { file: self.file.clone(), missing, found: self.columns.clone() })
-        }
+        require(&self.file, &self.columns, names)
     }
 
     pub fn rows_read(&self) -> usize {
         self.rows_read
+    }
+}
+
+/// Fails with every missing name if `columns` lacks one of `names`.
+pub fn require<'a>(file: &str, columns: &[String], names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let missing: Vec<String> = names.into_iter().filter(|n| !columns.iter().any(|c| c == n)).map(String::from).collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(CoreError::MissingColumns { file: file.to_string(), missing, found: columns.to_vec() })
     }
 }
 
@@ -208,6 +212,17 @@ impl RawRow for BatchRow<'_> {
     }
 }
 
+impl BatchRow<'_> {
+    /// The value at `index` as text (`None` when blank or null).
+    pub fn value_text(&self, index: usize) -> Option<String> {
+        match self.value(index, "") {
+            RawValue::Missing => None,
+            RawValue::Text(t) if t.trim().is_empty() => None,
+            v => Some(v.display()),
+        }
+    }
+}
+
 /// A whole table in memory (training data: thousands of rows, not millions).
 pub struct Table {
     pub file: String,
@@ -290,6 +305,11 @@ impl Table {
 
     pub fn locate(&self, index: usize) -> String {
         locate(self.format, index)
+    }
+
+    /// Fails with every missing name if the table lacks one of `names`.
+    pub fn require<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        require(&self.file, &self.columns, names)
     }
 }
 

@@ -1,0 +1,179 @@
+//! Scores whole tables: one output row per input row, always.
+//!
+//! Shared by `churn score` and the S3 batch Lambda so that a file scored on a laptop and a file
+//! scored in AWS give the same bytes. A row that cannot be scored (a bad value, say) is kept, with
+//! a null probability and the reason in the `error` column; nothing is dropped silently. Columns
+//! the model does not use (the target, if present) are ignored.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Builder, RecordBatch, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+use crate::bundle::Bundle;
+use crate::error::Result;
+use crate::spec::SlotValues;
+use crate::table::{Bound, TableReader, TableWriter};
+
+/// Name of the output column holding a row's position when the input has no id column.
+pub const ROW_COLUMN: &str = "row";
+
+/// Counts of one scoring run.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ScoreSummary {
+    pub rows: usize,
+    pub scored: usize,
+    /// Rows kept with an error instead of a probability.
+    pub failed: usize,
+    /// Rows scored with a warning (unseen or missing category).
+    pub warned: usize,
+    /// Rows per tier name, in playbook order.
+    pub tiers: Vec<(String, usize)>,
+}
+
+/// Scores record batches with one bundle; keeps its buffers between batches.
+pub struct BatchScorer<'a> {
+    bundle: &'a Bundle,
+    names: Vec<String>,
+    id_column: Option<String>,
+    schema: SchemaRef,
+    features: Vec<f32>,
+    scratch: SlotValues,
+    pub summary: ScoreSummary,
+}
+
+impl<'a> BatchScorer<'a> {
+    /// `input_columns` are the columns of the table to be scored: the id column is echoed when
+    /// the table has it, otherwise the 1-based row number is written.
+    pub fn new(bundle: &'a Bundle, input_columns: &[String]) -> Self {
+        let id_column = bundle.spec.id_column.clone().filter(|c| input_columns.contains(c));
+        let id_field = match &id_column {
+            Some(c) => Field::new(c, DataType::Utf8, true),
+            None => Field::new(ROW_COLUMN, DataType::Utf8, false),
+        };
+        let schema = Arc::new(Schema::new(vec![
+            id_field,
+            Field::new("churn_probability", DataType::Float64, true),
+            Field::new("risk_tier", DataType::Utf8, true),
+            Field::new("recommended_action", DataType::Utf8, true),
+            Field::new("warnings", DataType::Utf8, true),
+            Field::new("error", DataType::Utf8, true),
+        ]));
+        let tiers = bundle.playbook.tiers.iter().map(|t| (t.name.clone(), 0)).collect();
+        BatchScorer {
+            bundle,
+            names: bundle.spec.input_names().map(String::from).collect(),
+            id_column,
+            schema,
+            features: Vec::new(),
+            scratch: SlotValues::default(),
+            summary: ScoreSummary { tiers, ..Default::default() },
+        }
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Scores one batch whose first row is data row `first_row` (0-based) of the table.
+    pub fn score(&mut self, batch: &RecordBatch, first_row: usize, locate: &dyn Fn(usize) -> String) -> Result<RecordBatch> {
+        let spec = &self.bundle.spec;
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let bound = Bound::new(batch, &names)?;
+        let id = match &self.id_column {
+            Some(c) => Some(Bound::new(batch, &[c.as_str()])?),
+            None => None,
+        };
+        let n = batch.num_rows();
+        let width = spec.width();
+        self.features.clear();
+        self.features.resize(n * width, 0.0);
+        let mut errors: Vec<Option<String>> = vec![None; n];
+        let mut warnings: Vec<Option<String>> = vec![None; n];
+        let mut warn_buf = Vec::new();
+        for (r, out) in self.features.chunks_mut(width).enumerate() {
+            warn_buf.clear();
+            match spec.transform_into(&bound.row(r), &mut self.scratch, out, Some(&mut warn_buf)) {
+                Ok(()) if !warn_buf.is_empty() => {
+                    let w: Vec<String> = warn_buf.iter().map(|w| format!("{}: {}", w.field, w.message)).collect();
+                    warnings[r] = Some(w.join("; "));
+                }
+                Ok(()) => {}
+                Err(e) => errors[r] = Some(format!("{}: {e}", locate(first_row + r))),
+            }
+        }
+        let probs = self.bundle.scorer.predict(&self.features)?;
+
+        let mut ids = StringBuilder::with_capacity(n, n * 12);
+        let mut p_col = Float64Builder::with_capacity(n);
+        let mut tier_col = StringBuilder::with_capacity(n, n * 8);
+        let mut action_col = StringBuilder::with_capacity(n, n * 16);
+        let mut warn_col = StringBuilder::new();
+        let mut err_col = StringBuilder::new();
+        for r in 0..n {
+            match &id {
+                Some(b) => match b.row(r).value_text(0) {
+                    Some(t) => ids.append_value(t),
+                    None => ids.append_null(),
+                },
+                None => ids.append_value((first_row + r + 1).to_string()),
+            }
+            match &errors[r] {
+                Some(e) => {
+                    p_col.append_null();
+                    tier_col.append_null();
+                    action_col.append_null();
+                    err_col.append_value(e);
+                    self.summary.failed += 1;
+                }
+                None => {
+                    let p = probs[r] as f64;
+                    let tier = self.bundle.playbook.tier(p);
+                    p_col.append_value(p);
+                    tier_col.append_value(&tier.name);
+                    action_col.append_value(&tier.action);
+                    err_col.append_null();
+                    self.summary.scored += 1;
+                    if let Some(t) = self.summary.tiers.iter_mut().find(|(name, _)| *name == tier.name) {
+                        t.1 += 1;
+                    }
+                }
+            }
+            match &warnings[r] {
+                Some(w) => {
+                    warn_col.append_value(w);
+                    self.summary.warned += 1;
+                }
+                None => warn_col.append_null(),
+            }
+        }
+        self.summary.rows += n;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(ids.finish()),
+            Arc::new(p_col.finish()),
+            Arc::new(tier_col.finish()),
+            Arc::new(action_col.finish()),
+            Arc::new(warn_col.finish()),
+            Arc::new(err_col.finish()),
+        ];
+        Ok(RecordBatch::try_new(self.schema.clone(), columns).expect("columns match the schema"))
+    }
+}
+
+/// Streams `reader` through the bundle into `writer`'s path; returns the run's counts.
+pub fn score_table(bundle: &Bundle, reader: TableReader, output: &std::path::Path) -> Result<ScoreSummary> {
+    reader.require(bundle.spec.input_names())?;
+    let mut scorer = BatchScorer::new(bundle, &reader.columns);
+    let mut writer = TableWriter::create(output, scorer.schema())?;
+    let format = reader.format;
+    let locate = move |i: usize| crate::table::locate(format, i);
+    let mut first = 0;
+    for batch in reader {
+        let batch = batch?;
+        let out = scorer.score(&batch, first, &locate)?;
+        first += batch.num_rows();
+        writer.write(&out)?;
+    }
+    writer.finish()?;
+    Ok(scorer.summary)
+}

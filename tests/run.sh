@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs the real tools the tests talk to
+# (onnxruntime, MLflow, an S3 server, cargo-lambda, cfn-lint, SAM CLI) into a Python venv kept
+# outside the project, builds the workspace once in the test profile, then runs every test.
+# Extra arguments go to `cargo test` (e.g. `bash tests/run.sh -p churn-core`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${CHURN_VENV:-$HOME/.cache/churn-test-venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+echo "== installing test tools into $VENV" >&2
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -r infra/requirements-test.txt
+export PATH="$VENV/bin:$PATH"
+export CHURN_PYTHON="$VENV/bin/python"
+echo "== building (test profile)" >&2
+cargo build --workspace --bins --locked
+echo "== testing" >&2
+cargo test --workspace --locked "$@"

@@ -1,0 +1,193 @@
+//! From a customer table to model-ready matrices: schema resolution, label checks, the seeded
+//! stratified split, and the feature spec fitted on the training rows only (validation and test
+//! rows never touch a fitting step).
+
+use std::path::Path;
+
+use churn_core::error::{FieldProblem, RowError};
+use churn_core::spec::{ResolvedSchema, SlotValues};
+use churn_core::table::Table;
+use churn_core::{CoreError, DatasetConfig, FeatureSpec, RawValue};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Rows of a split, as 0-based data-row indices into the training file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Split {
+    pub seed: u64,
+    pub train: Vec<usize>,
+    pub validation: Vec<usize>,
+    pub test: Vec<usize>,
+}
+
+/// Feature matrix (row-major, `width` columns) and labels of one part of the data.
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    pub x: Vec<f32>,
+    pub y: Vec<bool>,
+    pub width: usize,
+}
+
+impl Matrix {
+    pub fn rows(&self) -> usize {
+        self.y.len()
+    }
+    pub fn positives(&self) -> usize {
+        self.y.iter().filter(|b| **b).count()
+    }
+}
+
+/// A loaded and prepared dataset.
+pub struct Prepared {
+    pub table: Table,
+    pub data_sha256: String,
+    pub spec: FeatureSpec,
+    pub split: Split,
+    pub train: Matrix,
+    pub validation: Matrix,
+    pub test: Matrix,
+}
+
+/// Reads a table and its labels; checks the target.
+pub fn read_labelled(path: &Path, config: &DatasetConfig) -> Result<(Table, ResolvedSchema, Vec<bool>), CoreError> {
+    let table = Table::read(path)?;
+    let schema = ResolvedSchema::resolve(
+        config,
+        &table.file,
+        &table.columns,
+        table.rows,
+        &|c| table.is_numeric(c),
+        &|c| table.distinct(c),
+    )?;
+    let labels = labels(&table, &schema.target_column, &schema.positive_label)?;
+    Ok((table, schema, labels))
+}
+
+/// The target column as booleans. Blank labels, an unknown positive label and a single class
+/// are errors: a model trained on them would be meaningless.
+pub fn labels(table: &Table, target: &str, positive: &str) -> Result<Vec<bool>, CoreError> {
+    let values = table.column_values(target)?;
+    let mut y = Vec::with_capacity(values.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, v) in values.iter().enumerate() {
+        let text = v.display();
+        let text = text.trim();
+        if text.is_empty() || matches!(v, RawValue::Missing) {
+            return Err(CoreError::Row {
+                file: table.file.clone(),
+                location: table.locate(i),
+                error: RowError {
+                    problems: vec![FieldProblem {
+                        field: target.into(),
+                        value: String::new(),
+                        problem: "the label is blank; every training row needs a label (fill it or remove the row)".into(),
+                    }],
+                },
+            });
+        }
+        if seen.len() < 20 {
+            seen.insert(text.to_string());
+        }
+        y.push(text == positive);
+    }
+    let pos = y.iter().filter(|b| **b).count();
+    if pos == 0 {
+        return Err(CoreError::Config(format!(
+            "{}: no row of column `{target}` equals the positive label {positive:?}; the column holds {seen:?}. Pass --positive with the value that means churned",
+            table.file
+        )));
+    }
+    if pos == y.len() {
+        return Err(CoreError::Data(format!(
+            "{}: every row of column `{target}` is {positive:?}: the target has one class, a model needs churners and non-churners",
+            table.file
+        )));
+    }
+    Ok(y)
+}
+
+/// Seeded stratified split: each class is shuffled and cut in the same proportions.
+pub fn stratified_split(y: &[bool], validation: f64, test: f64, seed: u64) -> Result<Split, CoreError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut split = Split { seed, train: vec![], validation: vec![], test: vec![] };
+    for class in [true, false] {
+        let mut idx: Vec<usize> = (0..y.len()).filter(|&i| y[i] == class).collect();
+        idx.shuffle(&mut rng);
+        let n = idx.len();
+        let n_test = ((n as f64) * test).round() as usize;
+        let n_val = ((n as f64) * validation).round() as usize;
+        if n_test == 0 || n_val == 0 || n - n_test - n_val == 0 {
+            return Err(CoreError::Data(format!(
+                "only {n} row(s) of class {}: too few to put some in each of train, validation and test; give more data",
+                if class { "positive" } else { "negative" }
+            )));
+        }
+        split.test.extend_from_slice(&idx[..n_test]);
+        split.validation.extend_from_slice(&idx[n_test..n_test + n_val]);
+        split.train.extend_from_slice(&idx[n_test + n_val..]);
+    }
+    split.train.sort_unstable();
+    split.validation.sort_unstable();
+    split.test.sort_unstable();
+    Ok(split)
+}
+
+/// Loads, splits and fits: everything training needs.
+pub fn prepare(path: &Path, config: &DatasetConfig, validation: f64, test: f64, seed: u64) -> Result<Prepared, CoreError> {
+    let bytes = std::fs::read(path).map_err(|e| CoreError::io(path.display(), e))?;
+    let data_sha256 = churn_core::sha256_hex(&bytes);
+    drop(bytes);
+    let (table, schema, y) = read_labelled(path, config)?;
+    let split = stratified_split(&y, validation, test, seed)?;
+    let names: Vec<&str> = schema.inputs.iter().map(|(n, _)| n.as_str()).collect();
+    let view = table.view(&names)?;
+    let locate = |i: usize| table.locate(i);
+    let spec = FeatureSpec::fit(&schema, split.train.iter().map(|&i| (i, view.row(i))), &table.file, &locate)?;
+    let matrix = |rows: &[usize]| featurise(&table, &spec, rows, &y);
+    let (train, validation, test) = (matrix(&split.train)?, matrix(&split.validation)?, matrix(&split.test)?);
+    Ok(Prepared { table, data_sha256, spec, split, train, validation, test })
+}
+
+/// Feature rows of `rows` through the one transform; the first bad row is an error naming it.
+pub fn featurise(table: &Table, spec: &FeatureSpec, rows: &[usize], y: &[bool]) -> Result<Matrix, CoreError> {
+    let names: Vec<&str> = spec.input_names().collect();
+    let view = table.view(&names)?;
+    let width = spec.width();
+    let mut x = vec![0.0f32; rows.len() * width];
+    let mut scratch = SlotValues::default();
+    for (out, &i) in x.chunks_mut(width).zip(rows) {
+        spec.transform_into(&view.row(i), &mut scratch, out, None).map_err(|error| CoreError::Row {
+            file: table.file.clone(),
+            location: table.locate(i),
+            error,
+        })?;
+    }
+    Ok(Matrix { x, y: rows.iter().map(|&i| y[i]).collect(), width })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_stratified_disjoint_and_seeded() {
+        let y: Vec<bool> = (0..1000).map(|i| i % 4 == 0).collect();
+        let s = stratified_split(&y, 0.2, 0.2, 7).unwrap();
+        assert_eq!(s.train.len() + s.validation.len() + s.test.len(), 1000);
+        let mut all: Vec<usize> = s.train.iter().chain(&s.validation).chain(&s.test).copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 1000);
+        assert_eq!(s.test.iter().filter(|&&i| y[i]).count(), 50);
+        assert_eq!(s, stratified_split(&y, 0.2, 0.2, 7).unwrap());
+        assert_ne!(s, stratified_split(&y, 0.2, 0.2, 8).unwrap());
+    }
+
+    #[test]
+    fn too_few_of_a_class_is_an_error() {
+        let y = vec![true, false, false, false, false, false];
+        assert!(stratified_split(&y, 0.2, 0.2, 1).unwrap_err().to_string().contains("positive"));
+    }
+}

@@ -1,0 +1,210 @@
+//! The models, behind one small trait so that there is one training loop for all of them.
+//!
+//! Weights are initialised from the run's seed (candle's CPU device cannot be seeded) and dropout
+//! masks come from the same seeded generator, so a run is reproducible bit for bit on one machine.
+
+use candle_core::{DType, Device, Module, ModuleT, Tensor};
+use candle_nn::{BatchNorm, Linear, VarBuilder, VarMap};
+use churn_core::onnx::Dense;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::params::{ModelKind, ValidParams};
+
+/// A binary classifier producing logits.
+pub trait ChurnModel {
+    /// Logits, shape `[N]`. `rng` drives dropout when `train` is set.
+    fn forward(&self, x: &Tensor, train: bool, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor>;
+    /// The inference graph as dense layers (batch norm folded in, dropout dropped), ending in a logit.
+    fn to_dense(&self) -> candle_core::Result<Vec<Dense>>;
+}
+
+pub struct Mlp {
+    norm: BatchNorm,
+    layers: Vec<Linear>,
+    dropout: f32,
+}
+
+pub struct Logistic {
+    linear: Linear,
+}
+
+/// Builds a model and its variables; the variables are initialised from `rng`.
+pub fn build(params: &ValidParams, width: usize, rng: &mut ChaCha8Rng) -> candle_core::Result<(Box<dyn ChurnModel>, VarMap)> {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model: Box<dyn ChurnModel> = match params.kind {
+        ModelKind::Mlp => {
+            let norm = candle_nn::batch_norm(width, candle_nn::BatchNormConfig::default(), vb.pp("norm"))?;
+            let mut layers = Vec::new();
+            let mut inputs = width;
+            for (i, &h) in params.hidden.iter().chain(std::iter::once(&1)).enumerate() {
+                layers.push(candle_nn::linear(inputs, h, vb.pp(format!("layer{i}")))?);
+                inputs = h;
+            }
+            Box::new(Mlp { norm, layers, dropout: params.dropout as f32 })
+        }
+        ModelKind::Logistic => Box::new(Logistic { linear: candle_nn::linear(width, 1, vb.pp("linear"))? }),
+    };
+    seed_init(&varmap, rng)?;
+    Ok((model, varmap))
+}
+
+/// PyTorch's default for linear layers: uniform in ±1/sqrt(fan_in), weights and biases alike.
+/// Batch-norm scale/shift and running statistics keep candle's constant initialisation.
+fn seed_init(varmap: &VarMap, rng: &mut ChaCha8Rng) -> candle_core::Result<()> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut names: Vec<&String> = data.keys().filter(|n| n.starts_with("layer") || n.starts_with("linear")).collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        let fan_in = if name.ends_with("weight") {
+            dims[1]
+        } else {
+            let w = &data[&name.replace("bias", "weight")];
+            w.dims()[1]
+        };
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let n: usize = dims.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
+        var.set(&Tensor::from_vec(values, dims, &Device::Cpu)?)?;
+    }
+    Ok(())
+}
+
+/// The variables the optimiser updates (batch-norm running statistics are not parameters).
+pub fn trainable(varmap: &VarMap) -> Vec<candle_core::Var> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut named: Vec<(&String, &candle_core::Var)> = data.iter().filter(|(n, _)| !n.contains("running_")).collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    named.into_iter().map(|(_, v)| v.clone()).collect()
+}
+
+/// A copy of every variable, to restore the best epoch's weights after early stopping.
+pub fn snapshot(varmap: &VarMap) -> candle_core::Result<Vec<(String, Tensor)>> {
+    let data = varmap.data().lock().expect("varmap lock");
+    data.iter().map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?))).collect()
+}
+
+pub fn restore(varmap: &VarMap, snap: &[(String, Tensor)]) -> candle_core::Result<()> {
+    let data = varmap.data().lock().expect("varmap lock");
+    for (n, t) in snap {
+        data[n].set(t)?;
+    }
+    Ok(())
+}
+
+fn dropout(x: &Tensor, p: f32, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
+    if p == 0.0 {
+        return Ok(x.clone());
+    }
+    let keep = 1.0 / (1.0 - p);
+    let n = x.elem_count();
+    let mask: Vec<f32> = (0..n).map(|_| if rng.random::<f32>() < p { 0.0 } else { keep }).collect();
+    x * Tensor::from_vec(mask, x.dims(), x.device())?
+}
+
+fn dense(l: &Linear, relu: bool) -> candle_core::Result<Dense> {
+    let w = l.weight();
+    let (outputs, inputs) = w.dims2()?;
+    let bias = match l.bias() {
+        Some(b) => b.to_vec1::<f32>()?,
+        None => vec![0.0; outputs],
+    };
+    Ok(Dense { weight: w.flatten_all()?.to_vec1::<f32>()?, bias, inputs, outputs, relu })
+}
+
+impl ChurnModel for Mlp {
+    fn forward(&self, x: &Tensor, train: bool, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
+        let mut h = self.norm.forward_t(x, train)?;
+        let last = self.layers.len() - 1;
+        for (i, l) in self.layers.iter().enumerate() {
+            h = l.forward(&h)?;
+            if i < last {
+                h = h.relu()?;
+                if train {
+                    h = dropout(&h, self.dropout, rng)?;
+                }
+            }
+        }
+        h.squeeze(1)
+    }
+
+    fn to_dense(&self) -> candle_core::Result<Vec<Dense>> {
+        let last = self.layers.len() - 1;
+        let mut out: Vec<Dense> =
+            self.layers.iter().enumerate().map(|(i, l)| dense(l, i < last)).collect::<candle_core::Result<_>>()?;
+        // Eval-mode batch norm is x*s + t per feature, s = gamma / sqrt(var + eps),
+        // t = beta - mean*s; fold it into the first linear layer: W' = W diag(s), b' = b + W t.
+        let eps = self.norm.eps();
+        let mean = self.norm.running_mean().to_vec1::<f32>()?;
+        let var = self.norm.running_var().to_vec1::<f32>()?;
+        let (gamma, beta) = match self.norm.weight_and_bias() {
+            Some((g, b)) => (g.to_vec1::<f32>()?, b.to_vec1::<f32>()?),
+            None => (vec![1.0; mean.len()], vec![0.0; mean.len()]),
+        };
+        let s: Vec<f64> = gamma.iter().zip(&var).map(|(g, v)| *g as f64 / (*v as f64 + eps).sqrt()).collect();
+        let t: Vec<f64> = beta.iter().zip(&mean).zip(&s).map(|((b, m), s)| *b as f64 - *m as f64 * s).collect();
+        let first = &mut out[0];
+        for o in 0..first.outputs {
+            let row = &mut first.weight[o * first.inputs..(o + 1) * first.inputs];
+            let mut shift = 0.0f64;
+            for i in 0..row.len() {
+                shift += row[i] as f64 * t[i];
+                row[i] = (row[i] as f64 * s[i]) as f32;
+            }
+            first.bias[o] = (first.bias[o] as f64 + shift) as f32;
+        }
+        Ok(out)
+    }
+}
+
+impl ChurnModel for Logistic {
+    fn forward(&self, x: &Tensor, _train: bool, _rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
+        self.linear.forward(x)?.squeeze(1)
+    }
+
+    fn to_dense(&self) -> candle_core::Result<Vec<Dense>> {
+        Ok(vec![dense(&self.linear, false)?])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::TrainParams;
+    use rand::SeedableRng;
+
+    #[test]
+    fn folded_dense_stack_matches_eval_forward() {
+        let params = TrainParams { hidden: vec![5, 3], ..Default::default() }.check().unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let (model, varmap) = build(&params, 4, &mut rng).unwrap();
+        // Give batch norm non-trivial statistics by one training-mode pass.
+        let x = Tensor::from_vec((0..32).map(|i| (i as f32 * 0.37).sin() * 3.0 + 1.0).collect::<Vec<_>>(), (8, 4), &Device::Cpu).unwrap();
+        model.forward(&x, true, &mut rng).unwrap();
+        let want = model.forward(&x, false, &mut rng).unwrap().to_vec1::<f32>().unwrap();
+        let layers = model.to_dense().unwrap();
+        let rows = x.to_vec2::<f32>().unwrap();
+        for (r, w) in rows.iter().zip(&want) {
+            let mut h = r.clone();
+            for l in &layers {
+                h = l.forward_row(&h);
+            }
+            assert!((h[0] - w).abs() < 1e-5, "{} vs {w}", h[0]);
+        }
+        assert!(!trainable(&varmap).is_empty());
+    }
+
+    #[test]
+    fn same_seed_same_weights() {
+        let params = TrainParams::default().check().unwrap();
+        let w = |seed| {
+            let (m, _) = build(&params, 6, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+            m.to_dense().unwrap()[0].weight.clone()
+        };
+        assert_eq!(w(1), w(1));
+        assert_ne!(w(1), w(2));
+    }
+}
