@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
@@ -25,21 +25,21 @@ pub fn bin_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
 }
 
-/// Path of a workspace binary, built on first use if `cargo test` ran without `tests/run.sh`.
+/// Path of a workspace binary, brought up to date once per test process: `cargo test` does not
+/// rebuild another package's binaries, and a stale `churn` would test old code.
 pub fn binary(package: &str, name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let path = bin_dir().join(name);
-    if !path.exists() {
-        BUILT.get_or_init(|| {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", package, "--bin", name])
-                .current_dir(root())
-                .status()
-                .expect("cargo build");
-            assert!(status.success(), "building {name} failed");
-        });
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", package, "--bin", name])
+            .current_dir(root())
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building {name} failed");
+        built.push(name.to_string());
     }
-    path
+    bin_dir().join(name)
 }
 
 /// Runs `churn` with `args`; returns the output (status not checked).

@@ -93,6 +93,13 @@ pub fn labels(table: &Table, target: &str, positive: &str) -> Result<Vec<bool>, 
         y.push(text == positive);
     }
     let pos = y.iter().filter(|b| **b).count();
+    if seen.len() == 1 {
+        return Err(CoreError::Data(format!(
+            "{}: every row of column `{target}` is {:?}: the target has one class, a model needs churners and non-churners",
+            table.file,
+            seen.iter().next().map(String::as_str).unwrap_or_default()
+        )));
+    }
     if pos == 0 {
         return Err(CoreError::Config(format!(
             "{}: no row of column `{target}` equals the positive label {positive:?}; the column holds {seen:?}. Pass --positive with the value that means churned",
@@ -136,10 +143,10 @@ pub fn stratified_split(y: &[bool], validation: f64, test: f64, seed: u64) -> Re
 
 /// Loads, splits and fits: everything training needs.
 pub fn prepare(path: &Path, config: &DatasetConfig, validation: f64, test: f64, seed: u64) -> Result<Prepared, CoreError> {
+    let (table, schema, y) = read_labelled(path, config)?;
     let bytes = std::fs::read(path).map_err(|e| CoreError::io(path.display(), e))?;
     let data_sha256 = churn_core::sha256_hex(&bytes);
     drop(bytes);
-    let (table, schema, y) = read_labelled(path, config)?;
     let split = stratified_split(&y, validation, test, seed)?;
     let names: Vec<&str> = schema.inputs.iter().map(|(n, _)| n.as_str()).collect();
     let view = table.view(&names)?;

@@ -133,14 +133,26 @@ pub fn platt(z: &[f32], y: &[bool]) -> Platt {
     let pos = y.iter().filter(|b| **b).count() as f64;
     let neg = y.len() as f64 - pos;
     let (t_pos, t_neg) = ((pos + 1.0) / (pos + 2.0), 1.0 / (neg + 2.0));
+    let target = |yi: bool| if yi { t_pos } else { t_neg };
+    // Cross-entropy against the smoothed targets, in a form that stays finite for large |s|.
+    let loss = |a: f64, b: f64| -> f64 {
+        z.iter()
+            .zip(y)
+            .map(|(&zi, &yi)| {
+                let s = a * zi as f64 + b;
+                let log1p_exp = if s > 0.0 { s + (-s).exp().ln_1p() } else { s.exp().ln_1p() };
+                log1p_exp - target(yi) * s
+            })
+            .sum()
+    };
     let (mut a, mut b) = (1.0f64, 0.0f64);
+    let mut current = loss(a, b);
     for _ in 0..100 {
         let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-9, 0.0, 1e-9);
         for (&zi, &yi) in z.iter().zip(y) {
             let zi = zi as f64;
             let p = sigmoid(a * zi + b);
-            let t = if yi { t_pos } else { t_neg };
-            let d = p - t;
+            let d = p - target(yi);
             let w = p * (1.0 - p);
             ga += d * zi;
             gb += d;
@@ -154,9 +166,20 @@ pub fn platt(z: &[f32], y: &[bool]) -> Platt {
         }
         let da = (hbb * ga - hab * gb) / det;
         let db = (haa * gb - hab * ga) / det;
-        a -= da;
-        b -= db;
-        if da.abs() < 1e-10 && db.abs() < 1e-10 {
+        // A plain Newton step overshoots on well-separated data; backtrack until the loss falls
+        // (Lin, Lin & Weng's fix of Platt's original procedure).
+        let mut step = 1.0;
+        let mut moved = false;
+        while step > 1e-10 {
+            let (na, nb) = (a - step * da, b - step * db);
+            let next = loss(na, nb);
+            if next < current + 1e-4 * step * (ga * -da + gb * -db) {
+                (a, b, current, moved) = (na, nb, next, true);
+                break;
+            }
+            step /= 2.0;
+        }
+        if !moved || (step * da).abs() < 1e-10 && (step * db).abs() < 1e-10 {
             break;
         }
     }
