@@ -9,6 +9,7 @@ pub mod model;
 pub mod params;
 pub mod pipeline;
 pub mod report;
+pub mod track;
 pub mod train;
 
 /// The bundled Telco customers, used when `churn train` is given no `--data`.

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use churn_core::Bundle;
+use churn_store::{Location, Mlflow, Store};
+use churn_training::track;
 use churn_core::metrics::Evaluation;
 use churn_training::params::{ModelKind, TrainConfig};
 use churn_training::pipeline::{self, TrainJob};
@@ -18,6 +19,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// MLflow tracking server; when set, training runs are logged there.
+    #[arg(long, global = true, env = "MLFLOW_TRACKING_URI")]
+    mlflow_uri: Option<String>,
+    /// MLflow experiment that receives the runs.
+    #[arg(long, global = true, env = "MLFLOW_EXPERIMENT_NAME", default_value = "churn")]
+    experiment: String,
 }
 
 #[derive(clap::Args, Clone)]
@@ -45,9 +52,13 @@ enum Command {
     Train {
         #[command(flatten)]
         data: DataArgs,
-        /// Bundle directory to write.
+        /// Where the bundle goes: a directory, or s3://bucket/prefix (uploaded under
+        /// <prefix>/<model-name>/<bundle-id>/, with a local copy under out/bundles/).
         #[arg(long, default_value = "out/model")]
-        out: PathBuf,
+        out: String,
+        /// Register the run as a new version of this MLflow registered model (alias `challenger`).
+        #[arg(long)]
+        register: Option<String>,
         /// Seed for the split, initialisation and dropout (overrides the config).
         #[arg(long)]
         seed: Option<u64>,
@@ -57,8 +68,9 @@ enum Command {
     },
     /// Score a table: one output row per input row (id, churn_probability, risk_tier, ...).
     Score {
+        /// Bundle: a directory, s3://bucket/prefix/…, or models:/<name>@<alias>.
         #[arg(long)]
-        model: PathBuf,
+        model: String,
         #[arg(long)]
         input: PathBuf,
         #[arg(long)]
@@ -66,13 +78,39 @@ enum Command {
     },
     /// Evaluate a bundle on labelled data.
     Evaluate {
+        /// Bundle: a directory, s3://bucket/prefix/…, or models:/<name>@<alias>.
         #[arg(long)]
-        model: PathBuf,
+        model: String,
         #[arg(long)]
         data: PathBuf,
         /// Print the figures as JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Log an existing bundle as an MLflow run and register it (after a training run could not reach MLflow).
+    Register {
+        /// The bundle: a directory or s3://… prefix holding manifest.json.
+        #[arg(long)]
+        bundle: String,
+        /// Registered model name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Point the `champion` alias at a version if it beats the current champion on the same data.
+    Promote {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: String,
+        /// Labelled data both models are evaluated on. Default: the bundled Telco customers.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// ROC AUC the candidate must gain over the champion.
+        #[arg(long, default_value_t = 0.0)]
+        margin: f64,
+        /// Promote even if the candidate does not beat the champion (recorded as a version tag).
+        #[arg(long)]
+        force: bool,
     },
     /// Train the MLP and the logistic baseline on several seeds and compare test figures.
     Compare {
@@ -159,19 +197,48 @@ fn print_evaluation(title: &str, e: &Evaluation, threshold: f64) {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CHURN_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
-        Command::Train { data, out, seed, force } => {
+    // `{:#}` prints the error with its causes on one line, and never a backtrace: these are
+    // messages for users, not crash reports.
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn mlflow_client(uri: &Option<String>) -> anyhow::Result<Option<Mlflow>> {
+    uri.as_deref().filter(|u| !u.is_empty()).map(Mlflow::new).transpose().map_err(Into::into)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    let mlflow = mlflow_client(&cli.mlflow_uri)?;
+    let store = rt.block_on(Store::from_env());
+    match cli.command {
+        Command::Train { data, out, register, seed, force } => {
             let (data_path, mut config) = load_config(&data)?;
             if let Some(s) = seed {
                 config.model.seed = s;
             }
+            if register.is_some() && mlflow.is_none() {
+                anyhow::bail!("--register needs MLflow: set MLFLOW_TRACKING_URI or pass --mlflow-uri");
+            }
+            let dest = Location::parse(&out)?;
+            // An S3 destination is staged locally first: the local copy is what survives if the
+            // upload or MLflow fails.
+            let local = match &dest {
+                Location::Local(dir) => dir.clone(),
+                Location::S3 { .. } => PathBuf::from("out/bundles").join(format!(".staging-{}", std::process::id())),
+            };
             let (bar, on_epoch) = progress(config.model.max_epochs, false);
-            let o = pipeline::run(TrainJob { data: data_path.clone(), config, out: Some(out.clone()), force, on_epoch })?;
+            let o = pipeline::run(TrainJob { data: data_path.clone(), config, out: Some(local.clone()), force: force || dest.is_s3(), on_epoch })?;
             bar.finish_and_clear();
             let p = &o.prepared;
             println!(
@@ -189,11 +256,53 @@ fn main() -> anyhow::Result<()> {
             );
             println!("candle vs tract on {} test rows: max |diff| {:.2e}", o.candle_test_p.len(), o.parity_max_abs_diff);
             print_evaluation("held-out test figures:", &o.test, o.threshold);
-            println!("bundle written to {} (open report.html there)", out.display());
+            let manifest = o.manifest.as_ref().context("the bundle was written")?;
+            let (local, published) = match &dest {
+                Location::Local(_) => (local.clone(), dest.clone()),
+                Location::S3 { .. } => {
+                    let id = &manifest.bundle_sha256()[..12];
+                    let kept = PathBuf::from("out/bundles").join(format!("{}-{id}", manifest.model_name));
+                    let _ = std::fs::remove_dir_all(&kept);
+                    std::fs::rename(&local, &kept).with_context(|| format!("moving the bundle to {}", kept.display()))?;
+                    let start = Instant::now();
+                    let uploaded = rt.block_on(track::upload(&store, &kept, &dest)).with_context(|| {
+                        format!("uploading to {dest} failed; the bundle is kept at {} — retry with churn register --bundle … after uploading", kept.display())
+                    })?;
+                    println!("bundle uploaded to {uploaded} in {:.2} s (local copy {})", start.elapsed().as_secs_f64(), kept.display());
+                    (kept, uploaded)
+                }
+            };
+            println!("bundle written to {} (open report.html there)", local.display());
+            if let Some(m) = &mlflow {
+                let start = Instant::now();
+                let files = rt.block_on(track::BundleFiles::fetch(&store, &published))?;
+                let outcome = match &register {
+                    Some(name) => rt.block_on(track::register(m, &cli.experiment, name, &files)).map(|(v, new)| {
+                        format!(
+                            "registered {} version {}{} (alias {}) from run {}",
+                            name,
+                            v.version,
+                            if new { "" } else { " (already registered; unchanged)" },
+                            track::CHALLENGER,
+                            v.run_id
+                        )
+                    }),
+                    None => rt.block_on(track::log_run(m, &cli.experiment, &files)).map(|r| format!("logged MLflow run {}", r.run_id)),
+                };
+                match outcome {
+                    Ok(text) => println!("{text} at {} in {:.2} s", m.uri(), start.elapsed().as_secs_f64()),
+                    Err(e) => {
+                        let name = register.as_deref().unwrap_or("<name>");
+                        anyhow::bail!(
+                            "{e:#}\nthe bundle is saved at {published}; once MLflow is reachable, record it with:\n  churn register --bundle {published} --name {name}"
+                        );
+                    }
+                }
+            }
         }
         Command::Score { model, input, output } => {
             let start = Instant::now();
-            let bundle = Bundle::load_dir(&model)?;
+            let bundle = rt.block_on(track::resolve_model(&store, mlflow.as_ref(), &model))?;
             let reader = churn_core::table::TableReader::open(&input)?;
             let s = churn_core::scoring::score_table(&bundle, reader, &output)?;
             let secs = start.elapsed().as_secs_f64();
@@ -214,12 +323,37 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Evaluate { model, data, json } => {
-            let bundle = Bundle::load_dir(&model)?;
+            let bundle = rt.block_on(track::resolve_model(&store, mlflow.as_ref(), &model))?;
             let e = pipeline::evaluate(&bundle, &data)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&e)?);
             } else {
                 print_evaluation(&format!("{} on {}:", bundle.manifest.model_name, data.display()), &e, bundle.manifest.threshold);
+            }
+        }
+        Command::Register { bundle, name } => {
+            let m = mlflow.context("register needs MLflow: set MLFLOW_TRACKING_URI or pass --mlflow-uri")?;
+            let files = rt.block_on(track::BundleFiles::fetch(&store, &Location::parse(&bundle)?))?;
+            let (v, new) = rt.block_on(track::register(&m, &cli.experiment, &name, &files))?;
+            if new {
+                println!("registered {name} version {} (alias {}) from run {}", v.version, track::CHALLENGER, v.run_id);
+            } else {
+                println!("{bundle} is already {name} version {}; nothing changed", v.version);
+            }
+        }
+        Command::Promote { name, version, data, margin, force } => {
+            let m = mlflow.context("promote needs MLflow: set MLFLOW_TRACKING_URI or pass --mlflow-uri")?;
+            let data = data.unwrap_or_else(|| PathBuf::from(BUNDLED_DATA));
+            let p = rt.block_on(track::promote(&store, &m, &name, &version, &data, margin, force))?;
+            match &p.previous {
+                Some((v, auc)) => println!(
+                    "{name}@{} -> version {} (ROC AUC {:.4}; was version {v} with {auc:.4}){}",
+                    track::CHAMPION,
+                    p.version,
+                    p.candidate_auc,
+                    if p.forced { "; forced" } else { "" }
+                ),
+                None => println!("{name}@{} -> version {} (ROC AUC {:.4}; no champion before)", track::CHAMPION, p.version, p.candidate_auc),
             }
         }
         Command::Compare { data, seeds, json } => {

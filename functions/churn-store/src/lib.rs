@@ -1,0 +1,39 @@
+//! Where model bundles live and how runs and versions are recorded:
+//!
+//! - [`store`]: a bundle in a local directory or under `s3://bucket/prefix` (aws-sdk-s3), written
+//!   once, verified against its manifest on every read;
+//! - [`mlflow`]: the MLflow REST API (tracking, artifacts through the server's proxy, model
+//!   registry with aliases) with bounded retries.
+
+pub mod mlflow;
+pub mod store;
+
+pub use mlflow::Mlflow;
+pub use store::{Location, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{uri}: {problem}")]
+    Uri { uri: String, problem: String },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error("S3 {op} {uri} failed{}: {message}. Check the bucket exists, the credentials (AWS_PROFILE / AWS_ACCESS_KEY_ID) and, for a non-AWS server, AWS_ENDPOINT_URL_S3", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    S3 { op: String, uri: String, code: Option<String>, message: String },
+    #[error("{uri} already exists with different content: bundle files are immutable; upload under a new run id")]
+    Exists { uri: String },
+    #[error("MLflow at {server}: {message}")]
+    Mlflow { server: String, message: String },
+    #[error(transparent)]
+    Core(#[from] churn_core::CoreError),
+}
+
+impl StoreError {
+    /// Whether the error means "could not reach the service" (as opposed to a refusal).
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Mlflow { message, .. } => message.starts_with("unreachable"),
+            StoreError::S3 { code: None, message, .. } => message.contains("dispatch failure") || message.contains("timeout"),
+            _ => false,
+        }
+    }
+}
