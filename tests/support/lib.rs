@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
@@ -26,25 +26,24 @@ pub fn bin_dir() -> PathBuf {
 }
 
 /// Path of a workspace binary, brought up to date once per test process: `cargo test` does not
-/// rebuild another package's binaries, and a stale `churn` would test old code.
-pub fn binary(package: &str, name: &str) -> PathBuf {
-    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if !built.iter().any(|b| b == name) {
+/// rebuild binaries, and a stale `churn` would test old code. The whole workspace is built (not
+/// `-p`): a per-package build unifies features differently and rebuilds candle and tract.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", package, "--bin", name])
+            .args(["build", "--quiet", "--workspace", "--bins"])
             .current_dir(root())
             .status()
             .expect("cargo build");
-        assert!(status.success(), "building {name} failed");
-        built.push(name.to_string());
-    }
+        assert!(status.success(), "building the workspace binaries failed");
+    });
     bin_dir().join(name)
 }
 
 /// Runs `churn` with `args`; returns the output (status not checked).
 pub fn churn(args: &[&str]) -> Output {
-    Command::new(binary("churn-training", "churn"))
+    Command::new(binary("churn"))
         .args(args)
         .current_dir(root())
         .output()
@@ -115,4 +114,39 @@ pub fn telco_with(edit: impl Fn(usize, &str) -> Option<String>) -> String {
         }
     }
     out
+}
+
+/// Runs `churn` in `dir` with extra environment variables; returns the output.
+pub fn churn_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut c = Command::new(binary("churn"));
+    c.args(args).current_dir(dir);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run churn")
+}
+
+/// The local servers `tests/run.sh` starts (infra/local/servers.sh): the tests that need them
+/// fail with this message instead of passing vacuously when run without them.
+pub fn require_servers() -> (String, String) {
+    let get = |k: &str| {
+        std::env::var(k).unwrap_or_else(|_| {
+            panic!("{k} is not set: this test talks to the local MLflow and S3 servers; run it through `bash tests/run.sh`")
+        })
+    };
+    (get("MLFLOW_TRACKING_URI"), get("AWS_ENDPOINT_URL_S3"))
+}
+
+/// Runs `tests/support/aws_mlflow.py` with the test Python; returns stdout, panics on failure.
+pub fn aws_mlflow(args: &[&str]) -> String {
+    let o = Command::new(python()).arg(root().join("tests/support/aws_mlflow.py")).args(args).output().expect("run python");
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "aws_mlflow.py {args:?} failed:\n{err}");
+    out
+}
+
+/// A name unique to this test process (bucket and model names on shared servers).
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{prefix}-{}-{nanos}", std::process::id())
 }

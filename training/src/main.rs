@@ -220,7 +220,7 @@ fn mlflow_client(uri: &Option<String>) -> anyhow::Result<Option<Mlflow>> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     let mlflow = mlflow_client(&cli.mlflow_uri)?;
-    let store = rt.block_on(Store::from_env());
+    let store = Store::new();
     match cli.command {
         Command::Train { data, out, register, seed, force } => {
             let (data_path, mut config) = load_config(&data)?;

@@ -59,6 +59,7 @@ fn git_commit() -> String {
 pub fn run(job: TrainJob) -> anyhow::Result<Outcome> {
     let start = Instant::now();
     let TrainJob { data, config, out, force, mut on_epoch } = job;
+    churn_core::table::FileFormat::from_path(&data)?;
     let params = config.model.clone().check()?;
     let playbook: Playbook = config.playbook.clone().check()?;
     if let Some(dir) = &out {

@@ -72,16 +72,32 @@ impl fmt::Display for Location {
 
 /// Reads and writes bundles at a [`Location`]. The S3 client is built once from the standard
 /// AWS environment (region, credentials, `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`).
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Store {
-    s3: aws_sdk_s3::Client,
+    // Built on first S3 use: loading the AWS configuration may probe the network (instance
+    // metadata for a region), which a run on local files must never do.
+    s3: std::sync::Arc<tokio::sync::OnceCell<aws_sdk_s3::Client>>,
 }
 
 /// Bounded retries with exponential backoff for transient S3 errors (the SDK's standard mode).
 const S3_ATTEMPTS: u32 = 4;
 
 impl Store {
-    pub async fn from_env() -> Store {
+    /// A store whose S3 client, when first needed, is built from the standard AWS environment.
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    async fn client(&self) -> &aws_sdk_s3::Client {
+        self.s3.get_or_init(Self::client_from_env).await
+    }
+
+    /// Builds the S3 client now (a Lambda does it during init, not on the first request).
+    pub async fn connect(&self) {
+        self.client().await;
+    }
+
+    async fn client_from_env() -> aws_sdk_s3::Client {
         let region = aws_config::meta::region::RegionProviderChain::default_provider().or_else("us-east-1");
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(region)
@@ -102,7 +118,7 @@ impl Store {
         // bucket names; path-style addressing works everywhere.
         let custom = std::env::var_os("AWS_ENDPOINT_URL_S3").or_else(|| std::env::var_os("AWS_ENDPOINT_URL")).is_some();
         let config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(custom).build();
-        Store { s3: aws_sdk_s3::Client::from_conf(config) }
+        aws_sdk_s3::Client::from_conf(config)
     }
 
     fn s3_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
@@ -119,7 +135,7 @@ impl Store {
         match loc {
             Location::Local(p) => tokio::fs::read(p).await.map_err(|e| StoreError::Io { path: p.display().to_string(), error: e }),
             Location::S3 { bucket, prefix } => {
-                let out = self.s3.get_object().bucket(bucket).key(prefix).send().await.map_err(|e| Self::s3_error("GetObject", loc, e))?;
+                let out = self.client().await.get_object().bucket(bucket).key(prefix).send().await.map_err(|e| Self::s3_error("GetObject", loc, e))?;
                 let body = out.body.collect().await.map_err(|e| StoreError::S3 {
                     op: "GetObject body".into(),
                     uri: loc.to_string(),
@@ -152,7 +168,8 @@ impl Store {
                     Err(StoreError::S3 { code: Some(c), .. }) if c == "NoSuchKey" => {}
                     Err(e) => return Err(e),
                 }
-                self.s3
+                self.client()
+                    .await
                     .put_object()
                     .bucket(bucket)
                     .key(prefix)
@@ -287,7 +304,7 @@ mod tests {
     #[tokio::test]
     async fn local_objects_are_immutable() {
         let d = tempfile::tempdir().unwrap();
-        let store = Store::from_env().await;
+        let store = Store::new();
         let loc = Location::Local(d.path().join("a/b.txt"));
         store.put_immutable(&loc, b"one".to_vec()).await.unwrap();
         store.put_immutable(&loc, b"one".to_vec()).await.unwrap();

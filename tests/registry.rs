@@ -1,0 +1,162 @@
+//! Bundles on a real S3-protocol server and runs / versions in a real MLflow server (both
+//! started by `tests/run.sh` through `infra/local/servers.sh`): upload, log, register, promote,
+//! read back by alias from Rust and from Python's `mlflow.pyfunc`, and the fault cases.
+
+use churn_core::Bundle;
+use churn_e2e::*;
+use serde_json::Value;
+
+fn ok(o: &std::process::Output) -> String {
+    let (out, err) = text(o);
+    assert!(o.status.success(), "churn failed\nstdout:\n{out}\nstderr:\n{err}");
+    out
+}
+
+fn failed(o: &std::process::Output) -> String {
+    let (out, err) = text(o);
+    assert!(!o.status.success(), "churn should have failed\nstdout:\n{out}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn versions(name: &str) -> Vec<Value> {
+    serde_json::from_str(&aws_mlflow(&["versions", name])).expect("versions JSON")
+}
+
+/// The line `prefix …` of `out`, trimmed to the word after `prefix`.
+fn word_after<'a>(out: &'a str, prefix: &str) -> &'a str {
+    let i = out.find(prefix).unwrap_or_else(|| panic!("no `{prefix}` in:\n{out}")) + prefix.len();
+    out[i..].split_whitespace().next().unwrap()
+}
+
+#[test]
+fn train_upload_register_promote_and_load_by_alias_from_rust_and_python() {
+    require_servers();
+    let dir = scratch("registry");
+    let d = dir.path();
+    let bucket = unique("churn-e2e").to_lowercase();
+    aws_mlflow(&["create-bucket", &bucket]);
+    let name = unique("churn-e2e");
+    let prefix = format!("s3://{bucket}/models");
+
+    // Train, upload, log and register.
+    let out = ok(&churn_in(d, &[], &["train", "--seed", "3", "--out", &prefix, "--register", &name]));
+    let uri = word_after(&out, "bundle uploaded to ").to_string();
+    assert!(uri.starts_with(&format!("{prefix}/churn-mlp/")), "{out}");
+    assert!(out.contains(&format!("registered {name} version 1")), "{out}");
+    let upload_s: f64 = word_after(&out, " in ").trim_end_matches(',').parse().unwrap_or(f64::NAN);
+    println!("upload seconds {upload_s}");
+    let v = versions(&name);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0]["aliases"], serde_json::json!(["challenger"]));
+    assert_eq!(v[0]["tags"]["bundle_uri"], Value::String(uri.clone()));
+
+    // Registering the same bundle again changes nothing.
+    let again = ok(&churn_in(d, &[], &["register", "--bundle", &uri, "--name", &name]));
+    assert!(again.contains("already") && again.contains("version 1"), "{again}");
+    assert_eq!(versions(&name).len(), 1);
+
+    // First promotion: no champion yet.
+    let p = ok(&churn_in(d, &[], &["promote", "--name", &name, "--version", "1"]));
+    assert!(p.contains("no champion before"), "{p}");
+
+    // A second model must beat the champion by the margin, or be forced.
+    let out2 = ok(&churn_in(d, &[], &["train", "--seed", "4", "--out", &prefix, "--register", &name]));
+    assert!(out2.contains(&format!("registered {name} version 2")), "{out2}");
+    let refused = failed(&churn_in(d, &[], &["promote", "--name", &name, "--version", "2", "--margin", "0.5"]));
+    assert!(refused.contains("does not beat champion version 1") && refused.contains("--force"), "{refused}");
+    let forced = ok(&churn_in(d, &[], &["promote", "--name", &name, "--version", "2", "--margin", "0.5", "--force"]));
+    assert!(forced.contains("forced"), "{forced}");
+    let v = versions(&name);
+    let v2 = v.iter().find(|x| x["version"] == "2").unwrap();
+    assert_eq!(v2["tags"]["promotion_forced"], "true", "{v:?}");
+    assert!(v2["aliases"].as_array().unwrap().contains(&Value::String("champion".into())), "{v:?}");
+
+    // Read the champion back: Rust through the alias (bundle from S3), Python through pyfunc
+    // (the MLmodel and ONNX logged as run artifacts). Same rows, same probabilities.
+    let champion = format!("models:/{name}@champion");
+    let scored = d.join("scored.csv");
+    ok(&churn_in(d, &[], &["score", "--model", &champion, "--input", telco_csv().to_str().unwrap(), "--output", scored.to_str().unwrap()]));
+    let local = d.join("champion");
+    let bundle_uri = v2["tags"]["bundle_uri"].as_str().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let store = churn_store::Store::new();
+    rt.block_on(store.download_bundle(&churn_store::Location::parse(bundle_uri).unwrap(), &local)).unwrap();
+    let bundle = Bundle::load_dir(&local).unwrap();
+    let table = churn_core::table::Table::read(&telco_csv()).unwrap();
+    let names: Vec<&str> = bundle.spec.input_names().collect();
+    let view = table.view(&names).unwrap();
+    let rows = 300;
+    let mut features = Vec::new();
+    let mut csv = String::new();
+    for i in 0..rows {
+        let f = bundle.spec.transform(&view.row(i)).unwrap();
+        csv.push_str(&f.iter().map(|x| format!("{x:.9e}")).collect::<Vec<_>>().join(","));
+        csv.push('\n');
+        features.extend(f);
+    }
+    let rust = bundle.scorer.predict(&features).unwrap();
+    let fcsv = write(d, "features.csv", &csv);
+    let py: Vec<f32> = serde_json::from_str(&aws_mlflow(&["pyfunc", &champion, &fcsv])).unwrap();
+    assert_eq!(py.len(), rows);
+    let diff = rust.iter().zip(&py).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(diff <= 1e-5, "tract vs mlflow.pyfunc (onnxruntime): max |diff| {diff}");
+    let scored_text = std::fs::read_to_string(&scored).unwrap();
+    for (i, line) in scored_text.lines().skip(1).take(rows).enumerate() {
+        let p: f32 = line.split(',').nth(1).unwrap().parse().unwrap();
+        assert!((p - rust[i]).abs() <= 1e-6, "row {i}: churn score {p} vs {}", rust[i]);
+    }
+}
+
+#[test]
+fn mlflow_unreachable_keeps_the_bundle_and_says_how_to_register_it_later() {
+    require_servers();
+    let dir = scratch("mlflow-down");
+    let d = dir.path();
+    let name = unique("churn-down");
+    let out = d.join("bundle");
+    let err = failed(&churn_in(
+        d,
+        &[("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")],
+        &["train", "--seed", "5", "--out", out.to_str().unwrap(), "--register", &name],
+    ));
+    assert!(err.contains("unreachable") && err.contains(&format!("churn register --bundle {} --name {name}", out.display())), "{err}");
+    assert!(Bundle::load_dir(&out).is_ok(), "the local bundle must survive");
+    assert!(versions(&name).is_empty());
+    // The command it printed works once MLflow is back.
+    let later = ok(&churn_in(d, &[], &["register", "--bundle", out.to_str().unwrap(), "--name", &name]));
+    assert!(later.contains(&format!("registered {name} version 1")), "{later}");
+}
+
+#[test]
+fn s3_unreachable_or_corrupt_registers_nothing() {
+    require_servers();
+    let dir = scratch("s3-faults");
+    let d = dir.path();
+    let bucket = unique("churn-faults").to_lowercase();
+    aws_mlflow(&["create-bucket", &bucket]);
+    let name = unique("churn-faults");
+
+    // S3 down: the upload fails after bounded retries, nothing is registered, the local copy stays.
+    let err = failed(&churn_in(
+        d,
+        &[("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")],
+        &["train", "--seed", "6", "--out", &format!("s3://{bucket}/m"), "--register", &name],
+    ));
+    assert!(err.contains("uploading to s3://") && err.contains("the bundle is kept at"), "{err}");
+    assert!(versions(&name).is_empty());
+    let kept: Vec<_> = std::fs::read_dir(d.join("out/bundles")).unwrap().flatten().collect();
+    assert_eq!(kept.len(), 1);
+    assert!(Bundle::load_dir(&kept[0].path()).is_ok());
+
+    // A corrupted object: registration refuses before MLflow hears of it.
+    let out = ok(&churn_in(d, &[], &["train", "--seed", "6", "--out", &format!("s3://{bucket}/m")]));
+    let uri = word_after(&out, "bundle uploaded to ").to_string();
+    let key = format!("{}/model.onnx", uri.trim_start_matches(&format!("s3://{bucket}/")));
+    aws_mlflow(&["corrupt", &bucket, &key]);
+    let err = failed(&churn_in(d, &[], &["register", "--bundle", &uri, "--name", &name]));
+    assert!(err.contains("model.onnx") && err.to_lowercase().contains("checksum"), "{err}");
+    assert!(versions(&name).is_empty());
+    let err = failed(&churn_in(d, &[], &["score", "--model", &uri, "--input", telco_csv().to_str().unwrap(), "--output", "x.csv"]));
+    assert!(err.contains("model.onnx"), "{err}");
+}

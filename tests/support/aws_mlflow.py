@@ -1,0 +1,44 @@
+"""Python side of the S3 / MLflow end-to-end tests: independent clients (boto3, mlflow) that
+check what the Rust code wrote. Reads AWS_ENDPOINT_URL_S3 and MLFLOW_TRACKING_URI from the env.
+
+  aws_mlflow.py create-bucket BUCKET
+  aws_mlflow.py corrupt BUCKET KEY              # overwrite an object with other bytes
+  aws_mlflow.py versions NAME                   # JSON list of {version, aliases, tags}
+  aws_mlflow.py pyfunc MODEL_URI FEATURES_CSV   # JSON list of probabilities from mlflow.pyfunc
+"""
+import json
+import sys
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == "create-bucket":
+        import boto3
+        boto3.client("s3").create_bucket(Bucket=sys.argv[2])
+    elif cmd == "corrupt":
+        import boto3
+        s3 = boto3.client("s3")
+        s3.delete_object(Bucket=sys.argv[2], Key=sys.argv[3])
+        s3.put_object(Bucket=sys.argv[2], Key=sys.argv[3], Body=b"not the bytes the manifest names")
+    elif cmd == "versions":
+        from mlflow import MlflowClient
+        c = MlflowClient()
+        try:
+            vs = c.search_model_versions(f"name='{sys.argv[2]}'")
+        except Exception:
+            vs = []
+        print(json.dumps([{"version": v.version, "aliases": list(v.aliases), "tags": v.tags} for v in vs]))
+    elif cmd == "pyfunc":
+        import mlflow.pyfunc
+        import numpy as np
+        model = mlflow.pyfunc.load_model(sys.argv[2])
+        x = np.loadtxt(sys.argv[3], delimiter=",", dtype=np.float32, ndmin=2)
+        out = model.predict({"features": x})
+        p = next(iter(out.values())) if isinstance(out, dict) else out
+        print(json.dumps([float(v) for v in np.asarray(p).reshape(-1)]))
+    else:
+        raise SystemExit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main()
