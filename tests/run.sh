@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh machine: installs the real tools the tests talk to
 # (onnxruntime, MLflow, an S3 server, cargo-lambda, cfn-lint, SAM CLI) into a Python venv kept
 # outside the project, builds the workspace once in the test profile, then runs every test.
-# Extra arguments go to `cargo test` (e.g. `bash tests/run.sh -p churn-core`).
+# It also starts a local MLflow server and S3 server (infra/local/servers.sh) and stops them
+# when it ends. Extra arguments go to `cargo test` (e.g. `bash tests/run.sh -p churn-core`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${CHURN_VENV:-$HOME/.cache/churn-test-venv}"
@@ -15,5 +16,11 @@ export PATH="$VENV/bin:$PATH"
 export CHURN_PYTHON="$VENV/bin/python"
 echo "== building (test profile)" >&2
 cargo build --workspace --bins --locked
+echo "== starting local MLflow and S3 servers" >&2
+STATE="$(mktemp -d "${TMPDIR:-/tmp}/churn-servers.XXXXXX")"
+trap 'bash infra/local/servers.sh stop "$STATE"' EXIT
+bash infra/local/servers.sh start "$STATE"
+# shellcheck disable=SC1091
+source "$STATE/env"
 echo "== testing" >&2
 cargo test --workspace --locked "$@"

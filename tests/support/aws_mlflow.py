@@ -27,7 +27,8 @@ def main():
             vs = c.search_model_versions(f"name='{sys.argv[2]}'")
         except Exception:
             vs = []
-        print(json.dumps([{"version": v.version, "aliases": list(v.aliases), "tags": v.tags} for v in vs]))
+        vs = [c.get_model_version(sys.argv[2], v.version) for v in vs]  # search omits aliases
+        print(json.dumps([{"version": v.version, "aliases": sorted(v.aliases), "tags": v.tags} for v in vs]))
     elif cmd == "pyfunc":
         import mlflow.pyfunc
         import numpy as np

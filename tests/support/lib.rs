@@ -31,9 +31,22 @@ pub fn bin_dir() -> PathBuf {
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--workspace", "--bins"])
-            .current_dir(root())
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args(["build", "--quiet", "--workspace", "--bins"]).current_dir(root());
+        // `cargo test` gives this process the package's CARGO_MANIFEST_DIR, CARGO_PKG_* and
+        // friends; ring's build script tracks CARGO_MANIFEST_DIR, so inheriting them would make
+        // this build (and the next plain one) recompile the TLS stack for minutes.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k.starts_with("CARGO_MANIFEST_")
+                || k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_BIN_")
+                || matches!(&*k, "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "CARGO_RUSTC_CURRENT_DIR")
+            {
+                cargo.env_remove(&key);
+            }
+        }
+        let status = cargo
             .status()
             .expect("cargo build");
         assert!(status.success(), "building the workspace binaries failed");
