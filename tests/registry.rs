@@ -147,11 +147,18 @@ fn s3_unreachable_or_corrupt_registers_nothing() {
     assert!(versions(&name).is_empty());
     let kept: Vec<_> = std::fs::read_dir(d.join("out/bundles")).unwrap().flatten().collect();
     assert_eq!(kept.len(), 1);
-    assert!(Bundle::load_dir(&kept[0].path()).is_ok());
+    let kept = kept[0].path();
+    assert!(Bundle::load_dir(&kept).is_ok());
+    let kept_rel = format!("out/bundles/{}", kept.file_name().unwrap().to_string_lossy());
+    let upload = format!("churn upload --bundle {kept_rel} --out s3://{bucket}/m");
+    assert!(err.contains(&upload) && err.contains(&format!("--name {name}")), "{err}");
+
+    // The printed command works once S3 is back.
+    let out = ok(&churn_in(d, &[], &["upload", "--bundle", &kept_rel, "--out", &format!("s3://{bucket}/m")]));
+    let uri = word_after(&out, "bundle uploaded to ").to_string();
+    assert!(uri.starts_with(&format!("s3://{bucket}/m/churn-mlp/")), "{out}");
 
     // A corrupted object: registration refuses before MLflow hears of it.
-    let out = ok(&churn_in(d, &[], &["train", "--seed", "6", "--out", &format!("s3://{bucket}/m")]));
-    let uri = word_after(&out, "bundle uploaded to ").to_string();
     let key = format!("{}/model.onnx", uri.trim_start_matches(&format!("s3://{bucket}/")));
     aws_mlflow(&["corrupt", &bucket, &key]);
     let err = failed(&churn_in(d, &[], &["register", "--bundle", &uri, "--name", &name]));

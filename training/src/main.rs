@@ -87,6 +87,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Upload a local bundle to s3://bucket/prefix (after a training run could not reach S3).
+    Upload {
+        /// The local bundle directory.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// s3://bucket/prefix; the bundle goes under <prefix>/<model-name>/<bundle-id>/.
+        #[arg(long)]
+        out: String,
+    },
     /// Log an existing bundle as an MLflow run and register it (after a training run could not reach MLflow).
     Register {
         /// The bundle: a directory or s3://… prefix holding manifest.json.
@@ -266,7 +275,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     std::fs::rename(&local, &kept).with_context(|| format!("moving the bundle to {}", kept.display()))?;
                     let start = Instant::now();
                     let uploaded = rt.block_on(track::upload(&store, &kept, &dest)).with_context(|| {
-                        format!("uploading to {dest} failed; the bundle is kept at {} — retry with churn register --bundle … after uploading", kept.display())
+                        let reg = register.as_deref().map(|n| format!(" and then churn register --bundle <the s3:// address it prints> --name {n}")).unwrap_or_default();
+                        format!(
+                            "uploading to {dest} failed; the bundle is kept at {k}. Once S3 is reachable, run: churn upload --bundle {k} --out {dest}{reg}",
+                            k = kept.display()
+                        )
                     })?;
                     println!("bundle uploaded to {uploaded} in {:.2} s (local copy {})", start.elapsed().as_secs_f64(), kept.display());
                     (kept, uploaded)
@@ -330,6 +343,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print_evaluation(&format!("{} on {}:", bundle.manifest.model_name, data.display()), &e, bundle.manifest.threshold);
             }
+        }
+        Command::Upload { bundle, out } => {
+            let dest = Location::parse(&out)?;
+            anyhow::ensure!(dest.is_s3(), "--out must be an s3://bucket/prefix address, not {out}");
+            let start = Instant::now();
+            let uploaded = rt.block_on(track::upload(&store, &bundle, &dest))?;
+            println!("bundle uploaded to {uploaded} in {:.2} s", start.elapsed().as_secs_f64());
         }
         Command::Register { bundle, name } => {
             let m = mlflow.context("register needs MLflow: set MLFLOW_TRACKING_URI or pass --mlflow-uri")?;

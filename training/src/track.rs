@@ -81,6 +81,9 @@ pub fn mlmodel(run_id: &str, manifest: &Manifest) -> String {
     )
 }
 
+const PYTHON_REQUIREMENTS: &str = "mlflow==3.17.2\nonnx==1.23.2\nonnxruntime==1.32.0\nnumpy==2.4.6\n";
+const PYTHON_ENV: &str = "python: 3.11.7\nbuild_dependencies:\n- pip\ndependencies:\n- -r requirements.txt\n";
+
 /// What [`log_run`] recorded.
 pub struct LoggedRun {
     pub run_id: String,
@@ -137,6 +140,9 @@ pub async fn log_run(mlflow: &Mlflow, experiment: &str, b: &BundleFiles) -> anyh
             mlflow.upload_artifact(&run.artifact_uri, &format!("model/{name}"), bytes).await?;
         }
         mlflow.upload_artifact(&run.artifact_uri, "model/MLmodel", mlmodel(&run.run_id, m).as_bytes()).await?;
+        // The environment MLmodel names, so `mlflow models serve` can rebuild it.
+        mlflow.upload_artifact(&run.artifact_uri, "model/python_env.yaml", PYTHON_ENV.as_bytes()).await?;
+        mlflow.upload_artifact(&run.artifact_uri, "model/requirements.txt", PYTHON_REQUIREMENTS.as_bytes()).await?;
         if let Some(report) = b.files.get("report.html") {
             mlflow.upload_artifact(&run.artifact_uri, "report.html", report).await?;
         }
