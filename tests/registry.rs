@@ -34,8 +34,7 @@ fn train_upload_register_promote_and_load_by_alias_from_rust_and_python() {
     require_servers();
     let dir = scratch("registry");
     let d = dir.path();
-    let bucket = unique("churn-e2e").to_lowercase();
-    aws_mlflow(&["create-bucket", &bucket]);
+    let bucket = test_bucket("churn-e2e");
     let name = unique("churn-e2e");
     let prefix = format!("s3://{bucket}/models");
 
@@ -48,6 +47,23 @@ fn train_upload_register_promote_and_load_by_alias_from_rust_and_python() {
     println!("upload seconds {upload_s}");
     let v = versions(&name);
     assert_eq!(v.len(), 1, "{v:?}");
+    // The run behind it, as MLflow's own client reads it.
+    let run: Value = serde_json::from_str(&aws_mlflow(&["run", word_after(&out, "from run ")])).unwrap();
+    assert_eq!(run["status"], "FINISHED", "{run}");
+    for p in ["seed", "learning_rate", "hidden", "dropout", "batch_size", "model_name", "data_rows"] {
+        assert!(run["params"][p].is_string(), "param {p} missing: {run}");
+    }
+    assert_eq!(run["params"]["seed"], "3");
+    assert_eq!(run["tags"]["data_sha256"].as_str().map(str::len), Some(64), "{run}");
+    assert!(run["tags"]["git_commit"].is_string(), "{run}");
+    for curve in ["train_loss", "validation_loss", "validation_auc"] {
+        assert!(run["curves"][curve].as_u64().unwrap() > 5, "{curve}: {run}");
+    }
+    assert!(run["metrics"]["test_roc_auc"].as_f64().unwrap() > 0.8, "{run}");
+    assert_eq!(run["datasets"].as_array().map(Vec::len), Some(1), "{run}");
+    for f in ["model/MLmodel", "model/model.onnx", "model/feature_spec.json", "model/manifest.json", "model/python_env.yaml"] {
+        assert!(run["artifacts"].as_array().unwrap().contains(&Value::String(f.into())), "{f}: {run}");
+    }
     assert_eq!(v[0]["aliases"], serde_json::json!(["challenger"]));
     assert_eq!(v[0]["tags"]["bundle_uri"], Value::String(uri.clone()));
 
@@ -133,8 +149,7 @@ fn s3_unreachable_or_corrupt_registers_nothing() {
     require_servers();
     let dir = scratch("s3-faults");
     let d = dir.path();
-    let bucket = unique("churn-faults").to_lowercase();
-    aws_mlflow(&["create-bucket", &bucket]);
+    let bucket = test_bucket("churn-faults");
     let name = unique("churn-faults");
 
     // S3 down: the upload fails after bounded retries, nothing is registered, the local copy stays.

@@ -16,11 +16,17 @@ export PATH="$VENV/bin:$PATH"
 export CHURN_PYTHON="$VENV/bin/python"
 echo "== building (test profile)" >&2
 cargo build --workspace --bins --locked
-echo "== starting local MLflow and S3 servers" >&2
-STATE="$(mktemp -d "${TMPDIR:-/tmp}/churn-servers.XXXXXX")"
-trap 'bash infra/local/servers.sh stop "$STATE"' EXIT
-bash infra/local/servers.sh start "$STATE"
-# shellcheck disable=SC1091
-source "$STATE/env"
+if [ "${CHURN_REMOTE:-0}" = 1 ]; then
+  # Real AWS S3 and a remote MLflow: the environment says where (MLFLOW_TRACKING_URI, AWS_*,
+  # CHURN_TEST_BUCKET); nothing is started.
+  echo "== using MLflow at ${MLFLOW_TRACKING_URI:?set MLFLOW_TRACKING_URI} and S3 bucket ${CHURN_TEST_BUCKET:?set CHURN_TEST_BUCKET}" >&2
+else
+  echo "== starting local MLflow and S3 servers" >&2
+  STATE="$(mktemp -d "${TMPDIR:-/tmp}/churn-servers.XXXXXX")"
+  trap 'bash infra/local/servers.sh stop "$STATE"' EXIT
+  bash infra/local/servers.sh start "$STATE"
+  # shellcheck disable=SC1091
+  source "$STATE/env"
+fi
 echo "== testing" >&2
 cargo test --workspace --locked "$@"

@@ -3,7 +3,7 @@
 #   - an MLflow tracking server (sqlite backend, artifact serving through the server's proxy);
 #   - an S3-protocol server (moto's server mode; see infra/README.md for why this one).
 #
-#   infra/local/servers.sh start STATE_DIR   # installs nothing; expects mlflow and moto_server on PATH
+#   infra/local/servers.sh start STATE_DIR   # installs mlflow + moto[server] into a venv if missing
 #   infra/local/servers.sh stop STATE_DIR    # stops exactly the processes `start` launched, by PID
 #
 # `start` waits until both answer, then writes STATE_DIR/env with the variables that point the
@@ -28,8 +28,16 @@ wait_for() { # url seconds name log
 
 case "$cmd" in
 start)
-  command -v mlflow >/dev/null || { echo "mlflow is not on PATH (tests/run.sh installs it)" >&2; exit 1; }
-  command -v moto_server >/dev/null || { echo "moto_server is not on PATH (tests/run.sh installs it)" >&2; exit 1; }
+  if ! command -v mlflow >/dev/null || ! command -v moto_server >/dev/null; then
+    # Not installed: put the pinned versions into the project's test venv (outside the repo).
+    venv="${CHURN_VENV:-$HOME/.cache/churn-test-venv}"
+    echo "installing mlflow and moto[server] into $venv" >&2
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    here="$(cd "$(dirname "$0")/.." && pwd)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+      $(grep -E '^(mlflow|moto\[server\]|boto3)==' "$here/requirements-test.txt")
+    export PATH="$venv/bin:$PATH"
+  fi
   s3_port=$(free_port)
   setsid moto_server -H 127.0.0.1 -p "$s3_port" >"$state/s3.log" 2>&1 &
   echo $! >"$state/s3.pid"

@@ -5,6 +5,7 @@ check what the Rust code wrote. Reads AWS_ENDPOINT_URL_S3 and MLFLOW_TRACKING_UR
   aws_mlflow.py corrupt BUCKET KEY              # overwrite an object with other bytes
   aws_mlflow.py versions NAME                   # JSON list of {version, aliases, tags}
   aws_mlflow.py pyfunc MODEL_URI FEATURES_CSV   # JSON list of probabilities from mlflow.pyfunc
+  aws_mlflow.py run RUN_ID                      # JSON {params, tags, status, curves, metrics, datasets, artifacts}
 """
 import json
 import sys
@@ -37,6 +38,16 @@ def main():
         out = model.predict({"features": x})
         p = next(iter(out.values())) if isinstance(out, dict) else out
         print(json.dumps([float(v) for v in np.asarray(p).reshape(-1)]))
+    elif cmd == "run":
+        from mlflow import MlflowClient
+        c = MlflowClient()
+        r = c.get_run(sys.argv[2])
+        curves = {k: len(c.get_metric_history(r.info.run_id, k)) for k in ("train_loss", "validation_loss", "validation_auc")}
+        artifacts = sorted(f.path for f in c.list_artifacts(r.info.run_id, "model"))
+        print(json.dumps({
+            "params": r.data.params, "tags": r.data.tags, "status": r.info.status, "metrics": r.data.metrics,
+            "curves": curves, "datasets": [d.dataset.digest for d in r.inputs.dataset_inputs], "artifacts": artifacts,
+        }))
     else:
         raise SystemExit(f"unknown command {cmd}")
 

@@ -139,15 +139,24 @@ pub fn churn_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     c.output().expect("run churn")
 }
 
-/// The local servers `tests/run.sh` starts (infra/local/servers.sh): the tests that need them
-/// fail with this message instead of passing vacuously when run without them.
-pub fn require_servers() -> (String, String) {
-    let get = |k: &str| {
-        std::env::var(k).unwrap_or_else(|_| {
-            panic!("{k} is not set: this test talks to the local MLflow and S3 servers; run it through `bash tests/run.sh`")
-        })
-    };
-    (get("MLFLOW_TRACKING_URI"), get("AWS_ENDPOINT_URL_S3"))
+/// MLflow and S3 as `tests/run.sh` sets them up (local servers by default, or remote ones with
+/// CHURN_REMOTE=1): the tests that need them fail with this message instead of passing
+/// vacuously when run without them.
+pub fn require_servers() {
+    if std::env::var_os("MLFLOW_TRACKING_URI").is_none() {
+        panic!("MLFLOW_TRACKING_URI is not set: this test talks to MLflow and S3; run it through `bash tests/run.sh`");
+    }
+}
+
+/// A bucket for one test: `CHURN_TEST_BUCKET` when set (real AWS, where creating buckets per
+/// test is unwelcome), otherwise a new uniquely named bucket on the S3 server.
+pub fn test_bucket(prefix: &str) -> String {
+    if let Ok(b) = std::env::var("CHURN_TEST_BUCKET") {
+        return b;
+    }
+    let bucket = unique(prefix).to_lowercase();
+    aws_mlflow(&["create-bucket", &bucket]);
+    bucket
 }
 
 /// Runs `tests/support/aws_mlflow.py` with the test Python; returns stdout, panics on failure.

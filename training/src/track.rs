@@ -136,16 +136,17 @@ pub async fn log_run(mlflow: &Mlflow, experiment: &str, b: &BundleFiles) -> anyh
         mlflow.log_batch(&run.run_id, &params, &metrics, &[]).await?;
         let source = figures["data"]["file"].as_str().unwrap_or("unknown").to_string();
         mlflow.log_dataset(&run.run_id, "customers", &m.data_sha256, &source, m.data_rows).await?;
-        for (name, bytes) in &b.files {
-            mlflow.upload_artifact(&run.artifact_uri, &format!("model/{name}"), bytes).await?;
-        }
-        mlflow.upload_artifact(&run.artifact_uri, "model/MLmodel", mlmodel(&run.run_id, m).as_bytes()).await?;
+        // Artifacts go up concurrently: one at a time, the round trips dominated registration.
+        let mlmodel = mlmodel(&run.run_id, m);
+        let mut uploads: Vec<(String, &[u8])> = b.files.iter().map(|(name, bytes)| (format!("model/{name}"), bytes.as_slice())).collect();
+        uploads.push(("model/MLmodel".into(), mlmodel.as_bytes()));
         // The environment MLmodel names, so `mlflow models serve` can rebuild it.
-        mlflow.upload_artifact(&run.artifact_uri, "model/python_env.yaml", PYTHON_ENV.as_bytes()).await?;
-        mlflow.upload_artifact(&run.artifact_uri, "model/requirements.txt", PYTHON_REQUIREMENTS.as_bytes()).await?;
+        uploads.push(("model/python_env.yaml".into(), PYTHON_ENV.as_bytes()));
+        uploads.push(("model/requirements.txt".into(), PYTHON_REQUIREMENTS.as_bytes()));
         if let Some(report) = b.files.get("report.html") {
-            mlflow.upload_artifact(&run.artifact_uri, "report.html", report).await?;
+            uploads.push(("report.html".into(), report.as_slice()));
         }
+        futures::future::try_join_all(uploads.iter().map(|(path, bytes)| mlflow.upload_artifact(&run.artifact_uri, path, bytes))).await?;
         anyhow::Ok(())
     }
     .await;
