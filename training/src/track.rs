@@ -11,20 +11,13 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use churn_core::bundle::{self, Manifest};
-use churn_store::mlflow::{Metric, ModelRef, ModelVersion, now_millis};
+use churn_store::mlflow::{Metric, ModelVersion, now_millis};
 use churn_store::{Location, Mlflow, Store};
 use serde_json::Value;
 
 use crate::train::EpochRecord;
 
-/// Alias every new version gets.
-pub const CHALLENGER: &str = "challenger";
-/// Alias the serving functions load.
-pub const CHAMPION: &str = "champion";
-/// Model-version tag holding the bundle's SHA-256 (the manifest's), used to avoid duplicates.
-pub const TAG_BUNDLE_SHA: &str = "bundle_sha256";
-/// Model-version tag holding where the bundle lives (s3://… or a directory).
-pub const TAG_BUNDLE_URI: &str = "bundle_uri";
+pub use churn_store::registry::{CHALLENGER, CHAMPION, TAG_BUNDLE_SHA, TAG_BUNDLE_URI, bundle_location};
 
 /// A bundle's files, verified against its manifest.
 pub struct BundleFiles {
@@ -179,26 +172,11 @@ pub async fn register(mlflow: &Mlflow, experiment: &str, name: &str, b: &BundleF
     Ok((mlflow.model_version(name, &v.version).await?, true))
 }
 
-/// Where the bundle of a registered version lives: its `bundle_uri` tag.
-pub fn bundle_location(v: &ModelVersion) -> anyhow::Result<Location> {
-    let uri = v
-        .tags
-        .get(TAG_BUNDLE_URI)
-        .with_context(|| format!("model version {} {} has no {TAG_BUNDLE_URI} tag: it was not registered by churn", v.name, v.version))?;
-    Ok(Location::parse(uri)?)
-}
-
 /// Resolves any `--model` argument: a directory, `s3://…`, or `models:/<name>@<alias>` /
 /// `models:/<name>/<version>` (through MLflow, which must then be configured).
 pub async fn resolve_model(store: &Store, mlflow: Option<&Mlflow>, uri: &str) -> anyhow::Result<churn_core::Bundle> {
-    let location = match ModelRef::parse(uri) {
-        Some(r) => {
-            let mlflow = mlflow.with_context(|| format!("{uri} needs MLflow: set MLFLOW_TRACKING_URI or pass --mlflow-uri"))?;
-            bundle_location(&mlflow.resolve(&r).await?)?
-        }
-        None => Location::parse(uri)?,
-    };
-    Ok(store.load_bundle(&location).await.with_context(|| format!("loading the model bundle at {location}"))?)
+    let r = churn_store::registry::resolve_model(store, mlflow, uri).await.with_context(|| format!("loading the model bundle at {uri}"))?;
+    Ok(r.bundle)
 }
 
 /// The outcome of [`promote`].

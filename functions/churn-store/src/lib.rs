@@ -3,9 +3,11 @@
 //! - [`store`]: a bundle in a local directory or under `s3://bucket/prefix` (aws-sdk-s3), written
 //!   once, verified against its manifest on every read;
 //! - [`mlflow`]: the MLflow REST API (tracking, artifacts through the server's proxy, model
-//!   registry with aliases) with bounded retries.
+//!   registry with aliases) with bounded retries;
+//! - [`registry`]: the aliases and version tags `churn` uses, and resolving a model address.
 
 pub mod mlflow;
+pub mod registry;
 pub mod store;
 
 pub use mlflow::Mlflow;

@@ -1,0 +1,53 @@
+//! The conventions `churn` uses in the MLflow registry, shared by the CLI (which writes them)
+//! and the serving functions (which read them): aliases, the version tags that point at the
+//! bundle, and resolving any model address to a loaded, verified bundle.
+
+use churn_core::Bundle;
+
+use crate::mlflow::{ModelRef, ModelVersion};
+use crate::{Location, Mlflow, Store, StoreError};
+
+/// Alias every new version gets.
+pub const CHALLENGER: &str = "challenger";
+/// Alias the serving functions load.
+pub const CHAMPION: &str = "champion";
+/// Model-version tag holding the bundle's SHA-256 (the manifest's), used to avoid duplicates.
+pub const TAG_BUNDLE_SHA: &str = "bundle_sha256";
+/// Model-version tag holding where the bundle lives (s3://… or a directory).
+pub const TAG_BUNDLE_URI: &str = "bundle_uri";
+
+/// Where the bundle of a registered version lives: its `bundle_uri` tag.
+pub fn bundle_location(v: &ModelVersion) -> Result<Location, StoreError> {
+    let uri = v.tags.get(TAG_BUNDLE_URI).ok_or_else(|| StoreError::Uri {
+        uri: format!("models:/{}/{}", v.name, v.version),
+        problem: format!("the version has no {TAG_BUNDLE_URI} tag: it was not registered by churn (use churn register)"),
+    })?;
+    Location::parse(uri)
+}
+
+/// A bundle loaded from a model address, with where it came from.
+pub struct Resolved {
+    pub bundle: Bundle,
+    pub location: Location,
+    /// The registry version when the address was `models:/…`.
+    pub version: Option<ModelVersion>,
+}
+
+/// Resolves any model address — a directory, `s3://…`, `models:/<name>@<alias>` or
+/// `models:/<name>/<version>` (through MLflow, which must then be given) — and loads the bundle,
+/// every file checked against its manifest.
+pub async fn resolve_model(store: &Store, mlflow: Option<&Mlflow>, uri: &str) -> Result<Resolved, StoreError> {
+    let (location, version) = match ModelRef::parse(uri) {
+        Some(r) => {
+            let mlflow = mlflow.ok_or_else(|| StoreError::Uri {
+                uri: uri.to_string(),
+                problem: "a models:/ address needs MLflow: set MLFLOW_TRACKING_URI".into(),
+            })?;
+            let v = mlflow.resolve(&r).await?;
+            (bundle_location(&v)?, Some(v))
+        }
+        None => (Location::parse(uri)?, None),
+    };
+    let bundle = store.load_bundle(&location).await?;
+    Ok(Resolved { bundle, location, version })
+}
