@@ -13,6 +13,7 @@
 pub mod bundle;
 pub mod config;
 pub mod error;
+pub mod explain;
 pub mod metrics;
 pub mod onnx;
 pub mod playbook;

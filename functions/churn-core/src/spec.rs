@@ -633,6 +633,18 @@ impl FeatureSpec {
         Ok(spec)
     }
 
+    /// The typical training value of input `index`: the median of a numeric input, the most
+    /// frequent category of a categorical one (vocabularies are sorted by frequency).
+    pub fn typical_value(&self, index: usize) -> RawValue<'_> {
+        match self.plan.input_slot[index] {
+            Slot::Numeric(s) => RawValue::Number(self.numeric[s].impute),
+            Slot::Categorical(s) => match self.categorical[s].vocabulary.first() {
+                Some(v) => RawValue::Text(Cow::Borrowed(v)),
+                None => RawValue::Missing,
+            },
+        }
+    }
+
     /// Which input (raw field) each feature-vector position comes from; derived features map to
     /// themselves. Used to aggregate per-feature explanations back to fields a person knows.
     pub fn feature_sources(&self) -> Vec<String> {

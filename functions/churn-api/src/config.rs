@@ -1,0 +1,100 @@
+//! Serving configuration, read once from environment variables at start-up and validated
+//! before any model is fetched; a bad value stops the function with a message naming the
+//! variable.
+
+use std::net::SocketAddr;
+
+/// What the prediction function needs to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeConfig {
+    /// `MODEL_URI`: the bundle — a directory, `s3://bucket/prefix/<model>/<id>`, or
+    /// `models:/<name>@<alias>` (needs `MLFLOW_TRACKING_URI`).
+    pub model_uri: String,
+    /// `MLFLOW_TRACKING_URI`, needed only for `models:/` addresses.
+    pub mlflow_uri: Option<String>,
+    /// `MAX_BATCH` (default 1000): most customers in one request.
+    pub max_batch: usize,
+    /// `MAX_BODY_BYTES` (default 1 MiB): largest request body.
+    pub max_body_bytes: usize,
+    /// `TOP_REASONS` (default 3): reasons returned per prediction.
+    pub top_reasons: usize,
+    /// `BIND` (default `127.0.0.1:8080`): the local HTTP address when not running in Lambda.
+    pub bind: SocketAddr,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("environment variable {variable}={value:?}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub value: String,
+    pub problem: String,
+}
+
+impl ServeConfig {
+    pub const DEFAULT_MAX_BATCH: usize = 1000;
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+    pub const DEFAULT_TOP_REASONS: usize = 3;
+
+    /// Reads the configuration through `get` (`std::env::var` in the binaries).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let bad = |variable: &'static str, value: &str, problem: &str| ConfigError { variable, value: value.to_string(), problem: problem.to_string() };
+        let model_uri = get("MODEL_URI").filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+            bad("MODEL_URI", "", "not set: give the model bundle as a directory, s3://bucket/prefix/<model>/<id>, or models:/<name>@<alias>")
+        })?;
+        let mlflow_uri = get("MLFLOW_TRACKING_URI").filter(|v| !v.trim().is_empty());
+        if model_uri.starts_with("models:/") && mlflow_uri.is_none() {
+            return Err(bad("MLFLOW_TRACKING_URI", "", &format!("not set, but MODEL_URI={model_uri} is a registry address; set it or use the bundle's s3:// address")));
+        }
+        let number = |variable: &'static str, default: usize, max: usize| -> Result<usize, ConfigError> {
+            match get(variable) {
+                None => Ok(default),
+                Some(v) => match v.trim().parse::<usize>() {
+                    Ok(n) if (1..=max).contains(&n) => Ok(n),
+                    _ => Err(bad(variable, &v, &format!("must be a whole number from 1 to {max}"))),
+                },
+            }
+        };
+        let max_batch = number("MAX_BATCH", Self::DEFAULT_MAX_BATCH, 100_000)?;
+        // API Gateway caps payloads at 10 MB and Lambda at 6 MB; more could never arrive.
+        let max_body_bytes = number("MAX_BODY_BYTES", Self::DEFAULT_MAX_BODY_BYTES, 10 << 20)?;
+        let top_reasons = number("TOP_REASONS", Self::DEFAULT_TOP_REASONS, 50)?;
+        let bind = match get("BIND") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(v) => v.parse().map_err(|_| bad("BIND", &v, "must be an address like 127.0.0.1:8080"))?,
+        };
+        Ok(ServeConfig { model_uri, mlflow_uri, max_batch, max_body_bytes, top_reasons, bind })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = ServeConfig::from_env(env(&[("MODEL_URI", "s3://b/m")])).unwrap();
+        assert_eq!((c.max_batch, c.max_body_bytes, c.top_reasons), (1000, 1 << 20, 3));
+        let c = ServeConfig::from_env(env(&[("MODEL_URI", "dir"), ("MAX_BATCH", "5"), ("BIND", "127.0.0.1:9")])).unwrap();
+        assert_eq!(c.max_batch, 5);
+        assert_eq!(c.bind.port(), 9);
+    }
+
+    #[test]
+    fn mistakes_name_the_variable() {
+        let e = ServeConfig::from_env(env(&[])).unwrap_err();
+        assert_eq!(e.variable, "MODEL_URI");
+        let e = ServeConfig::from_env(env(&[("MODEL_URI", "m"), ("MAX_BATCH", "0")])).unwrap_err();
+        assert!(e.to_string().starts_with("environment variable MAX_BATCH=\"0\""), "{e}");
+        let e = ServeConfig::from_env(env(&[("MODEL_URI", "m"), ("TOP_REASONS", "lots")])).unwrap_err();
+        assert_eq!(e.variable, "TOP_REASONS");
+        let e = ServeConfig::from_env(env(&[("MODEL_URI", "models:/churn@champion")])).unwrap_err();
+        assert_eq!(e.variable, "MLFLOW_TRACKING_URI");
+        let e = ServeConfig::from_env(env(&[("MODEL_URI", "m"), ("BIND", "localhost")])).unwrap_err();
+        assert_eq!(e.variable, "BIND");
+    }
+}

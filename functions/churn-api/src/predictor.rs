@@ -1,0 +1,126 @@
+//! Scoring validated customers: the bundle's feature transform and tract plan (built once at
+//! start-up), the playbook's tier and action, and the reasons behind each score. One call to
+//! the model per request: the customers' vectors and their occlusion variants go in one batch.
+
+use churn_core::Bundle;
+use churn_core::explain;
+use churn_core::spec::{InputKind, SlotValues, Warning};
+
+use crate::request::{self, ApiError, Customer, Limits};
+use crate::types::*;
+
+/// Everything a request needs, built once: shared by reference with every handler call.
+pub struct Predictor {
+    bundle: Bundle,
+    info: ModelInfo,
+    limits: Limits,
+    top_reasons: usize,
+}
+
+impl Predictor {
+    /// `version`: the registry version when the bundle came through `models:/…`.
+    pub fn new(bundle: Bundle, version: Option<String>, max_batch: usize, top_reasons: usize) -> Self {
+        let sha = bundle.manifest.bundle_sha256();
+        let info = ModelInfo {
+            name: bundle.manifest.model_name.clone(),
+            version: version.unwrap_or_else(|| sha[..12].to_string()),
+            sha256: sha,
+        };
+        Predictor { bundle, info, limits: Limits { max_batch }, top_reasons }
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    /// Validates and scores a request body.
+    pub fn predict_body(&self, body: &[u8]) -> Result<PredictResponse, ApiError> {
+        let customers = request::parse(body, &self.bundle.spec, self.limits)?;
+        let predictions = self.predict(&customers)?;
+        Ok(PredictResponse { model: self.info.clone(), predictions })
+    }
+
+    /// Scores validated customers.
+    pub fn predict(&self, customers: &[Customer]) -> Result<Vec<Prediction>, ApiError> {
+        let spec = &self.bundle.spec;
+        let width = spec.width();
+        let per_customer = 1 + spec.inputs.len();
+        let mut features = Vec::with_capacity(customers.len() * per_customer * width);
+        let mut warnings = Vec::with_capacity(customers.len());
+        let mut scratch = SlotValues::default();
+        for c in customers {
+            let start = features.len();
+            features.resize(start + width, 0.0);
+            let mut w: Vec<Warning> = Vec::new();
+            spec.transform_into(&c.record, &mut scratch, &mut features[start..], Some(&mut w))
+                .map_err(|e| ApiError::invalid(format!("{}: {e}", c.path), vec![]))?;
+            warnings.push(w);
+            explain::occlusion_rows(spec, &c.record, &mut scratch, &mut features);
+        }
+        let p = self.bundle.scorer.predict(&features).map_err(|e| {
+            tracing::error!(error = %e, "inference failed");
+            ApiError::new(500, "internal", "the model could not score this request; it has been logged", vec![])
+        })?;
+        Ok(customers
+            .iter()
+            .zip(p.chunks(per_customer))
+            .zip(warnings)
+            .map(|((c, p), w)| {
+                let prob = p[0];
+                let tier = self.bundle.playbook.tier(f64::from(prob));
+                let reasons = explain::top_reasons(spec, &c.record, prob, &p[1..], self.top_reasons)
+                    .into_iter()
+                    .map(|r| Reason { feature: r.feature, value: r.value, contribution: r.contribution })
+                    .collect();
+                Prediction {
+                    customer_id: c.id.clone(),
+                    churn_probability: f64::from(prob),
+                    risk_tier: tier.name.clone(),
+                    action: tier.action.clone(),
+                    reasons,
+                    warnings: w.into_iter().map(|w| InputWarning { field: w.field, message: w.message }).collect(),
+                }
+            })
+            .collect())
+    }
+
+    /// `GET /model`.
+    pub fn describe(&self) -> ModelDescription {
+        let b = &self.bundle;
+        let inputs = b
+            .spec
+            .inputs
+            .iter()
+            .map(|i| match &i.kind {
+                InputKind::Numeric { valid_min, valid_max } => InputField {
+                    name: i.name.clone(),
+                    kind: "number".into(),
+                    min: valid_min.is_finite().then_some(*valid_min),
+                    max: valid_max.is_finite().then_some(*valid_max),
+                    categories: vec![],
+                },
+                InputKind::Categorical => InputField {
+                    name: i.name.clone(),
+                    kind: "category".into(),
+                    min: None,
+                    max: None,
+                    categories: b.spec.categorical.iter().find(|c| c.name == i.name).map(|c| c.vocabulary.clone()).unwrap_or_default(),
+                },
+            })
+            .collect();
+        ModelDescription {
+            model: self.info.clone(),
+            kind: b.manifest.model_kind.clone(),
+            created_unix: b.manifest.created_unix,
+            threshold: b.manifest.threshold,
+            id_field: b.spec.id_column.clone(),
+            inputs,
+            tiers: b.playbook.tiers.iter().map(|t| TierInfo { name: t.name.clone(), min_probability: t.min_probability, action: t.action.clone() }).collect(),
+            metrics: b.metrics.clone(),
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Parsing and validating a `POST /predict` body against the model's feature spec.
+//!
+//! Every problem in a request is collected — across all customers of a batch — so a caller
+//! fixes them in one round trip. Field paths are `tenure` for a single customer and
+//! `customers[3].tenure` in a batch. Rules:
+//! - every input field of the model must be present; `null` (or a blank string) means unknown
+//!   and is imputed, with a warning in the response;
+//! - fields the model does not know are refused (a typo would otherwise be silently imputed);
+//! - numbers may be JSON numbers or numeric strings (as in the CSV files); NaN, infinities and
+//!   values outside the range fitted on training data are refused;
+//! - categories may be strings or numbers; a category not seen in training is scored, with a warning.
+
+use churn_core::FeatureSpec;
+use churn_core::spec::SlotValues;
+use serde_json::{Map, Value};
+
+use crate::types::{ErrorResponse, Problem};
+
+/// A request refused before scoring: the HTTP status and the body to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub body: ErrorResponse,
+}
+
+impl ApiError {
+    pub fn new(status: u16, error: &str, message: impl Into<String>, problems: Vec<Problem>) -> Self {
+        ApiError { status, body: ErrorResponse { error: error.into(), message: message.into(), problems } }
+    }
+
+    pub fn invalid(message: impl Into<String>, problems: Vec<Problem>) -> Self {
+        Self::new(400, "invalid_request", message, problems)
+    }
+}
+
+/// One validated customer record and its path in the request.
+#[derive(Debug, Clone)]
+pub struct Customer {
+    pub path: String,
+    pub record: Map<String, Value>,
+    pub id: Option<String>,
+}
+
+/// Limits a request must respect.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_batch: usize,
+}
+
+/// Parses `body` and validates every customer in it.
+pub fn parse(body: &[u8], spec: &FeatureSpec, limits: Limits) -> Result<Vec<Customer>, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            400,
+            "invalid_json",
+            format!("the body is not valid JSON: {e}"),
+            vec![Problem { field: "body".into(), value: None, problem: format!("line {} column {}: {e}", e.line(), e.column()) }],
+        )
+    })?;
+    let mut problems = Vec::new();
+    let items: Vec<(String, Value)> = match value {
+        Value::Object(mut o) if o.contains_key("customers") => {
+            for k in o.keys().filter(|k| *k != "customers") {
+                problems.push(Problem { field: k.clone(), value: None, problem: "unknown field next to `customers`; remove it".into() });
+            }
+            match o.remove("customers") {
+                Some(Value::Array(a)) => {
+                    if a.is_empty() {
+                        return Err(ApiError::invalid(
+                            "`customers` is empty: send at least one customer",
+                            vec![Problem { field: "customers".into(), value: Some("[]".into()), problem: "empty batch".into() }],
+                        ));
+                    }
+                    if a.len() > limits.max_batch {
+                        return Err(ApiError::new(
+                            413,
+                            "payload_too_large",
+                            format!("{} customers in one request; the limit is {}: split the batch", a.len(), limits.max_batch),
+                            vec![Problem {
+                                field: "customers".into(),
+                                value: Some(a.len().to_string()),
+                                problem: format!("more than {} customers", limits.max_batch),
+                            }],
+                        ));
+                    }
+                    a.into_iter().enumerate().map(|(i, v)| (format!("customers[{i}]"), v)).collect()
+                }
+                Some(other) => {
+                    return Err(ApiError::invalid(
+                        "`customers` must be an array of customer objects",
+                        vec![Problem { field: "customers".into(), value: Some(kind(&other).into()), problem: "expected an array".into() }],
+                    ));
+                }
+                None => unreachable!("checked above"),
+            }
+        }
+        Value::Object(o) => vec![(String::new(), Value::Object(o))],
+        other => {
+            return Err(ApiError::invalid(
+                "expected one customer object or {\"customers\": [...]}",
+                vec![Problem { field: "body".into(), value: Some(kind(&other).into()), problem: "expected a JSON object".into() }],
+            ));
+        }
+    };
+    let mut customers = Vec::with_capacity(items.len());
+    let mut scratch = SlotValues::default();
+    for (path, item) in items {
+        let at = |field: &str| if path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
+        let Value::Object(record) = item else {
+            problems.push(Problem { field: path.clone(), value: Some(kind(&item).into()), problem: "expected a customer object".into() });
+            continue;
+        };
+        let before = problems.len();
+        for key in record.keys() {
+            let known = spec.inputs.iter().any(|i| &i.name == key) || spec.id_column.as_deref() == Some(key.as_str());
+            if !known {
+                let hint = if *key == spec.target_column { "this is the label the model predicts, not an input; remove it" } else { "unknown field; GET /model lists the fields" };
+                problems.push(Problem { field: at(key), value: None, problem: hint.into() });
+            }
+        }
+        for input in &spec.inputs {
+            if !record.contains_key(&input.name) {
+                problems.push(Problem { field: at(&input.name), value: None, problem: "missing; send null when the value is unknown".into() });
+            }
+        }
+        let mut value_problems = Vec::new();
+        spec.slot_values(&record, &mut scratch, &mut value_problems);
+        problems.extend(value_problems.into_iter().map(|p| Problem { field: at(&p.field), value: Some(p.value), problem: p.problem }));
+        let id = match spec.id_column.as_deref().and_then(|c| record.get(c)) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(other) => {
+                let field = at(spec.id_column.as_deref().unwrap_or("id"));
+                problems.push(Problem { field, value: Some(kind(other).into()), problem: "the id must be a string or a number".into() });
+                None
+            }
+        };
+        if problems.len() == before {
+            customers.push(Customer { path, record, id });
+        }
+    }
+    if !problems.is_empty() {
+        let n = problems.len();
+        return Err(ApiError::invalid(format!("{n} problem{} in the request; nothing was scored", if n == 1 { "" } else { "s" }), problems));
+    }
+    Ok(customers)
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,134 @@
+//! The API's request and response bodies. The OpenAPI document (`GET /openapi.json`) is
+//! generated from these types, so it cannot drift from what the handlers send.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Body of `POST /predict`: one customer, or `{"customers": [...]}`. A customer is an object
+/// with every input field of the model (`GET /model` lists them; `null` when unknown) and
+/// optionally the id field, echoed back as `customer_id`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum PredictRequest {
+    Batch {
+        #[schema(value_type = Vec<Object>)]
+        customers: Vec<serde_json::Map<String, serde_json::Value>>,
+    },
+    #[schema(value_type = Object)]
+    One(serde_json::Map<String, serde_json::Value>),
+}
+
+/// Which model answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelInfo {
+    pub name: String,
+    /// The registry version when loaded through `models:/…`, else the bundle id (first 12 hex
+    /// digits of its SHA-256).
+    pub version: String,
+    /// SHA-256 of the bundle's manifest.
+    pub sha256: String,
+}
+
+/// One field's part in a prediction (occlusion against a typical customer; see `churn_core::explain`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Reason {
+    pub feature: String,
+    pub value: String,
+    /// How much lower the churn probability would be if this field were typical.
+    pub contribution: f64,
+}
+
+/// A note about an input that was scored anyway (unknown category, missing value).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InputWarning {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Prediction {
+    pub customer_id: Option<String>,
+    pub churn_probability: f64,
+    pub risk_tier: String,
+    pub action: String,
+    /// The fields that raise this customer's risk most, largest first.
+    pub reasons: Vec<Reason>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<InputWarning>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PredictResponse {
+    pub model: ModelInfo,
+    pub predictions: Vec<Prediction>,
+}
+
+/// One thing wrong with a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// Where: a field path such as `customers[3].tenure`, or `body`.
+    pub field: String,
+    /// The offending value, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub problem: String,
+}
+
+/// Every error response: a short code, a sentence, and each problem with its field path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorResponse {
+    /// `invalid_json`, `unsupported_media_type`, `invalid_request`, `payload_too_large`,
+    /// `not_found`, `method_not_allowed`, `internal`.
+    pub error: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub model: ModelInfo,
+}
+
+/// One input field the model expects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InputField {
+    pub name: String,
+    /// `number` or `category`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Numbers: the accepted range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Categories seen in training; others are scored with a warning.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+}
+
+/// A risk tier and what the retention team does about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TierInfo {
+    pub name: String,
+    pub min_probability: f64,
+    pub action: String,
+}
+
+/// `GET /model`: what is loaded, how good it is, and what it expects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelDescription {
+    #[serde(flatten)]
+    pub model: ModelInfo,
+    pub kind: String,
+    pub created_unix: u64,
+    pub threshold: f64,
+    /// The id field, echoed back as `customer_id`.
+    pub id_field: Option<String>,
+    pub inputs: Vec<InputField>,
+    pub tiers: Vec<TierInfo>,
+    /// The bundle's `metrics.json` (held-out test and validation figures).
+    #[schema(value_type = Object)]
+    pub metrics: serde_json::Value,
+}

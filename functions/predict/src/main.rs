@@ -1,0 +1,78 @@
+//! The prediction function. Start-up (Lambda's init phase, outside any request) does all the
+//! heavy work once: read and check the configuration, fetch the bundle (S3, a directory, or
+//! through the MLflow registry), verify its checksums, build the tract plan and the transform.
+//! Then the same axum router answers requests: through the Lambda runtime API when
+//! `AWS_LAMBDA_RUNTIME_API` is set, on a local HTTP port (`BIND`) otherwise.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use churn_api::{Predictor, RequestId, ServeConfig};
+use churn_store::{Mlflow, Store, registry};
+use lambda_http::RequestExt;
+
+fn main() -> ExitCode {
+    let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    init_logging(in_lambda);
+    // One thread: a Lambda instance serves one request at a time, and a multi-thread runtime
+    // only adds start-up time.
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "could not start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(in_lambda)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line naming the cause ends init; Lambda reports the init failure.
+            tracing::error!(error = format!("{e:#}"), "start-up failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(in_lambda: bool) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let config = ServeConfig::from_env(|k| std::env::var(k).ok())?;
+    let store = Store::new();
+    let mlflow = config.mlflow_uri.as_deref().map(Mlflow::new).transpose()?;
+    let resolved = registry::resolve_model(&store, mlflow.as_ref(), &config.model_uri)
+        .await
+        .with_context(|| format!("loading the model from MODEL_URI={}", config.model_uri))?;
+    let predictor = Arc::new(Predictor::new(resolved.bundle, resolved.version.map(|v| v.version), config.max_batch, config.top_reasons));
+    let info = predictor.info();
+    tracing::info!(model = %info.name, version = %info.version, location = %resolved.location, init_ms = start.elapsed().as_secs_f64() * 1e3, "model loaded");
+    let app = churn_api::router(predictor, config.max_body_bytes);
+    if in_lambda {
+        let app = app.layer(axum::middleware::map_request(lambda_request_id));
+        lambda_http::run(app).await.map_err(|e| anyhow::anyhow!("{e}"))
+    } else {
+        let listener = tokio::net::TcpListener::bind(config.bind).await.with_context(|| format!("binding BIND={}", config.bind))?;
+        tracing::info!(address = %config.bind, "serving HTTP (not in Lambda)");
+        axum::serve(listener, app).await.context("serving HTTP")
+    }
+}
+
+/// Puts Lambda's request id where the handlers look for it.
+async fn lambda_request_id(mut req: axum::extract::Request) -> axum::extract::Request {
+    if let Some(ctx) = req.lambda_context_ref() {
+        let id = ctx.request_id.clone();
+        req.extensions_mut().insert(RequestId(id));
+    }
+    req
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        // CloudWatch reads JSON lines; no ANSI colours, no time (Lambda stamps every line).
+        builder.json().flatten_event(true).without_time().with_ansi(false).init();
+    } else {
+        builder.with_ansi(false).init();
+    }
+}

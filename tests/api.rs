@@ -1,0 +1,310 @@
+//! The prediction API in process, over the real trained bundle: valid and invalid requests
+//! through the same axum router the Lambda serves, parity with `churn score` (one feature path),
+//! the OpenAPI document, and a property test over the parser and handler (bounded cases).
+
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use churn_api::{Predictor, router};
+use churn_core::Bundle;
+use churn_e2e::*;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const MAX_BODY: usize = 64 * 1024;
+
+fn predictor() -> Arc<Predictor> {
+    static P: OnceLock<Arc<Predictor>> = OnceLock::new();
+    P.get_or_init(|| Arc::new(Predictor::new(Bundle::load_dir(trained_bundle()).unwrap(), None, 50, 3))).clone()
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap())
+}
+
+/// Sends one request through the router; returns the status and the JSON body.
+fn call(method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
+    let app = router(predictor(), MAX_BODY);
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let resp = runtime().block_on(app.oneshot(req.body(Body::from(body)).unwrap())).unwrap();
+    let status = resp.status();
+    let bytes = runtime().block_on(axum::body::to_bytes(resp.into_body(), usize::MAX)).unwrap();
+    let v = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{method} {path}: status {status}, body not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+    (status, v)
+}
+
+fn post(body: &Value) -> (StatusCode, Value) {
+    call("POST", "/predict", Some("application/json"), serde_json::to_vec(body).unwrap())
+}
+
+/// Telco rows as API customers (numbers as numbers, blank as null, label dropped).
+fn customers(n: usize) -> Vec<Value> {
+    let text = std::fs::read_to_string(telco_csv()).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    lines
+        .take(n)
+        .map(|line| {
+            let mut o = serde_json::Map::new();
+            for (k, v) in header.iter().zip(line.split(',')) {
+                let value = match *k {
+                    "churn" => continue,
+                    "tenure" | "monthlycharges" | "totalcharges" if v.trim().is_empty() => Value::Null,
+                    "tenure" | "monthlycharges" | "totalcharges" => json!(v.parse::<f64>().unwrap()),
+                    _ => json!(v),
+                };
+                o.insert(k.to_string(), value);
+            }
+            Value::Object(o)
+        })
+        .collect()
+}
+
+#[test]
+fn one_customer_gets_probability_tier_action_and_reasons() {
+    let c = customers(1).remove(0);
+    let (status, v) = post(&c);
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let p = &v["predictions"][0];
+    assert_eq!(p["customer_id"], c["customerid"]);
+    let prob = p["churn_probability"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&prob));
+    assert!(["very_high", "high", "medium", "low"].contains(&p["risk_tier"].as_str().unwrap()), "{p}");
+    assert!(p["action"].is_string());
+    assert_eq!(v["model"]["name"], "churn-mlp");
+    assert_eq!(v["model"]["sha256"].as_str().unwrap().len(), 64);
+    let reasons = p["reasons"].as_array().unwrap();
+    assert!(reasons.len() <= 3);
+    for w in reasons.windows(2) {
+        assert!(w[0]["contribution"].as_f64() >= w[1]["contribution"].as_f64(), "largest first: {reasons:?}");
+    }
+}
+
+#[test]
+fn batch_predictions_equal_churn_score_on_the_same_rows() {
+    // 50 rows, blank totalcharges included (rows with blanks exist in the first lines? make sure).
+    let mut batch = customers(40);
+    let text = std::fs::read_to_string(telco_csv()).unwrap();
+    let blank_ids: Vec<String> = text.lines().filter(|l| l.contains(", ,") || l.contains(",,")).filter_map(|l| l.split(',').next().map(str::to_string)).collect();
+    assert!(!blank_ids.is_empty(), "the Telco data has blank totalcharges rows");
+    let all = customers(5000);
+    batch.extend(all.into_iter().filter(|c| blank_ids.iter().any(|id| c["customerid"] == json!(id))).take(10));
+    let (status, v) = post(&json!({ "customers": batch }));
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let preds = v["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), batch.len());
+
+    let dir = scratch("api-parity");
+    let out = dir.path().join("scored.csv");
+    churn_ok(&["score", "--model", trained_bundle().to_str().unwrap(), "--input", telco_csv().to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    let scored: std::collections::HashMap<String, f64> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_string(), f[1].parse().unwrap())
+        })
+        .collect();
+    let mut max = 0.0f64;
+    for (c, p) in batch.iter().zip(preds) {
+        assert_eq!(p["customer_id"], c["customerid"]);
+        let want = scored[c["customerid"].as_str().unwrap()];
+        max = max.max((want - p["churn_probability"].as_f64().unwrap()).abs());
+        if c["totalcharges"].is_null() {
+            assert!(p["warnings"].to_string().contains("totalcharges") || p["warnings"].is_null(), "{p}");
+        }
+    }
+    assert!(max <= 1e-6, "API vs churn score: max |diff| {max}");
+}
+
+#[test]
+fn a_customer_whose_field_raises_risk_has_it_among_the_reasons() {
+    // Month-to-month, fiber, electronic check, tenure 1: the textbook churner. Making the
+    // contract typical (the most common value is month-to-month, so use the riskiest one
+    // against a two-year baseline instead) — check the reasons are fields the customer has and
+    // their contributions are exactly p - p(field typical).
+    let mut c = customers(200).into_iter().find(|c| c["contract"] == "Month-to-month" && c["internetservice"] == "Fiber optic").unwrap();
+    c["tenure"] = json!(1);
+    c["totalcharges"] = c["monthlycharges"].clone();
+    let (_, v) = post(&c);
+    let p = &v["predictions"][0];
+    let prob = p["churn_probability"].as_f64().unwrap();
+    let reasons = p["reasons"].as_array().unwrap();
+    assert!(!reasons.is_empty(), "{p}");
+    let model: Value = call("GET", "/model", None, vec![]).1;
+    for r in reasons {
+        let field = r["feature"].as_str().unwrap();
+        let spec = model["inputs"].as_array().unwrap().iter().find(|i| i["name"] == field).unwrap();
+        // Recompute the what-if through the API: set the field to its typical value.
+        let mut typical = c.clone();
+        typical[field] = if spec["type"] == "number" {
+            // The median is not exposed; the contribution must at least be positive and below p.
+            continue;
+        } else {
+            spec["categories"][0].clone()
+        };
+        let q = post(&typical).1["predictions"][0]["churn_probability"].as_f64().unwrap();
+        let c = r["contribution"].as_f64().unwrap();
+        assert!((prob - q - c).abs() < 1e-6, "{field}: p {prob} - q {q} != contribution {c}");
+        assert!(c > 0.0 && c < prob);
+    }
+}
+
+#[test]
+fn unseen_category_is_scored_with_a_warning() {
+    let mut c = customers(1).remove(0);
+    c["paymentmethod"] = json!("Crypto wallet");
+    let (status, v) = post(&c);
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let w = &v["predictions"][0]["warnings"];
+    assert!(w.to_string().contains("paymentmethod") && w.to_string().contains("Crypto wallet"), "{v}");
+}
+
+#[test]
+fn every_problem_is_listed_with_its_field_path() {
+    let mut a = customers(2);
+    a[0]["tenure"] = json!(-5);
+    a[0]["monthlycharges"] = json!("lots");
+    a[1].as_object_mut().unwrap().remove("contract");
+    a[1]["favourite_colour"] = json!("blue");
+    a[1]["churn"] = json!("Yes");
+    a[1]["seniorcitizen"] = json!(true);
+    a[1]["totalcharges"] = json!("NaN");
+    let (status, v) = post(&json!({ "customers": a }));
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"], "invalid_request");
+    let fields: Vec<&str> = v["problems"].as_array().unwrap().iter().map(|p| p["field"].as_str().unwrap()).collect();
+    for f in [
+        "customers[0].tenure",
+        "customers[0].monthlycharges",
+        "customers[1].contract",
+        "customers[1].favourite_colour",
+        "customers[1].churn",
+        "customers[1].seniorcitizen",
+        "customers[1].totalcharges",
+    ] {
+        assert!(fields.contains(&f), "{f} not in {fields:?}");
+    }
+    assert_eq!(fields.len(), 7, "{v}");
+    assert!(v["problems"].to_string().contains("label"), "the label field gets its own hint: {v}");
+}
+
+#[test]
+fn malformed_requests_get_4xx_json_never_500() {
+    let (s, v) = call("POST", "/predict", Some("application/json"), b"{\"customerid\": ".to_vec());
+    assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_json")), "{v}");
+    assert!(v["problems"][0]["problem"].as_str().unwrap().contains("line 1"), "{v}");
+    let (s, v) = call("POST", "/predict", Some("text/plain"), b"{}".to_vec());
+    assert_eq!((s, v["error"].as_str()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, Some("unsupported_media_type")), "{v}");
+    let (s, _) = call("POST", "/predict", None, b"{}".to_vec());
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (s, v) = post(&json!({ "customers": [] }));
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = post(&json!({ "customers": customers(51) }));
+    assert_eq!((s, v["error"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")), "{v}");
+    let big = vec![b' '; MAX_BODY + 1];
+    let (s, v) = call("POST", "/predict", Some("application/json"), big);
+    assert_eq!((s, v["error"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")), "{v}");
+    for body in [json!([1, 2]), json!("text"), json!(null), json!({ "customers": {} }), json!({ "customers": [1] })] {
+        let (s, v) = post(&body);
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert!(!v["problems"].as_array().unwrap().is_empty(), "{body}: {v}");
+    }
+    let (s, v) = call("GET", "/nope", None, vec![]);
+    assert_eq!((s, v["error"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    let (s, v) = call("GET", "/predict", None, vec![]);
+    assert_eq!((s, v["error"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")));
+}
+
+#[test]
+fn health_model_and_openapi() {
+    let (s, v) = call("GET", "/health", None, vec![]);
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, m) = call("GET", "/model", None, vec![]);
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(m["id_field"], "customerid");
+    let inputs = m["inputs"].as_array().unwrap();
+    assert_eq!(inputs.len(), 19, "{m}");
+    let tenure = inputs.iter().find(|i| i["name"] == "tenure").unwrap();
+    assert_eq!((tenure["type"].as_str(), tenure["min"].as_f64()), (Some("number"), Some(0.0)));
+    assert!(m["metrics"]["test"]["roc_auc"].as_f64().unwrap() > 0.8);
+    assert_eq!(m["tiers"].as_array().unwrap().len(), 4);
+    let (s, doc) = call("GET", "/openapi.json", None, vec![]);
+    assert_eq!(s, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in ["/predict", "/health", "/model", "/openapi.json"] {
+        assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+    }
+    for schema in ["PredictResponse", "Prediction", "ErrorResponse", "ModelDescription"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
+}
+
+/// A JSON value the parser should survive: anything at all, biased toward almost-valid customers.
+fn arbitrary_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<f64>().prop_filter("JSON numbers are finite", |x| x.is_finite()).prop_map(|x| json!(x)),
+        any::<i64>().prop_map(|x| json!(x)),
+        ".{0,12}".prop_map(Value::String),
+        Just(json!("NaN")),
+        Just(json!("1e309")),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z]{1,8}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn mutated_customer() -> impl Strategy<Value = Value> {
+    let base = customers(20);
+    (0..base.len(), prop::collection::vec((0usize..21, arbitrary_json(), any::<bool>()), 0..4)).prop_map(move |(i, edits)| {
+        let mut c = base[i].clone();
+        let keys: Vec<String> = c.as_object().unwrap().keys().cloned().collect();
+        for (k, v, remove) in edits {
+            let key = keys.get(k).cloned().unwrap_or_else(|| format!("extra{k}"));
+            if remove {
+                c.as_object_mut().unwrap().remove(&key);
+            } else {
+                c[key] = v;
+            }
+        }
+        c
+    })
+}
+
+proptest! {
+    // Bounded so CI time stays predictable; PROPTEST_CASES raises it for a longer hunt.
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_body_gets_a_json_answer_and_never_a_server_error(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        let (s, v) = call("POST", "/predict", Some("application/json"), bytes);
+        prop_assert!(s == StatusCode::BAD_REQUEST || s == StatusCode::OK, "{s}: {v}");
+    }
+
+    #[test]
+    fn any_json_gets_200_or_a_listed_problem(body in prop_oneof![arbitrary_json(), mutated_customer(),
+            prop::collection::vec(mutated_customer(), 1..5).prop_map(|c| json!({"customers": c}))]) {
+        let (s, v) = post(&body);
+        if s == StatusCode::OK {
+            for p in v["predictions"].as_array().unwrap() {
+                let x = p["churn_probability"].as_f64().unwrap();
+                prop_assert!((0.0..=1.0).contains(&x), "{p}");
+            }
+        } else {
+            prop_assert_eq!(s, StatusCode::BAD_REQUEST, "{}", v);
+            prop_assert!(!v["problems"].as_array().map(Vec::is_empty).unwrap_or(true), "a 400 lists its problems: {}", v);
+        }
+    }
+}
