@@ -82,7 +82,7 @@ fn emulator() -> Emulator {
 }
 
 fn lambda_env(c: &mut Command, port: u16) {
-    c.env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}/.rt"))
+    c.env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
         .env("AWS_LAMBDA_FUNCTION_NAME", "_")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")

@@ -139,6 +139,8 @@ enum DerivedOp {
 pub struct SlotValues {
     pub numeric: Vec<f64>,
     pub categorical: Vec<CatValue>,
+    /// Numeric input slots that were blank and took their imputation value.
+    pub imputed: Vec<usize>,
 }
 
 /// A categorical value, resolved against the fitted vocabulary so that known categories (the
@@ -356,6 +358,7 @@ impl FeatureSpec {
         out.numeric.resize(self.numeric.len(), f64::NAN);
         out.categorical.clear();
         out.categorical.resize(self.categorical.len(), CatValue::Missing);
+        out.imputed.clear();
         for (i, input) in self.inputs.iter().enumerate() {
             let raw = row.value(i, &input.name);
             match (self.plan.input_slot[i], &input.kind) {
@@ -366,7 +369,10 @@ impl FeatureSpec {
                         problem: format!("out of the valid range [{valid_min}, {valid_max}]"),
                     }),
                     Ok(Some(x)) => out.numeric[s] = x,
-                    Ok(None) => out.numeric[s] = self.numeric[s].impute,
+                    Ok(None) => {
+                        out.numeric[s] = self.numeric[s].impute;
+                        out.imputed.push(s);
+                    }
                     Err(p) => problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p }),
                 },
                 (Slot::Categorical(s), _) => match category_of(&raw) {
@@ -438,6 +444,12 @@ impl FeatureSpec {
         }
         out[self.numeric.len()..].fill(0.0);
         let mut warnings = warnings;
+        if let Some(w) = warnings.as_deref_mut() {
+            for &s in &values.imputed {
+                let f = &self.numeric[s];
+                w.push(Warning { field: f.name.clone(), message: format!("missing; imputed with the training median {}", f.impute) });
+            }
+        }
         for (s, c) in self.categorical.iter().enumerate() {
             match &values.categorical[s] {
                 CatValue::Known(k) => out[self.plan.cat_offset[s] + k] = 1.0,

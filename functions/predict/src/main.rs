@@ -15,6 +15,12 @@ use lambda_http::RequestExt;
 
 fn main() -> ExitCode {
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    if std::env::var_os("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH").is_none() {
+        // A REST API (payload v1) puts the stage in the path (`/Prod/predict`); the routes are
+        // stage-free, so lambda_http is told to leave it out.
+        // SAFETY: no other thread exists yet (the runtime is built below).
+        unsafe { std::env::set_var("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true") };
+    }
     init_logging(in_lambda);
     // One thread: a Lambda instance serves one request at a time, and a multi-thread runtime
     // only adds start-up time.
