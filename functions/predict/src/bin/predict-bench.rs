@@ -1,0 +1,177 @@
+//! Benchmarks of the prediction function, printed (not asserted):
+//!
+//! - `warm`: in-process handler time (`Predictor::predict_body`) for one customer and for a
+//!   batch of 100, median and p99 over many calls;
+//! - `cold`: exec of a function binary to its first successful answer through the Lambda runtime
+//!   API of `cargo lambda watch --only-lambda-apis` (which must be on PATH), repeated; also the
+//!   binary's peak RSS. Run it for `predict` and for the hello-world baseline built with the
+//!   same profile, and compare.
+//!
+//! ```sh
+//! cargo build --release -p predict --features bench --bin predict-bench --bin predict --example hello
+//! target/release/predict-bench warm --model out/model
+//! target/release/predict-bench cold --binary target/release/predict --model s3://bucket/models/churn-mlp/<id>
+//! target/release/predict-bench cold --binary target/release/examples/hello
+//! ```
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use churn_api::Predictor;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// In-process handler time.
+    Warm {
+        /// A bundle directory.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value_t = 20000)]
+        iterations: usize,
+    },
+    /// Exec to first answer through the runtime API emulator.
+    Cold {
+        #[arg(long)]
+        binary: PathBuf,
+        /// MODEL_URI for the function (ignored by the hello-world baseline).
+        #[arg(long, default_value = "")]
+        model: String,
+        #[arg(long, default_value_t = 20)]
+        repeat: usize,
+    },
+}
+
+const EVENT: &str = include_str!("../../../../events/apigw-http-predict.json");
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Warm { model, iterations } => warm(&model, iterations),
+        Cmd::Cold { binary, model, repeat } => cold(&binary, &model, repeat),
+    }
+}
+
+fn percentile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+fn warm(model: &PathBuf, iterations: usize) -> anyhow::Result<()> {
+    let bundle = churn_core::Bundle::load_dir(model)?;
+    let p = Predictor::new(bundle, None, 1000, 3);
+    let event: serde_json::Value = serde_json::from_str(EVENT)?;
+    let one = event["body"].as_str().context("event body")?.as_bytes().to_vec();
+    let customer: serde_json::Value = serde_json::from_slice(&one)?;
+    let batch = serde_json::to_vec(&serde_json::json!({ "customers": vec![customer; 100] }))?;
+    for (name, body, n) in [("1 customer", &one, iterations), ("100 customers", &batch, iterations / 50)] {
+        for _ in 0..n / 10 {
+            p.predict_body(body).map_err(|e| anyhow::anyhow!("{:?}", e.body))?;
+        }
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            let r = p.predict_body(body).map_err(|e| anyhow::anyhow!("{:?}", e.body))?;
+            times.push(t.elapsed().as_secs_f64() * 1e6);
+            std::hint::black_box(r);
+        }
+        let median = percentile(&mut times, 0.5);
+        let p99 = percentile(&mut times, 0.99);
+        println!("warm {name:<14} median {median:8.1} µs  p99 {p99:8.1} µs  ({n} calls, reasons included)");
+    }
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Posts an invocation to the emulator and waits for the function's answer.
+fn invoke(port: u16) -> anyhow::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        s,
+        "POST /2015-03-31/functions/_/invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{EVENT}",
+        EVENT.len()
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    Ok(resp)
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let scratch = std::env::temp_dir().join(format!("predict-bench-{}", std::process::id()));
+    std::fs::create_dir_all(scratch.join("src"))?;
+    std::fs::write(scratch.join("Cargo.toml"), "[package]\nname = \"bench\"\nversion = \"0.1.0\"\nedition = \"2021\"\n")?;
+    std::fs::write(scratch.join("src/main.rs"), "fn main() {}\n")?;
+    let port = free_port()?;
+    let mut emu = Command::new("cargo")
+        .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
+        .current_dir(&scratch)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("starting cargo lambda watch (pip install cargo-lambda)")?;
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("the emulator did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut times = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let mut f = Command::new(binary)
+            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
+            .env("MODEL_URI", model)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        // The invocation waits in the emulator until the function asks for it: the time to the
+        // answer is exec + init + first request.
+        let resp = invoke(port)?;
+        let elapsed = t.elapsed().as_secs_f64() * 1e3;
+        if !resp.contains("\\\"statusCode\\\"") && !resp.contains("\"statusCode\":200") && !resp.contains("200") {
+            bail!("unexpected answer: {resp}");
+        }
+        rss.push(peak_rss_kib(f.id()).unwrap_or(0) as f64 / 1024.0);
+        let _ = f.kill();
+        let _ = f.wait();
+        times.push(elapsed);
+    }
+    let _ = Command::new("kill").args(["-TERM", &format!("-{}", emu.id())]).status();
+    let _ = emu.wait();
+    let _ = std::fs::remove_dir_all(&scratch);
+    let median = percentile(&mut times, 0.5);
+    let max_rss = rss.iter().copied().fold(0.0, f64::max);
+    println!(
+        "cold {}: exec -> first answer median {median:.1} ms, p90 {:.1} ms over {repeat} starts; peak RSS {max_rss:.1} MiB",
+        binary.display(),
+        percentile(&mut times, 0.9)
+    );
+    Ok(())
+}
