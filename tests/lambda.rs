@@ -4,127 +4,12 @@
 //! answers the sample events in `events/` sent with `cargo lambda invoke`. Also: the same binary
 //! serving HTTP outside Lambda, and start-up failures ending init with one clear line.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
+use churn_e2e::lambda::*;
 use churn_e2e::*;
 use serde_json::Value;
-
-/// A process started by a test, stopped (its whole process group) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &format!("-{}", self.0.id())]).status();
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(mut c: Command) -> Proc {
-    use std::os::unix::process::CommandExt;
-    c.process_group(0);
-    Proc(c.spawn().expect("spawn"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_for_port(port: u16, what: &str) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(60), "{what} did not listen on {port} within 60 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The trained bundle, uploaded once to the local S3 server; returns its s3:// address.
-fn model_on_s3() -> &'static str {
-    static URI: OnceLock<String> = OnceLock::new();
-    URI.get_or_init(|| {
-        require_servers();
-        let bucket = test_bucket("churn-lambda");
-        let dir = scratch("lambda-upload");
-        let out = churn_in(dir.path(), &[], &["upload", "--bundle", trained_bundle().to_str().unwrap(), "--out", &format!("s3://{bucket}/models")]);
-        let (stdout, stderr) = text(&out);
-        assert!(out.status.success(), "{stderr}");
-        stdout.split_whitespace().find(|w| w.starts_with("s3://")).expect("uploaded address").to_string()
-    })
-}
-
-/// `cargo lambda watch --only-lambda-apis`, run from an empty scratch project so its file
-/// watcher never sees (and rebuilds) this workspace.
-struct Emulator {
-    port: u16,
-    _watch: Proc,
-    _dir: tempfile::TempDir,
-}
-
-fn emulator() -> Emulator {
-    let dir = scratch("lambda-watch");
-    std::fs::create_dir_all(dir.path().join("src")).unwrap();
-    std::fs::write(dir.path().join("Cargo.toml"), "[package]\nname = \"predict\"\nversion = \"0.1.0\"\nedition = \"2021\"\n").unwrap();
-    std::fs::write(dir.path().join("src/main.rs"), "fn main() {}\n").unwrap();
-    let port = free_port();
-    let mut c = Command::new("cargo");
-    c.args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let watch = spawn(c);
-    wait_for_port(port, "cargo lambda watch");
-    Emulator { port, _watch: watch, _dir: dir }
-}
-
-fn lambda_env(c: &mut Command, port: u16) {
-    c.env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
-        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/predict");
-}
-
-/// Starts `predict` inside the emulator; its stderr (JSON logs) is collected in the returned vector.
-fn start_function(port: u16, model_uri: &str, extra: &[(&str, &str)]) -> (Proc, std::sync::mpsc::Receiver<String>) {
-    let mut c = Command::new(binary("predict"));
-    lambda_env(&mut c, port);
-    c.env("MODEL_URI", model_uri).env("MAX_BATCH", "100").stdout(Stdio::null()).stderr(Stdio::piped());
-    for (k, v) in extra {
-        c.env(k, v);
-    }
-    let mut p = spawn(c);
-    let stderr = p.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (p, rx)
-}
-
-/// `cargo lambda invoke` with an event file; returns the function's response document.
-fn invoke(port: u16, event: &Path) -> Value {
-    let o = Command::new("cargo")
-        .args(["lambda", "invoke", "_", "-A", "127.0.0.1", "-P", &port.to_string(), "-F"])
-        .arg(event)
-        .args(["-o", "json"])
-        .output()
-        .expect("cargo lambda invoke");
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "invoke {}: {err}", event.display());
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("invoke output is not JSON ({e}): {out}"))
-}
-
-fn event(name: &str) -> PathBuf {
-    root().join("events").join(name)
-}
 
 fn body(resp: &Value) -> Value {
     serde_json::from_str(resp["body"].as_str().expect("a body")).expect("JSON body")
@@ -134,7 +19,7 @@ fn body(resp: &Value) -> Value {
 fn sample_events_through_the_lambda_runtime_api() {
     let uri = model_on_s3();
     let emu = emulator();
-    let (_f, logs) = start_function(emu.port, uri, &[]);
+    let (_f, logs) = start_function("predict", emu.port, &[("MODEL_URI", uri), ("MAX_BATCH", "100")]);
 
     let r = invoke(emu.port, &event("apigw-http-predict.json"));
     assert_eq!(r["statusCode"], 200, "{r}");
@@ -193,7 +78,7 @@ fn start_up_failures_end_init_with_one_clear_line() {
         (vec![("MODEL_URI", "models:/churn@champion"), ("MLFLOW_TRACKING_URI", "")], "MLFLOW_TRACKING_URI"),
     ] {
         let mut c = Command::new(binary("predict"));
-        lambda_env(&mut c, emu.port);
+        lambda_env(&mut c, emu.port, "predict");
         c.env_remove("MLFLOW_TRACKING_URI");
         for (k, v) in &env {
             c.env(k, v);

@@ -6,6 +6,12 @@ check what the Rust code wrote. Reads AWS_ENDPOINT_URL_S3 and MLFLOW_TRACKING_UR
   aws_mlflow.py versions NAME                   # JSON list of {version, aliases, tags}
   aws_mlflow.py pyfunc MODEL_URI FEATURES_CSV   # JSON list of probabilities from mlflow.pyfunc
   aws_mlflow.py run RUN_ID                      # JSON {params, tags, status, curves, metrics, datasets, artifacts}
+  aws_mlflow.py put BUCKET KEY FILE             # upload a file (boto3's managed transfer)
+  aws_mlflow.py get BUCKET KEY FILE             # download an object; exit 3 when it does not exist
+  aws_mlflow.py head BUCKET KEY                 # JSON {etag, size} or null
+  aws_mlflow.py keys BUCKET PREFIX              # JSON list of keys under a prefix
+  aws_mlflow.py csv-to-parquet CSV PARQUET ROWS_PER_GROUP   # typed columns, as pyarrow infers them
+  aws_mlflow.py parquet-json PARQUET            # JSON {columns, types, rows: [[...], ...]} read by pyarrow
 """
 import json
 import sys
@@ -47,6 +53,42 @@ def main():
         print(json.dumps({
             "params": r.data.params, "tags": r.data.tags, "status": r.info.status, "metrics": r.data.metrics,
             "curves": curves, "datasets": [d.dataset.digest for d in r.inputs.dataset_inputs], "artifacts": artifacts,
+        }))
+    elif cmd == "put":
+        import boto3
+        boto3.client("s3").upload_file(sys.argv[4], sys.argv[2], sys.argv[3])
+    elif cmd == "get":
+        import boto3
+        import botocore.exceptions
+        try:
+            boto3.client("s3").download_file(sys.argv[2], sys.argv[3], sys.argv[4])
+        except botocore.exceptions.ClientError as e:
+            if e.response["Error"]["Code"] in ("404", "NoSuchKey"):
+                raise SystemExit(3)
+            raise
+    elif cmd == "head":
+        import boto3
+        import botocore.exceptions
+        try:
+            h = boto3.client("s3").head_object(Bucket=sys.argv[2], Key=sys.argv[3])
+            print(json.dumps({"etag": h["ETag"], "size": h["ContentLength"]}))
+        except botocore.exceptions.ClientError:
+            print("null")
+    elif cmd == "keys":
+        import boto3
+        pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=sys.argv[2], Prefix=sys.argv[3])
+        print(json.dumps(sorted(o["Key"] for p in pages for o in p.get("Contents", []))))
+    elif cmd == "csv-to-parquet":
+        import pyarrow.csv
+        import pyarrow.parquet
+        t = pyarrow.csv.read_csv(sys.argv[2])
+        pyarrow.parquet.write_table(t, sys.argv[3], row_group_size=int(sys.argv[4]))
+    elif cmd == "parquet-json":
+        import pyarrow.parquet
+        t = pyarrow.parquet.read_table(sys.argv[2])
+        print(json.dumps({
+            "columns": t.column_names, "types": [str(f.type) for f in t.schema],
+            "rows": [list(r.values()) for r in t.to_pylist()],
         }))
     else:
         raise SystemExit(f"unknown command {cmd}")

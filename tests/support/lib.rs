@@ -2,6 +2,8 @@
 //! `churn` CLI, the Python interpreter that carries onnxruntime, and one trained bundle per test
 //! binary (training takes seconds; every test that needs a model reuses it).
 
+pub mod lambda;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use churn_core::error::{FieldProblem, RowError};
 use churn_core::spec::{ResolvedSchema, SlotValues};
+use churn_core::drift::DriftReference;
 use churn_core::table::Table;
 use churn_core::{CoreError, DatasetConfig, FeatureSpec, RawValue};
 use rand::SeedableRng;
@@ -172,6 +173,23 @@ pub fn featurise(table: &Table, spec: &FeatureSpec, rows: &[usize], y: &[bool]) 
         })?;
     }
     Ok(Matrix { x, y: rows.iter().map(|&i| y[i]).collect(), width })
+}
+
+/// The training distribution of every feature (for drift checks), from the same transform.
+pub fn drift_reference(table: &Table, spec: &FeatureSpec, rows: &[usize]) -> Result<DriftReference, CoreError> {
+    let names: Vec<&str> = spec.input_names().collect();
+    let view = table.view(&names)?;
+    let mut values = Vec::with_capacity(rows.len());
+    for &i in rows {
+        let mut v = SlotValues::default();
+        let mut problems = Vec::new();
+        spec.slot_values(&view.row(i), &mut v, &mut problems);
+        if !problems.is_empty() {
+            return Err(CoreError::Row { file: table.file.clone(), location: table.locate(i), error: RowError { problems } });
+        }
+        values.push(v);
+    }
+    Ok(DriftReference::fit(spec, values.iter()))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use churn_core::bundle::{self, Manifest};
+use churn_core::drift;
 use churn_core::metrics::{Evaluation, best_profit_threshold};
 use churn_core::{Bundle, Playbook, Scorer};
 use serde_json::json;
@@ -169,6 +170,7 @@ fn write_bundle(o: &Outcome, dir: &Path, data: &Path, model_name: &str, playbook
         (bundle::METRICS.to_string(), serde_json::to_vec_pretty(&metrics)?),
         ("split.json".to_string(), serde_json::to_vec(&p.split)?),
         ("history.json".to_string(), history),
+        (drift::REFERENCE.to_string(), serde_json::to_vec(&data::drift_reference(&p.table, &p.spec, &p.split.train)?)?),
         ("report.html".to_string(), html.into_bytes()),
     ];
     let manifest = Manifest {

@@ -2,7 +2,8 @@
 //!
 //! A bundle is a flat set of files (a directory locally, a prefix on S3):
 //! `model.onnx`, `feature_spec.json`, `playbook.json`, `metrics.json`, `split.json`,
-//! `history.json`, `report.html` and `manifest.json`. The manifest lists the SHA-256 of every
+//! `history.json`, `reference.json` (training feature distributions, for drift), `report.html`
+//! and `manifest.json`. The manifest lists the SHA-256 of every
 //! other file and how the model was made; it is written last, so a bundle without a manifest is
 //! incomplete, and every file is verified against it when the bundle is loaded.
 
@@ -11,6 +12,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::drift::{DriftReference, REFERENCE};
 use crate::error::{CoreError, Result};
 use crate::playbook::Playbook;
 use crate::scorer::Scorer;
@@ -58,6 +60,9 @@ pub struct Bundle {
     pub playbook: Playbook,
     pub metrics: serde_json::Value,
     pub scorer: Scorer,
+    /// Training distribution of the features for drift checks (`reference.json`; bundles
+    /// written before it existed have none).
+    pub reference: Option<DriftReference>,
 }
 
 impl Bundle {
@@ -100,7 +105,15 @@ impl Bundle {
         let playbook = playbook.check()?;
         let metrics = serde_json::from_str(&text(METRICS)?).map_err(|e| bad(format!("{METRICS}: {e}")))?;
         let scorer = Scorer::from_onnx(&files[MODEL], spec.width())?;
-        Ok(Bundle { manifest, spec, playbook, metrics, scorer })
+        let reference = match files.get(REFERENCE) {
+            Some(_) => {
+                let r: DriftReference = serde_json::from_str(&text(REFERENCE)?).map_err(|e| bad(format!("{REFERENCE}: {e}")))?;
+                r.check(&spec).map_err(bad)?;
+                Some(r)
+            }
+            None => None,
+        };
+        Ok(Bundle { manifest, spec, playbook, metrics, scorer, reference })
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod bundle;
 pub mod config;
+pub mod drift;
 pub mod error;
 pub mod explain;
 pub mod metrics;

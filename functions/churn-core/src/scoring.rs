@@ -11,6 +11,7 @@ use arrow::array::{ArrayRef, Float64Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::bundle::Bundle;
+use crate::drift::{DriftCounter, FeatureDrift};
 use crate::error::Result;
 use crate::spec::SlotValues;
 use crate::table::{Bound, TableReader, TableWriter};
@@ -29,6 +30,10 @@ pub struct ScoreSummary {
     pub warned: usize,
     /// Rows per tier name, in playbook order.
     pub tiers: Vec<(String, usize)>,
+    /// Scored rows per probability decile: `[0, 0.1)`, `[0.1, 0.2)`, …, `[0.9, 1]`.
+    pub probability_histogram: [usize; 10],
+    /// Mean churn probability of the scored rows (0 when none).
+    pub mean_probability: f64,
 }
 
 /// Scores record batches with one bundle; keeps its buffers between batches.
@@ -39,6 +44,8 @@ pub struct BatchScorer<'a> {
     schema: SchemaRef,
     features: Vec<f32>,
     scratch: SlotValues,
+    drift: Option<DriftCounter>,
+    probability_sum: f64,
     pub summary: ScoreSummary,
 }
 
@@ -67,12 +74,20 @@ impl<'a> BatchScorer<'a> {
             schema,
             features: Vec::new(),
             scratch: SlotValues::default(),
+            drift: bundle.reference.as_ref().map(|r| DriftCounter::new(&bundle.spec, r)),
+            probability_sum: 0.0,
             summary: ScoreSummary { tiers, ..Default::default() },
         }
     }
 
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    /// PSI of every feature of the rows scored so far against the bundle's training reference;
+    /// `None` when the bundle has no reference or nothing was scored.
+    pub fn drift(&self, threshold: f64) -> Option<Vec<FeatureDrift>> {
+        self.drift.as_ref()?.psi(self.bundle.reference.as_ref()?, threshold)
     }
 
     /// Scores one batch whose first row is data row `first_row` (0-based) of the table.
@@ -94,11 +109,15 @@ impl<'a> BatchScorer<'a> {
         for (r, out) in self.features.chunks_mut(width).enumerate() {
             warn_buf.clear();
             match spec.transform_into(&bound.row(r), &mut self.scratch, out, Some(&mut warn_buf)) {
-                Ok(()) if !warn_buf.is_empty() => {
-                    let w: Vec<String> = warn_buf.iter().map(|w| format!("{}: {}", w.field, w.message)).collect();
-                    warnings[r] = Some(w.join("; "));
+                Ok(()) => {
+                    if let Some(d) = &mut self.drift {
+                        d.observe(&self.scratch);
+                    }
+                    if !warn_buf.is_empty() {
+                        let w: Vec<String> = warn_buf.iter().map(|w| format!("{}: {}", w.field, w.message)).collect();
+                        warnings[r] = Some(w.join("; "));
+                    }
                 }
-                Ok(()) => {}
                 Err(e) => errors[r] = Some(format!("{}: {e}", locate(first_row + r))),
             }
         }
@@ -134,6 +153,8 @@ impl<'a> BatchScorer<'a> {
                     action_col.append_value(&tier.action);
                     err_col.append_null();
                     self.summary.scored += 1;
+                    self.summary.probability_histogram[((p * 10.0) as usize).min(9)] += 1;
+                    self.probability_sum += p;
                     if let Some(t) = self.summary.tiers.iter_mut().find(|(name, _)| *name == tier.name) {
                         t.1 += 1;
                     }
@@ -148,6 +169,7 @@ impl<'a> BatchScorer<'a> {
             }
         }
         self.summary.rows += n;
+        self.summary.mean_probability = if self.summary.scored == 0 { 0.0 } else { self.probability_sum / self.summary.scored as f64 };
         let columns: Vec<ArrayRef> = vec![
             Arc::new(ids.finish()),
             Arc::new(p_col.finish()),

@@ -118,6 +118,58 @@ pub fn require<'a>(file: &str, columns: &[String], names: impl IntoIterator<Item
     }
 }
 
+/// Parquet settings of every table the project writes.
+fn writer_properties() -> parquet::file::properties::WriterProperties {
+    parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        // Row groups of 128 Ki rows bound the writer's buffer and let readers split files.
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .build()
+}
+
+/// Encodes a table into bytes batch by batch, for a destination that is not a local file (an
+/// S3 multipart upload): [`encode`](Self::encode) returns the bytes that are ready so far.
+pub enum Encoder {
+    Csv { header: bool },
+    Parquet(parquet::arrow::ArrowWriter<Vec<u8>>),
+}
+
+impl Encoder {
+    pub fn new(format: FileFormat, schema: SchemaRef) -> Result<Self> {
+        Ok(match format {
+            FileFormat::Csv => Encoder::Csv { header: true },
+            FileFormat::Parquet => Encoder::Parquet(
+                parquet::arrow::ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties())).map_err(|e| CoreError::Model(e.to_string()))?,
+            ),
+        })
+    }
+
+    pub fn encode(&mut self, batch: &RecordBatch) -> Result<Vec<u8>> {
+        let err = |e: String| CoreError::Model(format!("encoding output: {e}"));
+        match self {
+            Encoder::Csv { header } => {
+                let mut w = arrow::csv::WriterBuilder::new().with_header(*header).build(Vec::new());
+                w.write(batch).map_err(|e| err(e.to_string()))?;
+                *header = false;
+                Ok(w.into_inner())
+            }
+            Encoder::Parquet(w) => {
+                w.write(batch).map_err(|e| err(e.to_string()))?;
+                Ok(std::mem::take(w.inner_mut()))
+            }
+        }
+    }
+
+    /// The remaining bytes (the parquet footer, or a CSV header when nothing was written).
+    pub fn finish(mut self, schema: SchemaRef) -> Result<Vec<u8>> {
+        match self {
+            Encoder::Csv { header: true } => self.encode(&RecordBatch::new_empty(schema)),
+            Encoder::Csv { header: false } => Ok(Vec::new()),
+            Encoder::Parquet(w) => w.into_inner().map_err(|e| CoreError::Model(format!("encoding output: {e}"))),
+        }
+    }
+}
+
 /// `line N` for CSV (the header is line 1), `row N` (1-based) for parquet.
 pub fn locate(format: FileFormat, index: usize) -> String {
     match format {
@@ -352,11 +404,8 @@ impl TableWriter {
         let sink = match format {
             FileFormat::Csv => Sink::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(BufWriter::new(file))),
             FileFormat::Parquet => {
-                let props = parquet::file::properties::WriterProperties::builder()
-                    .set_compression(parquet::basic::Compression::SNAPPY)
-                    .build();
                 Sink::Parquet(
-                    parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))
+                    parquet::arrow::ArrowWriter::try_new(file, schema, Some(writer_properties()))
                         .map_err(|e| CoreError::format(path.display(), e))?,
                 )
             }

@@ -92,6 +92,11 @@ impl Store {
         self.s3.get_or_init(Self::client_from_env).await
     }
 
+    /// The S3 client (built on first use), for callers that stream objects themselves.
+    pub async fn s3(&self) -> &aws_sdk_s3::Client {
+        self.client().await
+    }
+
     /// Builds the S3 client now (a Lambda does it during init, not on the first request).
     pub async fn connect(&self) {
         self.client().await;

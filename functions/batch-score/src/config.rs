@@ -1,0 +1,120 @@
+//! Configuration of the batch scorer, read once from environment variables at start-up and
+//! validated before the model is fetched; a bad value stops the function with a message naming
+//! the variable.
+
+/// What the batch scorer needs to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchConfig {
+    /// `MODEL_URI`: the bundle (a directory, `s3://…`, or `models:/<name>@<alias>`).
+    pub model_uri: String,
+    /// `MLFLOW_TRACKING_URI`, needed only for `models:/` addresses.
+    pub mlflow_uri: Option<String>,
+    /// `INPUT_PREFIX` (default `incoming/`): only keys under it are scored.
+    pub input_prefix: String,
+    /// `SCORED_PREFIX` (default `scored/`): scored rows and the run summary.
+    pub scored_prefix: String,
+    /// `REJECTED_PREFIX` (default `rejected/`): rows that could not be scored, with the reason.
+    pub rejected_prefix: String,
+    /// `DRIFT_PSI_THRESHOLD` (default 0.2): PSI above which a feature is flagged as drifted.
+    pub psi_threshold: f64,
+    /// `MAX_ROWS_PER_INVOCATION` (default 20,000,000): a parquet object with more rows is refused
+    /// with a message pointing at the row-group fan-out (the state machine), never truncated.
+    pub max_rows: u64,
+    /// `PART_SIZE_MB` (default 8, S3's minimum is 5): multipart upload part size.
+    pub part_size: usize,
+    /// `TIME_MARGIN_MS` (default 10,000): stop and abort the uploads when less than this is left
+    /// before the invocation's deadline, so that a timeout never leaves a truncated output.
+    pub time_margin_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("environment variable {variable}={value:?}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub value: String,
+    pub problem: String,
+}
+
+impl BatchConfig {
+    /// Reads the configuration through `get` (`std::env::var` in the binary).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let bad = |variable: &'static str, value: &str, problem: &str| ConfigError { variable, value: value.into(), problem: problem.into() };
+        let model_uri = get("MODEL_URI").filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+            bad("MODEL_URI", "", "not set: give the model bundle as a directory, s3://bucket/prefix/<model>/<id>, or models:/<name>@<alias>")
+        })?;
+        let mlflow_uri = get("MLFLOW_TRACKING_URI").filter(|v| !v.trim().is_empty());
+        if model_uri.starts_with("models:/") && mlflow_uri.is_none() {
+            return Err(bad("MLFLOW_TRACKING_URI", "", &format!("not set, but MODEL_URI={model_uri} is a registry address; set it or use the bundle's s3:// address")));
+        }
+        let prefix = |variable: &'static str, default: &str| -> Result<String, ConfigError> {
+            let v = get(variable).unwrap_or_else(|| default.to_string());
+            if v.is_empty() || !v.ends_with('/') || v.starts_with('/') {
+                return Err(bad(variable, &v, "must be a non-empty key prefix ending in `/`, e.g. incoming/"));
+            }
+            Ok(v)
+        };
+        let input_prefix = prefix("INPUT_PREFIX", "incoming/")?;
+        let scored_prefix = prefix("SCORED_PREFIX", "scored/")?;
+        let rejected_prefix = prefix("REJECTED_PREFIX", "rejected/")?;
+        for (name, p) in [("SCORED_PREFIX", &scored_prefix), ("REJECTED_PREFIX", &rejected_prefix)] {
+            // Outputs under the input prefix would trigger the function on its own output forever.
+            if p.starts_with(&input_prefix) || input_prefix.starts_with(p.as_str()) {
+                return Err(bad(name, p, &format!("overlaps INPUT_PREFIX={input_prefix}: outputs must live outside the input prefix")));
+            }
+        }
+        let psi_threshold = match get("DRIFT_PSI_THRESHOLD") {
+            None => churn_core::drift::DEFAULT_PSI_THRESHOLD,
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(x) if x.is_finite() && x > 0.0 => x,
+                _ => return Err(bad("DRIFT_PSI_THRESHOLD", &v, "must be a positive number, e.g. 0.2")),
+            },
+        };
+        let number = |variable: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+            match get(variable) {
+                None => Ok(default),
+                Some(v) => match v.trim().parse::<u64>() {
+                    Ok(n) if (min..=max).contains(&n) => Ok(n),
+                    _ => Err(bad(variable, &v, &format!("must be a whole number from {min} to {max}"))),
+                },
+            }
+        };
+        let max_rows = number("MAX_ROWS_PER_INVOCATION", 20_000_000, 1, u64::MAX / 2)?;
+        let part_size = number("PART_SIZE_MB", 8, 5, 512)? as usize * (1 << 20);
+        let time_margin_ms = number("TIME_MARGIN_MS", 10_000, 0, 600_000)?;
+        Ok(BatchConfig { model_uri, mlflow_uri, input_prefix, scored_prefix, rejected_prefix, psi_threshold, max_rows, part_size, time_margin_ms })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = BatchConfig::from_env(env(&[("MODEL_URI", "s3://b/m")])).unwrap();
+        assert_eq!((c.input_prefix.as_str(), c.scored_prefix.as_str(), c.rejected_prefix.as_str()), ("incoming/", "scored/", "rejected/"));
+        assert_eq!((c.psi_threshold, c.max_rows, c.part_size), (0.2, 20_000_000, 8 << 20));
+    }
+
+    #[test]
+    fn mistakes_name_the_variable() {
+        let cases = [
+            (vec![], "MODEL_URI"),
+            (vec![("MODEL_URI", "models:/churn@champion")], "MLFLOW_TRACKING_URI"),
+            (vec![("MODEL_URI", "m"), ("SCORED_PREFIX", "incoming/scored/")], "SCORED_PREFIX"),
+            (vec![("MODEL_URI", "m"), ("INPUT_PREFIX", "in")], "INPUT_PREFIX"),
+            (vec![("MODEL_URI", "m"), ("DRIFT_PSI_THRESHOLD", "-1")], "DRIFT_PSI_THRESHOLD"),
+            (vec![("MODEL_URI", "m"), ("PART_SIZE_MB", "1")], "PART_SIZE_MB"),
+            (vec![("MODEL_URI", "m"), ("MAX_ROWS_PER_INVOCATION", "lots")], "MAX_ROWS_PER_INVOCATION"),
+        ];
+        for (pairs, variable) in cases {
+            let e = BatchConfig::from_env(env(&pairs)).unwrap_err();
+            assert_eq!(e.variable, variable, "{e}");
+        }
+    }
+}

@@ -1,0 +1,521 @@
+//! Scoring one object: stream it from S3, score every row with the bundle through the shared
+//! scoring core (`churn_core::scoring`, the same one `churn score` uses), and write
+//!
+//! - `scored/<key>`: one row per scored customer — the id, `churn_probability`, `risk_tier`,
+//!   `recommended_action`, `warnings` and `model_version` — in the input's format;
+//! - `rejected/<key>`: every row that could not be scored, with all its original columns plus
+//!   `_row` (1-based data row) and `_error` (field, value and what is wrong); removed when a
+//!   re-run has no rejected rows, so a stale one never lingers;
+//! - `scored/<key>.summary.json`, written last: the counts (`rows_in = rows_scored +
+//!   rows_rejected`, always), tiers, score distribution, drift (PSI per feature), timings and
+//!   the model. Its metadata records the source ETag and model SHA-256: a re-delivered event for
+//!   the same object and model finds it and does nothing, so re-deliveries never duplicate.
+//!
+//! Outputs are multipart uploads completed only at the end, so a failure or a timeout leaves no
+//! partial object. Errors are either the input's fault (recorded in the summary with status
+//! `failed`; retrying would not help) or transient (S3 trouble, running out of time: returned, so
+//! that Lambda retries and finally hands the event to the on-failure destination).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use aws_sdk_s3::Client;
+use churn_core::Bundle;
+use churn_core::drift::FeatureDrift;
+use churn_core::scoring::BatchScorer;
+use churn_core::table::{self, Encoder, FileFormat, TableReader};
+use futures::StreamExt;
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::async_reader::ParquetRecordBatchStream;
+use serde::{Deserialize, Serialize};
+
+use crate::config::BatchConfig;
+use crate::event::Task;
+use crate::s3io::{self, S3Error, S3Reader, Upload};
+
+/// Metadata keys on the summary object that make re-deliveries idempotent.
+pub const META_SOURCE_ETAG: &str = "source-etag";
+pub const META_MODEL_SHA: &str = "model-sha256";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Scored; outputs written.
+    Scored,
+    /// This object version was already scored by this model; nothing was done.
+    AlreadyScored,
+    /// Too large for one invocation; nothing was scored (the summary says what to do).
+    Refused,
+    /// The input cannot be scored (not a table, missing columns, …); the summary says why.
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    pub bucket: String,
+    pub key: String,
+    pub etag: String,
+    pub bytes: u64,
+    pub row_groups: Option<[usize; 2]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftReport {
+    pub threshold: f64,
+    /// Features whose PSI is above the threshold.
+    pub drifted: Vec<String>,
+    pub max_psi: f64,
+    pub features: Vec<FeatureDrift>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub read_and_score_ms: f64,
+    pub total_ms: f64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+}
+
+/// What happened to one object; also written as `scored/<key>.summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub status: Status,
+    pub source: SourceInfo,
+    pub model: ModelInfo,
+    pub rows_in: u64,
+    pub rows_scored: u64,
+    pub rows_rejected: u64,
+    /// Scored rows that carry a warning (unseen category, imputed value).
+    pub rows_warned: u64,
+    pub tiers: Vec<(String, u64)>,
+    /// Scored rows per probability decile.
+    pub probability_histogram: Vec<u64>,
+    pub mean_probability: f64,
+    pub drift: Option<DriftReport>,
+    pub scored_uri: Option<String>,
+    pub rejected_uri: Option<String>,
+    pub summary_uri: String,
+    pub timings: Timings,
+    pub error: Option<String>,
+}
+
+/// Why an object could not be finished in this invocation.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth retrying: S3 trouble.
+    #[error(transparent)]
+    S3(#[from] S3Error),
+    /// Not enough time left; nothing was written.
+    #[error("s3://{bucket}/{key}: stopped after {rows} rows with {left_ms} ms left before the deadline; nothing was written. Raise the function's timeout, or split the object (the row-group state machine in infra/README.md)")]
+    OutOfTime { bucket: String, key: String, rows: u64, left_ms: u64 },
+}
+
+/// The model and settings every object of an invocation is scored with.
+pub struct Scorer {
+    pub client: Client,
+    pub bundle: Bundle,
+    pub model: ModelInfo,
+    pub config: BatchConfig,
+}
+
+/// The output keys of a task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keys {
+    pub scored: String,
+    pub rejected: String,
+    pub summary: String,
+}
+
+impl Keys {
+    pub fn of(task: &Task, config: &BatchConfig) -> Keys {
+        let rel = task.key.strip_prefix(&config.input_prefix).unwrap_or(&task.key);
+        // A row-group part gets its own outputs: `<key>.rowgroups-<a>-<b>.<ext>`.
+        let rel = match task.row_groups {
+            None => rel.to_string(),
+            Some([a, b]) => {
+                let ext = std::path::Path::new(rel).extension().and_then(|e| e.to_str()).unwrap_or("parquet");
+                format!("{rel}.rowgroups-{a}-{b}.{ext}")
+            }
+        };
+        Keys {
+            scored: format!("{}{rel}", config.scored_prefix),
+            rejected: format!("{}{rel}", config.rejected_prefix),
+            summary: format!("{}{rel}.summary.json", config.scored_prefix),
+        }
+    }
+}
+
+enum Source {
+    Parquet(ParquetRecordBatchStream<S3Reader>),
+    Table(TableReader, tempfile::NamedTempFile),
+}
+
+impl Source {
+    async fn next(&mut self) -> Option<Result<RecordBatch, String>> {
+        match self {
+            Source::Parquet(s) => s.next().await.map(|r| r.map_err(|e| e.to_string())),
+            Source::Table(t, _) => t.next().map(|r| r.map_err(|e| e.to_string())),
+        }
+    }
+}
+
+/// Milliseconds left before `deadline_ms` (Unix epoch milliseconds).
+pub fn ms_left(deadline_ms: u64) -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    deadline_ms.saturating_sub(now)
+}
+
+impl Scorer {
+    fn uri(bucket: &str, key: &str) -> String {
+        format!("s3://{bucket}/{key}")
+    }
+
+    fn summary(&self, task: &Task, keys: &Keys, status: Status, etag: &str, bytes: u64) -> Summary {
+        Summary {
+            status,
+            source: SourceInfo { bucket: task.bucket.clone(), key: task.key.clone(), etag: etag.into(), bytes, row_groups: task.row_groups },
+            model: self.model.clone(),
+            rows_in: 0,
+            rows_scored: 0,
+            rows_rejected: 0,
+            rows_warned: 0,
+            tiers: vec![],
+            probability_histogram: vec![0; 10],
+            mean_probability: 0.0,
+            drift: None,
+            scored_uri: None,
+            rejected_uri: None,
+            summary_uri: Self::uri(&task.bucket, &keys.summary),
+            timings: Timings::default(),
+            error: None,
+        }
+    }
+
+    /// Scores one task; `deadline_ms` is the invocation's deadline (Unix epoch milliseconds).
+    pub async fn run(&self, task: &Task, deadline_ms: u64) -> Result<Summary, JobError> {
+        let start = Instant::now();
+        let keys = Keys::of(task, &self.config);
+        let Some(info) = s3io::head(&self.client, &task.bucket, &task.key).await? else {
+            let mut s = self.summary(task, &keys, Status::Failed, "", 0);
+            s.error = Some(format!("s3://{}/{}: the object does not exist (deleted after the event was sent?)", task.bucket, task.key));
+            // Nothing to record next to a missing object; the response and the log say it.
+            return Ok(s);
+        };
+        if let Some(done) = s3io::head(&self.client, &task.bucket, &keys.summary).await? {
+            if done.metadata.get(META_SOURCE_ETAG) == Some(&info.etag) && done.metadata.get(META_MODEL_SHA) == Some(&self.model.sha256) {
+                let mut s = self.summary(task, &keys, Status::AlreadyScored, &info.etag, info.size);
+                s.timings.total_ms = start.elapsed().as_secs_f64() * 1e3;
+                return Ok(s);
+            }
+        }
+        let mut summary = self.summary(task, &keys, Status::Scored, &info.etag, info.size);
+        let outcome = self.score(task, &keys, &info, deadline_ms, &mut summary).await;
+        match outcome {
+            Ok(()) => {}
+            Err(Failure::Input(message)) => {
+                summary.status = Status::Failed;
+                summary.error = Some(message);
+            }
+            Err(Failure::Refused(message)) => {
+                summary.status = Status::Refused;
+                summary.error = Some(message);
+            }
+            Err(Failure::Job(e)) => return Err(e),
+        }
+        summary.timings.total_ms = start.elapsed().as_secs_f64() * 1e3;
+        self.put_summary(task, &keys, &info.etag, &summary).await?;
+        Ok(summary)
+    }
+
+    async fn put_summary(&self, task: &Task, keys: &Keys, etag: &str, summary: &Summary) -> Result<(), S3Error> {
+        let body = serde_json::to_vec_pretty(summary).expect("summary serialises");
+        self.client
+            .put_object()
+            .bucket(&task.bucket)
+            .key(&keys.summary)
+            .content_type("application/json")
+            .metadata(META_SOURCE_ETAG, etag)
+            .metadata(META_MODEL_SHA, &self.model.sha256)
+            .body(body.into())
+            .send()
+            .await
+            .map_err(|e| s3io::s3_error("PutObject", &task.bucket, &keys.summary, e))?;
+        Ok(())
+    }
+
+    async fn open(&self, task: &Task, info: &s3io::ObjectInfo, format: FileFormat, fetched: &Arc<AtomicU64>) -> Result<(Source, Vec<String>, usize), Failure> {
+        let label = Self::uri(&task.bucket, &task.key);
+        match format {
+            FileFormat::Parquet => {
+                let reader = S3Reader {
+                    client: self.client.clone(),
+                    bucket: task.bucket.clone(),
+                    key: task.key.clone(),
+                    etag: info.etag.clone(),
+                    size: info.size,
+                    fetched: fetched.clone(),
+                };
+                let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| parquet_failure(&label, e))?;
+                let groups = builder.metadata().row_groups();
+                let columns: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
+                let (range, first_row) = match task.row_groups {
+                    None => (0..groups.len(), 0usize),
+                    Some([a, b]) => {
+                        if b > groups.len() {
+                            return Err(Failure::Input(format!("{label}: row groups [{a}, {b}) asked for, the file has {}", groups.len())));
+                        }
+                        (a..b, groups[..a].iter().map(|g| g.num_rows() as usize).sum())
+                    }
+                };
+                let rows: u64 = groups[range.clone()].iter().map(|g| g.num_rows() as u64).sum();
+                if task.row_groups.is_none() && rows > self.config.max_rows {
+                    return Err(Failure::Refused(format!(
+                        "{label}: {rows} rows in {} row groups is more than MAX_ROWS_PER_INVOCATION={}; nothing was scored. \
+                         Score it with the row-group state machine (infra/README.md), which sends [first, end) row-group ranges to this function",
+                        groups.len(),
+                        self.config.max_rows
+                    )));
+                }
+                let stream = builder
+                    .with_row_groups(range.collect())
+                    .with_batch_size(table::BATCH_ROWS)
+                    .build()
+                    .map_err(|e| parquet_failure(&label, e))?;
+                Ok((Source::Parquet(stream), columns, first_row))
+            }
+            FileFormat::Csv => {
+                if task.row_groups.is_some() {
+                    return Err(Failure::Input(format!("{label}: row-group ranges apply to parquet files only")));
+                }
+                // CSV has no row groups to fetch by range: it is spooled to local storage (Lambda's
+                // /tmp) as it streams in, then read a batch at a time; memory stays bounded.
+                let spool = tempfile::NamedTempFile::new().map_err(|e| Failure::Input(format!("creating a temporary file: {e}")))?;
+                let out = self
+                    .client
+                    .get_object()
+                    .bucket(&task.bucket)
+                    .key(&task.key)
+                    .if_match(&info.etag)
+                    .send()
+                    .await
+                    .map_err(|e| Failure::Job(s3io::s3_error("GetObject", &task.bucket, &task.key, e).into()))?;
+                let mut body = out.body.into_async_read();
+                let mut file = tokio::fs::File::from_std(spool.reopen().map_err(|e| Failure::Input(format!("temporary file: {e}")))?);
+                let n = tokio::io::copy(&mut body, &mut file).await.map_err(|e| {
+                    Failure::Job(S3Error { op: "GetObject body", bucket: task.bucket.clone(), key: task.key.clone(), code: None, message: e.to_string() }.into())
+                })?;
+                fetched.fetch_add(n, Ordering::Relaxed);
+                tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(|e| Failure::Input(format!("temporary file: {e}")))?;
+                let open = || spool.reopen().map_err(|e| Failure::Input(format!("temporary file: {e}")));
+                let reader = TableReader::csv(&label, open()?, open()?).map_err(|e| Failure::Input(e.to_string()))?;
+                let columns = reader.columns.clone();
+                Ok((Source::Table(reader, spool), columns, 0))
+            }
+        }
+    }
+
+    async fn score(&self, task: &Task, keys: &Keys, info: &s3io::ObjectInfo, deadline_ms: u64, summary: &mut Summary) -> Result<(), Failure> {
+        let label = Self::uri(&task.bucket, &task.key);
+        let format = FileFormat::from_path(std::path::Path::new(&task.key)).map_err(|_| {
+            Failure::Input(format!("{label}: unsupported file type; name the object *.parquet (or *.pq) or *.csv"))
+        })?;
+        if info.size == 0 {
+            return Err(Failure::Input(format!("{label}: the object is empty (0 bytes); upload a parquet or CSV file with a header and customer rows")));
+        }
+        let started = Instant::now();
+        let fetched = Arc::new(AtomicU64::new(0));
+        let (mut source, columns, first_row) = self.open(task, info, format, &fetched).await?;
+        table::require(&label, &columns, self.bundle.spec.input_names()).map_err(|e| Failure::Input(e.to_string()))?;
+
+        let mut scorer = BatchScorer::new(&self.bundle, &columns);
+        let scored_schema = scored_schema(&scorer.schema());
+        let mut scored_enc = Encoder::new(format, scored_schema.clone()).map_err(|e| Failure::Input(e.to_string()))?;
+        let part = self.config.part_size;
+        let content_type = match format {
+            FileFormat::Csv => "text/csv",
+            FileFormat::Parquet => "application/vnd.apache.parquet",
+        };
+        let mut scored_up = Upload::new(&self.client, &task.bucket, &keys.scored, content_type, part);
+        let mut rejected: Option<(Encoder, Upload, SchemaRef)> = None;
+        let locate = move |i: usize| table::locate(format, i);
+        let version: ArrayRef = Arc::new(StringArray::from(vec![self.model.version.as_str()]));
+
+        let result: Result<(), Failure> = async {
+            let mut row = first_row;
+            while let Some(batch) = source.next().await {
+                let left = ms_left(deadline_ms);
+                if left < self.config.time_margin_ms {
+                    return Err(Failure::Job(JobError::OutOfTime {
+                        bucket: task.bucket.clone(),
+                        key: task.key.clone(),
+                        rows: (row - first_row) as u64,
+                        left_ms: left,
+                    }));
+                }
+                let batch = batch.map_err(|e| read_failure(&label, &locate(row), e))?;
+                let out = scorer.score(&batch, row, &locate).map_err(|e| Failure::Input(e.to_string()))?;
+                let errors = out.column(out.num_columns() - 1).clone();
+                let ok = arrow::compute::is_null(&errors).expect("is_null on a column");
+                let good = filter_record_batch(&out, &ok).expect("mask matches the batch");
+                let n = good.num_rows();
+                let mut cols: Vec<ArrayRef> = good.columns()[..good.num_columns() - 1].to_vec();
+                cols.push(arrow::compute::kernels::take::take(&version, &arrow::array::UInt32Array::from(vec![0u32; n]), None).expect("take"));
+                let good = RecordBatch::try_new(scored_schema.clone(), cols).expect("scored schema");
+                let bytes = scored_enc.encode(&good).map_err(|e| Failure::Input(e.to_string()))?;
+                scored_up.write(&bytes).await.map_err(|e| Failure::Job(e.into()))?;
+
+                if ok.true_count() < batch.num_rows() {
+                    let bad_mask = arrow::compute::not(&ok).expect("not");
+                    let bad = reject_rows(&batch, &bad_mask, &errors, row);
+                    if rejected.is_none() {
+                        let enc = Encoder::new(format, bad.schema()).map_err(|e| Failure::Input(e.to_string()))?;
+                        let up = Upload::new(&self.client, &task.bucket, &keys.rejected, content_type, part);
+                        rejected = Some((enc, up, bad.schema()));
+                    }
+                    let (enc, up, _) = rejected.as_mut().expect("just set");
+                    let bytes = enc.encode(&bad).map_err(|e| Failure::Input(e.to_string()))?;
+                    up.write(&bytes).await.map_err(|e| Failure::Job(e.into()))?;
+                }
+                row += batch.num_rows();
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            scored_up.abort().await;
+            if let Some((_, up, _)) = rejected {
+                up.abort().await;
+            }
+            return Err(e);
+        }
+        summary.timings.read_and_score_ms = started.elapsed().as_secs_f64() * 1e3;
+
+        // Complete the outputs: rejected rows first, so that scored output never exists without them.
+        let s = &scorer.summary;
+        if let Some((enc, mut up, schema)) = rejected {
+            let tail = enc.finish(schema).map_err(|e| Failure::Input(e.to_string()))?;
+            up.write(&tail).await.map_err(|e| Failure::Job(e.into()))?;
+            summary.timings.bytes_written += up.finish().await.map_err(|e| Failure::Job(e.into()))?;
+            summary.rejected_uri = Some(Self::uri(&task.bucket, &keys.rejected));
+        } else {
+            self.client
+                .delete_object()
+                .bucket(&task.bucket)
+                .key(&keys.rejected)
+                .send()
+                .await
+                .map_err(|e| Failure::Job(s3io::s3_error("DeleteObject", &task.bucket, &keys.rejected, e).into()))?;
+        }
+        let tail = scored_enc.finish(scored_schema).map_err(|e| Failure::Input(e.to_string()))?;
+        scored_up.write(&tail).await.map_err(|e| Failure::Job(e.into()))?;
+        summary.timings.bytes_written += scored_up.finish().await.map_err(|e| Failure::Job(e.into()))?;
+        summary.scored_uri = Some(Self::uri(&task.bucket, &keys.scored));
+
+        summary.rows_in = s.rows as u64;
+        summary.rows_scored = s.scored as u64;
+        summary.rows_rejected = s.failed as u64;
+        summary.rows_warned = s.warned as u64;
+        summary.tiers = s.tiers.iter().map(|(t, n)| (t.clone(), *n as u64)).collect();
+        summary.probability_histogram = s.probability_histogram.iter().map(|&n| n as u64).collect();
+        summary.mean_probability = s.mean_probability;
+        summary.drift = scorer.drift(self.config.psi_threshold).map(|features| DriftReport {
+            threshold: self.config.psi_threshold,
+            drifted: features.iter().filter(|f| f.drifted).map(|f| f.feature.clone()).collect(),
+            max_psi: features.iter().map(|f| f.psi).fold(0.0, f64::max),
+            features,
+        });
+        summary.timings.bytes_read = fetched.load(Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// How a task ended early.
+enum Failure {
+    /// The input's fault: recorded as `failed`.
+    Input(String),
+    /// Too large for one invocation: recorded as `refused`.
+    Refused(String),
+    /// Retry-worthy.
+    Job(JobError),
+}
+
+/// A parquet error while opening: S3 trouble is retried, anything else is a bad file.
+fn parquet_failure(label: &str, e: parquet::errors::ParquetError) -> Failure {
+    if let parquet::errors::ParquetError::External(inner) = e {
+        return match inner.downcast::<S3Error>() {
+            Ok(s3) if s3.code.as_deref() == Some("PreconditionFailed") => {
+                Failure::Input(format!("{label}: the object was replaced while it was being read; the new version's own event scores it"))
+            }
+            Ok(s3) => Failure::Job((*s3).into()),
+            Err(other) => Failure::Input(format!("{label}: not a readable parquet file: {other}")),
+        };
+    }
+    Failure::Input(format!("{label}: not a readable parquet file: {e}"))
+}
+
+fn read_failure(label: &str, at: &str, e: String) -> Failure {
+    Failure::Input(format!("{label}: cannot read the data at or after {at}: {e}. Nothing was written; fix or re-export the file"))
+}
+
+/// The scored output's schema: the scorer's columns without `error`, plus `model_version`.
+fn scored_schema(scorer: &Schema) -> SchemaRef {
+    let mut fields: Vec<Field> = scorer.fields().iter().take(scorer.fields().len() - 1).map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("model_version", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// The rejected rows of `input`, whole, plus their `_row` (1-based) and `_error`.
+fn reject_rows(input: &RecordBatch, mask: &BooleanArray, errors: &ArrayRef, first_row: usize) -> RecordBatch {
+    let rows: ArrayRef = Arc::new(UInt64Array::from_iter_values((0..input.num_rows()).map(|r| (first_row + r + 1) as u64)));
+    let mut fields: Vec<Field> = input.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("_row", DataType::UInt64, false));
+    fields.push(Field::new("_error", DataType::Utf8, true));
+    let mut cols = input.columns().to_vec();
+    cols.push(rows);
+    cols.push(errors.clone());
+    let all = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).expect("same row count");
+    filter_record_batch(&all, mask).expect("mask matches the batch")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> BatchConfig {
+        BatchConfig::from_env(|k| (k == "MODEL_URI").then(|| "m".to_string())).unwrap()
+    }
+
+    #[test]
+    fn output_keys_mirror_the_input_key() {
+        let t = Task { bucket: "b".into(), key: "incoming/march export/café.parquet".into(), row_groups: None };
+        let k = Keys::of(&t, &config());
+        assert_eq!(k.scored, "scored/march export/café.parquet");
+        assert_eq!(k.rejected, "rejected/march export/café.parquet");
+        assert_eq!(k.summary, "scored/march export/café.parquet.summary.json");
+        let t = Task { row_groups: Some([2, 4]), ..t };
+        assert_eq!(Keys::of(&t, &config()).scored, "scored/march export/café.parquet.rowgroups-2-4.parquet");
+    }
+
+    #[test]
+    fn rejected_rows_keep_every_column_and_say_why() {
+        let input = RecordBatch::try_from_iter(vec![("a", Arc::new(StringArray::from(vec!["x", "y", "z"])) as ArrayRef)]).unwrap();
+        let errors: ArrayRef = Arc::new(StringArray::from(vec![None, Some("row 2: bad"), None]));
+        let mask = BooleanArray::from(vec![false, true, false]);
+        let r = reject_rows(&input, &mask, &errors, 0);
+        assert_eq!(r.num_rows(), 1);
+        assert_eq!(r.schema().field(0).name(), "a");
+        assert_eq!(r.column(1).as_any().downcast_ref::<UInt64Array>().unwrap().value(0), 2);
+        assert_eq!(r.column(2).as_any().downcast_ref::<StringArray>().unwrap().value(0), "row 2: bad");
+    }
+}

@@ -1,0 +1,66 @@
+//! The batch-scoring function. Init does the heavy work once: read and check the configuration,
+//! fetch and verify the bundle, build the tract plan and the S3 client. Each S3 event is then
+//! handed to `batch_score::handle`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use batch_score::job::ModelInfo;
+use batch_score::{BatchConfig, Scorer};
+use churn_store::{Mlflow, Store, registry};
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+fn main() -> ExitCode {
+    init_logging(std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some());
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "could not start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "start-up failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    let config = BatchConfig::from_env(|k| std::env::var(k).ok())?;
+    let store = Store::new();
+    let mlflow = config.mlflow_uri.as_deref().map(Mlflow::new).transpose()?;
+    let resolved = registry::resolve_model(&store, mlflow.as_ref(), &config.model_uri)
+        .await
+        .with_context(|| format!("loading the model from MODEL_URI={}", config.model_uri))?;
+    let sha = resolved.bundle.manifest.bundle_sha256();
+    let model = ModelInfo {
+        name: resolved.bundle.manifest.model_name.clone(),
+        // The registry version when the model came through MLflow, else the bundle's short SHA.
+        version: resolved.version.as_ref().map(|v| v.version.clone()).unwrap_or_else(|| sha[..12].to_string()),
+        sha256: sha,
+    };
+    let client = store.s3().await.clone();
+    tracing::info!(model = %model.name, version = %model.version, location = %resolved.location, init_ms = start.elapsed().as_secs_f64() * 1e3, "model loaded");
+    let scorer = Scorer { client, bundle: resolved.bundle, model, config };
+    let scorer = &scorer;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        batch_score::handle(scorer, event.payload, event.context.deadline).await
+    }))
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).without_time().with_ansi(false).init();
+    } else {
+        builder.with_ansi(false).init();
+    }
+}

@@ -1,0 +1,243 @@
+//! S3 streaming for the batch scorer: ranged reads that let the parquet reader fetch one row
+//! group at a time (memory stays bounded by the row group, not the object), and a multipart
+//! upload that makes an output visible only when it is complete.
+//!
+//! Every ranged read carries `If-Match: <etag>`, so an object replaced while it is being read
+//! fails the run instead of mixing two versions.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+
+/// An S3 failure, with the operation and the object.
+#[derive(Debug, thiserror::Error)]
+#[error("S3 {op} s3://{bucket}/{key}: {message}")]
+pub struct S3Error {
+    pub op: &'static str,
+    pub bucket: String,
+    pub key: String,
+    /// The service's error code (`NoSuchKey`, `PreconditionFailed`, …) when it sent one.
+    pub code: Option<String>,
+    pub message: String,
+}
+
+pub fn s3_error<E: ProvideErrorMetadata + std::error::Error + 'static>(op: &'static str, bucket: &str, key: &str, e: SdkError<E>) -> S3Error {
+    let code = e.as_service_error().and_then(|s| s.code()).map(str::to_string);
+    S3Error { op, bucket: bucket.into(), key: key.into(), code, message: DisplayErrorContext(&e).to_string() }
+}
+
+/// What `HeadObject` says of an object.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    pub size: u64,
+    pub etag: String,
+    pub metadata: std::collections::HashMap<String, String>,
+}
+
+/// `HeadObject`; `Ok(None)` when the object does not exist.
+pub async fn head(client: &Client, bucket: &str, key: &str) -> Result<Option<ObjectInfo>, S3Error> {
+    match client.head_object().bucket(bucket).key(key).send().await {
+        Ok(o) => Ok(Some(ObjectInfo {
+            size: o.content_length().unwrap_or(0).max(0) as u64,
+            etag: o.e_tag().unwrap_or_default().to_string(),
+            metadata: o.metadata().cloned().unwrap_or_default(),
+        })),
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+        Err(e) => Err(s3_error("HeadObject", bucket, key, e)),
+    }
+}
+
+/// Reads byte ranges of one version (etag) of an object.
+#[derive(Clone)]
+pub struct S3Reader {
+    pub client: Client,
+    pub bucket: String,
+    pub key: String,
+    pub etag: String,
+    pub size: u64,
+    /// Bytes fetched so far (for the summary's figures).
+    pub fetched: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl S3Reader {
+    pub async fn range(&self, range: Range<u64>) -> Result<Bytes, S3Error> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .if_match(&self.etag)
+            .range(format!("bytes={}-{}", range.start, range.end.saturating_sub(1)))
+            .send()
+            .await
+            .map_err(|e| s3_error("GetObject", &self.bucket, &self.key, e))?;
+        let body = out.body.collect().await.map_err(|e| S3Error {
+            op: "GetObject body",
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            code: None,
+            message: e.to_string(),
+        })?;
+        let bytes = body.into_bytes();
+        self.fetched.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if bytes.len() as u64 != range.end - range.start {
+            return Err(S3Error {
+                op: "GetObject",
+                bucket: self.bucket.clone(),
+                key: self.key.clone(),
+                code: None,
+                message: format!("asked for {} bytes at {}, got {}", range.end - range.start, range.start, bytes.len()),
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+impl AsyncFileReader for S3Reader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move { self.range(range).await.map_err(|e| ParquetError::External(Box::new(e))) }.boxed()
+    }
+
+    fn get_metadata<'a>(&'a mut self, options: Option<&'a ArrowReaderOptions>) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            // The footer of most files fits in the first 64 KiB fetched from the end.
+            let meta = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .with_prefetch_hint(Some(64 << 10))
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(meta))
+        }
+        .boxed()
+    }
+}
+
+/// An object written in parts; nothing is visible under its key until [`finish`](Self::finish).
+/// Small outputs (under one part) are written with one `PutObject`, which is atomic too.
+pub struct Upload {
+    client: Client,
+    bucket: String,
+    key: String,
+    content_type: &'static str,
+    part_size: usize,
+    buf: Vec<u8>,
+    upload_id: Option<String>,
+    parts: Vec<CompletedPart>,
+    pub bytes: u64,
+}
+
+impl Upload {
+    pub fn new(client: &Client, bucket: &str, key: &str, content_type: &'static str, part_size: usize) -> Self {
+        Upload {
+            client: client.clone(),
+            bucket: bucket.into(),
+            key: key.into(),
+            content_type,
+            part_size,
+            buf: Vec::new(),
+            upload_id: None,
+            parts: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Appends bytes; uploads a part whenever a full one is buffered.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), S3Error> {
+        self.buf.extend_from_slice(bytes);
+        self.bytes += bytes.len() as u64;
+        while self.buf.len() >= self.part_size {
+            let rest = self.buf.split_off(self.part_size);
+            let part = std::mem::replace(&mut self.buf, rest);
+            self.upload_part(part).await?;
+        }
+        Ok(())
+    }
+
+    async fn upload_part(&mut self, part: Vec<u8>) -> Result<(), S3Error> {
+        let err = |op, bucket: &str, key: &str| move |e| s3_error(op, bucket, key, e);
+        if self.upload_id.is_none() {
+            let out = self
+                .client
+                .create_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .content_type(self.content_type)
+                .send()
+                .await
+                .map_err(err("CreateMultipartUpload", &self.bucket, &self.key))?;
+            self.upload_id = out.upload_id().map(str::to_string);
+        }
+        let number = self.parts.len() as i32 + 1;
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(self.upload_id.as_deref().unwrap_or_default())
+            .part_number(number)
+            .body(ByteStream::from(part))
+            .send()
+            .await
+            .map_err(err("UploadPart", &self.bucket, &self.key))?;
+        self.parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_string)).build());
+        Ok(())
+    }
+
+    /// Makes the object visible, whole.
+    pub async fn finish(mut self) -> Result<u64, S3Error> {
+        if self.upload_id.is_none() {
+            let body = std::mem::take(&mut self.buf);
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .content_type(self.content_type)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map_err(|e| s3_error("PutObject", &self.bucket, &self.key, e))?;
+            return Ok(self.bytes);
+        }
+        if !self.buf.is_empty() {
+            let last = std::mem::take(&mut self.buf);
+            self.upload_part(last).await?;
+        }
+        let done = CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.parts))).build();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(self.upload_id.as_deref().unwrap_or_default())
+            .multipart_upload(done)
+            .send()
+            .await
+            .map_err(|e| s3_error("CompleteMultipartUpload", &self.bucket, &self.key, e))?;
+        Ok(self.bytes)
+    }
+
+    /// Drops the parts uploaded so far; nothing becomes visible.
+    pub async fn abort(self) {
+        if let Some(id) = &self.upload_id {
+            if let Err(e) = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(id).send().await {
+                // The bucket's lifecycle rule removes stale parts if this fails too.
+                tracing::warn!(key = %self.key, error = %DisplayErrorContext(&e), "could not abort a multipart upload");
+            }
+        }
+    }
+}

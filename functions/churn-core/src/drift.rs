@@ -1,0 +1,254 @@
+//! Data drift: the training reference distribution of every model feature, stored in the bundle
+//! as `reference.json`, and the population stability index (PSI) of a scored batch against it.
+//!
+//! Features are taken after imputation and derivation, before scaling (the [`SlotValues`] the
+//! transform computes anyway), so the batch scorer counts them at no extra parsing cost and a
+//! derived feature such as `avg_monthly_spend` drifts visibly when its sources do.
+//! Numeric features use the training deciles as bin edges; categorical ones one bin per
+//! vocabulary entry plus `(unseen)` and `(missing)`.
+//!
+//! PSI = Σ (actual − expected) · ln(actual / expected) over the bins, with proportions floored at
+//! [`PSI_FLOOR`] so an empty bin does not make it infinite. The usual reading: below 0.1 stable,
+//! 0.1–0.2 a moderate shift worth watching, above 0.2 a significant shift ([`DEFAULT_PSI_THRESHOLD`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{CatValue, FeatureSpec, SlotValues};
+
+/// File name of the reference inside a bundle.
+pub const REFERENCE: &str = "reference.json";
+/// PSI above which a feature is reported as drifted unless configured otherwise.
+pub const DEFAULT_PSI_THRESHOLD: f64 = 0.2;
+/// Smallest proportion used in the PSI sum.
+pub const PSI_FLOOR: f64 = 1e-4;
+
+/// Bins of one feature.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Bins {
+    /// `edges.len() + 1` bins: `(-inf, e0]`, `(e0, e1]`, …, `(e_last, inf)`.
+    Numeric { edges: Vec<f64> },
+    /// One bin per vocabulary entry (the spec's order), then unseen, then missing.
+    Categorical { categories: Vec<String> },
+}
+
+impl Bins {
+    pub fn len(&self) -> usize {
+        match self {
+            Bins::Numeric { edges } => edges.len() + 1,
+            Bins::Categorical { categories } => categories.len() + 2,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FeatureReference {
+    pub name: String,
+    pub bins: Bins,
+    /// Share of the training rows in each bin (sums to 1).
+    pub expected: Vec<f64>,
+}
+
+/// The training distribution of every feature, numeric features first (the spec's order).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DriftReference {
+    pub rows: usize,
+    pub features: Vec<FeatureReference>,
+}
+
+/// PSI of one feature.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FeatureDrift {
+    pub feature: String,
+    pub psi: f64,
+    pub drifted: bool,
+}
+
+/// Bin counts of a batch, accumulated row by row.
+#[derive(Debug, Clone)]
+pub struct DriftCounter {
+    edges: Vec<Vec<f64>>,
+    numeric: Vec<Vec<u64>>,
+    categorical: Vec<Vec<u64>>,
+    rows: u64,
+}
+
+fn numeric_bin(edges: &[f64], x: f64) -> usize {
+    edges.partition_point(|e| *e < x)
+}
+
+impl DriftCounter {
+    /// Empty counts shaped like `spec`'s features (edges from `reference` when given).
+    pub fn new(spec: &FeatureSpec, reference: &DriftReference) -> Self {
+        let edges: Vec<Vec<f64>> = reference.features[..spec.numeric.len()]
+            .iter()
+            .map(|f| match &f.bins {
+                Bins::Numeric { edges } => edges.clone(),
+                Bins::Categorical { .. } => Vec::new(),
+            })
+            .collect();
+        DriftCounter {
+            numeric: edges.iter().map(|e| vec![0; e.len() + 1]).collect(),
+            categorical: spec.categorical.iter().map(|c| vec![0; c.vocabulary.len() + 2]).collect(),
+            edges,
+            rows: 0,
+        }
+    }
+
+    /// Counts one row's values.
+    pub fn observe(&mut self, values: &SlotValues) {
+        self.rows += 1;
+        for (i, x) in values.numeric.iter().enumerate() {
+            self.numeric[i][numeric_bin(&self.edges[i], *x)] += 1;
+        }
+        for (i, c) in values.categorical.iter().enumerate() {
+            let counts = &mut self.categorical[i];
+            let unseen = counts.len() - 2;
+            let bin = match c {
+                CatValue::Known(k) => *k,
+                CatValue::Unseen(_) => unseen,
+                CatValue::Missing => unseen + 1,
+            };
+            counts[bin] += 1;
+        }
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Proportions per feature, in the reference's order.
+    fn proportions(&self) -> Vec<Vec<f64>> {
+        let n = self.rows.max(1) as f64;
+        self.numeric.iter().chain(&self.categorical).map(|c| c.iter().map(|&k| k as f64 / n).collect()).collect()
+    }
+
+    /// PSI of every feature against `reference`; `None` before any row was counted.
+    pub fn psi(&self, reference: &DriftReference, threshold: f64) -> Option<Vec<FeatureDrift>> {
+        if self.rows == 0 {
+            return None;
+        }
+        Some(
+            reference
+                .features
+                .iter()
+                .zip(self.proportions())
+                .map(|(f, actual)| {
+                    let psi = psi(&f.expected, &actual);
+                    FeatureDrift { feature: f.name.clone(), psi, drifted: psi > threshold }
+                })
+                .collect(),
+        )
+    }
+}
+
+/// PSI of two distributions over the same bins.
+pub fn psi(expected: &[f64], actual: &[f64]) -> f64 {
+    expected
+        .iter()
+        .zip(actual)
+        .map(|(&e, &a)| {
+            let (e, a) = (e.max(PSI_FLOOR), a.max(PSI_FLOOR));
+            (a - e) * (a / e).ln()
+        })
+        .sum()
+}
+
+impl DriftReference {
+    /// Fits the reference on the training rows' slot values (after imputation and derivation).
+    pub fn fit<'a>(spec: &FeatureSpec, rows: impl Iterator<Item = &'a SlotValues> + Clone) -> Self {
+        let mut edges = Vec::with_capacity(spec.numeric.len());
+        for i in 0..spec.numeric.len() {
+            let mut xs: Vec<f64> = rows.clone().map(|v| v.numeric[i]).filter(|x| x.is_finite()).collect();
+            xs.sort_by(f64::total_cmp);
+            let mut e: Vec<f64> = Vec::new();
+            if !xs.is_empty() {
+                for q in 1..10 {
+                    let x = xs[((xs.len() - 1) * q) / 10];
+                    // Deciles collapse on discrete features (counts, flags): keep distinct edges.
+                    if e.last().is_none_or(|l| *l < x) {
+                        e.push(x);
+                    }
+                }
+            }
+            edges.push(e);
+        }
+        let skeleton = DriftReference {
+            rows: 0,
+            features: spec
+                .numeric
+                .iter()
+                .zip(&edges)
+                .map(|(f, e)| FeatureReference { name: f.name.clone(), bins: Bins::Numeric { edges: e.clone() }, expected: vec![] })
+                .chain(spec.categorical.iter().map(|c| FeatureReference {
+                    name: c.name.clone(),
+                    bins: Bins::Categorical { categories: c.vocabulary.clone() },
+                    expected: vec![],
+                }))
+                .collect(),
+        };
+        let mut counter = DriftCounter::new(spec, &skeleton);
+        for v in rows {
+            counter.observe(v);
+        }
+        let mut reference = skeleton;
+        reference.rows = counter.rows as usize;
+        for (f, p) in reference.features.iter_mut().zip(counter.proportions()) {
+            f.expected = p;
+        }
+        reference
+    }
+
+    /// Checks that the reference fits `spec` (same features, same bins), so counting cannot go
+    /// out of bounds on a mismatched bundle.
+    pub fn check(&self, spec: &FeatureSpec) -> Result<(), String> {
+        let names: Vec<&str> = spec.numeric.iter().map(|f| f.name.as_str()).chain(spec.categorical.iter().map(|c| c.name.as_str())).collect();
+        let mine: Vec<&str> = self.features.iter().map(|f| f.name.as_str()).collect();
+        if names != mine {
+            return Err(format!("{REFERENCE} describes features {mine:?}, the feature spec has {names:?}"));
+        }
+        for (i, f) in self.features.iter().enumerate() {
+            let ok = match &f.bins {
+                Bins::Numeric { edges } => i < spec.numeric.len() && edges.windows(2).all(|w| w[0] < w[1]),
+                Bins::Categorical { categories } => {
+                    i >= spec.numeric.len() && *categories == spec.categorical[i - spec.numeric.len()].vocabulary
+                }
+            };
+            if !ok || f.expected.len() != f.bins.len() {
+                return Err(format!("{REFERENCE}: bins of `{}` do not match the feature spec", f.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psi_is_zero_for_equal_distributions_and_grows_with_shift() {
+        let e = [0.25, 0.25, 0.25, 0.25];
+        assert!(psi(&e, &e).abs() < 1e-12);
+        let small = psi(&e, &[0.3, 0.25, 0.25, 0.2]);
+        let large = psi(&e, &[0.7, 0.1, 0.1, 0.1]);
+        assert!(small > 0.0 && small < 0.1, "{small}");
+        assert!(large > DEFAULT_PSI_THRESHOLD, "{large}");
+        // An empty bin is floored, not infinite.
+        assert!(psi(&e, &[0.5, 0.5, 0.0, 0.0]).is_finite());
+    }
+
+    #[test]
+    fn numeric_bins_follow_the_edges() {
+        let edges = [1.0, 2.0, 5.0];
+        assert_eq!(numeric_bin(&edges, 0.5), 0);
+        assert_eq!(numeric_bin(&edges, 1.0), 0);
+        assert_eq!(numeric_bin(&edges, 1.5), 1);
+        assert_eq!(numeric_bin(&edges, 5.0), 2);
+        assert_eq!(numeric_bin(&edges, 9.0), 3);
+    }
+}

@@ -1,0 +1,250 @@
+//! The batch scorer as Lambda runs it: the real `batch-score` binary inside `cargo lambda
+//! watch`'s runtime API, loading its model from the local S3 server and answering the S3 events
+//! of `events/` (with the test's bucket put in) for objects the test uploads with boto3. Outputs
+//! are read back with boto3 and pyarrow, independent of the Rust code under test.
+
+use std::path::Path;
+
+use churn_e2e::lambda::*;
+use churn_e2e::*;
+use serde_json::Value;
+
+/// An event from `events/` pointed at `bucket` (and at `key`, raw as S3 sends it, when given).
+fn s3_event(dir: &Path, template: &str, bucket: &str, key: Option<&str>) -> std::path::PathBuf {
+    let mut ev: Value = serde_json::from_str(&std::fs::read_to_string(event(template)).unwrap()).unwrap();
+    let s3 = &mut ev["Records"][0]["s3"];
+    s3["bucket"]["name"] = bucket.into();
+    s3["bucket"]["arn"] = format!("arn:aws:s3:::{bucket}").into();
+    if let Some(k) = key {
+        s3["object"]["key"] = k.into();
+    }
+    let path = dir.join(format!("{}.json", unique("event")));
+    std::fs::write(&path, ev.to_string()).unwrap();
+    path
+}
+
+fn put(bucket: &str, key: &str, file: &str) {
+    aws_mlflow(&["put", bucket, key, file]);
+}
+
+fn keys(bucket: &str, prefix: &str) -> Vec<String> {
+    serde_json::from_str(&aws_mlflow(&["keys", bucket, prefix])).unwrap()
+}
+
+fn get_json(dir: &Path, bucket: &str, key: &str) -> Value {
+    let out = dir.join(unique("get"));
+    aws_mlflow(&["get", bucket, key, out.to_str().unwrap()]);
+    serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap()
+}
+
+/// A parquet object read back by pyarrow: (columns, rows).
+fn get_parquet(dir: &Path, bucket: &str, key: &str) -> (Vec<String>, Vec<Vec<Value>>) {
+    let out = dir.join(unique("get.parquet"));
+    aws_mlflow(&["get", bucket, key, out.to_str().unwrap()]);
+    let v: Value = serde_json::from_str(&aws_mlflow(&["parquet-json", out.to_str().unwrap()])).unwrap();
+    (serde_json::from_value(v["columns"].clone()).unwrap(), serde_json::from_value(v["rows"].clone()).unwrap())
+}
+
+/// The Telco data as parquet with typed columns (pyarrow's inference) and several row groups.
+fn telco_parquet(dir: &Path, csv_text: Option<String>, rows_per_group: usize) -> String {
+    let csv = match csv_text {
+        Some(t) => write(dir, &unique("in.csv"), &t),
+        None => telco_csv().to_string_lossy().into_owned(),
+    };
+    let pq = dir.join(unique("in.parquet"));
+    aws_mlflow(&["csv-to-parquet", &csv, pq.to_str().unwrap(), &rows_per_group.to_string()]);
+    pq.to_string_lossy().into_owned()
+}
+
+fn only_object(resp: &Value) -> &Value {
+    let objects = resp["objects"].as_array().unwrap_or_else(|| panic!("no objects: {resp}"));
+    assert_eq!(objects.len(), 1, "{resp}");
+    &objects[0]
+}
+
+fn counts_add_up(s: &Value) {
+    let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}"));
+    assert_eq!(n("rows_in"), n("rows_scored") + n("rows_rejected"), "{s}");
+    let hist: u64 = s["probability_histogram"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(hist, n("rows_scored"), "{s}");
+    let tiers: u64 = s["tiers"].as_array().unwrap().iter().map(|t| t[1].as_u64().unwrap()).sum();
+    assert_eq!(tiers, n("rows_scored"), "{s}");
+}
+
+#[test]
+fn scores_clean_and_bad_files_and_never_duplicates() {
+    let model = model_on_s3();
+    let bucket = test_bucket("churn-data");
+    let dir = scratch("batch");
+    let emu = emulator();
+    let (_f, logs) = start_function("batch-score", emu.port, &[("MODEL_URI", model)]);
+
+    // 1. A clean parquet file, as the S3 notification of `events/` announces it.
+    let clean = telco_parquet(dir.path(), None, 1000);
+    put(&bucket, "incoming/customers.parquet", &clean);
+    let ev = s3_event(dir.path(), "s3-put-incoming.json", &bucket, None);
+    let resp = invoke(emu.port, &ev);
+    let s = only_object(&resp);
+    assert_eq!(s["status"], "scored", "{s}");
+    assert_eq!((s["rows_in"].as_u64(), s["rows_rejected"].as_u64()), (Some(4930), Some(0)), "{s}");
+    counts_add_up(s);
+    // The training data is the reference population: no feature drifts.
+    assert!(s["drift"]["max_psi"].as_f64().unwrap() < 0.05, "{}", s["drift"]);
+    assert_eq!(s["drift"]["drifted"], Value::Array(vec![]));
+    let (cols, rows) = get_parquet(dir.path(), &bucket, "scored/customers.parquet");
+    assert_eq!(cols, ["customerid", "churn_probability", "risk_tier", "recommended_action", "warnings", "model_version"]);
+    assert_eq!(rows.len(), 4930);
+    assert_eq!(rows[0][0], "8879-ZKJOF");
+    assert!(!keys(&bucket, "rejected/").iter().any(|k| k == "rejected/customers.parquet"));
+    let summary = get_json(dir.path(), &bucket, "scored/customers.parquet.summary.json");
+    assert_eq!(summary["rows_scored"], 4930);
+
+    // Same scores as `churn score` on the same file: one scoring core.
+    let local = dir.path().join("local-scored.parquet");
+    churn_ok(&["score", "--model", trained_bundle().to_str().unwrap(), "--input", &clean, "--output", local.to_str().unwrap()]);
+    let v: Value = serde_json::from_str(&aws_mlflow(&["parquet-json", local.to_str().unwrap()])).unwrap();
+    let local_rows = v["rows"].as_array().unwrap();
+    for (a, b) in rows.iter().zip(local_rows) {
+        assert_eq!((&a[0], &a[1], &a[2]), (&b[0], &b[1], &b[2]));
+    }
+
+    // 2. A re-delivered event: nothing is scored again, the output is untouched.
+    let before = aws_mlflow(&["head", &bucket, "scored/customers.parquet"]);
+    let again = invoke(emu.port, &ev);
+    assert_eq!(only_object(&again)["status"], "already_scored", "{again}");
+    assert_eq!(aws_mlflow(&["head", &bucket, "scored/customers.parquet"]), before);
+    assert_eq!(keys(&bucket, "scored/").len(), 2, "{:?}", keys(&bucket, "scored/"));
+
+    // 3. Bad rows under a key with spaces and unicode (URL-encoded in the event as S3 does).
+    let key = "incoming/march export/café & co.parquet";
+    let bad = telco_with(|n, line| {
+        let mut f: Vec<String> = line.split(',').map(String::from).collect();
+        match n {
+            4 => f[5] = "-5".into(),           // tenure: negative
+            11 => f[18] = "lots".into(),        // monthlycharges: text
+            21 => f[15] = "Forever".into(),     // contract: unseen category -> scored with a warning
+            _ => {}
+        }
+        Some(f.join(","))
+    });
+    put(&bucket, key, &telco_parquet(dir.path(), Some(bad), 1000));
+    let resp = invoke(emu.port, &s3_event(dir.path(), "s3-put-incoming-encoded-key.json", &bucket, None));
+    let s = only_object(&resp);
+    assert_eq!(s["source"]["key"], key);
+    assert_eq!((s["status"].as_str(), s["rows_in"].as_u64(), s["rows_rejected"].as_u64()), (Some("scored"), Some(4930), Some(2)), "{s}");
+    assert!(s["rows_warned"].as_u64().unwrap() >= 1, "{s}");
+    counts_add_up(s);
+    let (cols, rejected) = get_parquet(dir.path(), &bucket, "rejected/march export/café & co.parquet");
+    assert_eq!(&cols[..2], ["customerid", "gender"]);
+    assert_eq!(&cols[cols.len() - 2..], ["_row", "_error"]);
+    assert_eq!(rejected.len(), 2);
+    let err = |r: &Vec<Value>| r.last().unwrap().as_str().unwrap().to_string();
+    assert_eq!(rejected[0][cols.len() - 2], 3, "data row 3 is line 4");
+    assert!(err(&rejected[0]).contains("row 3") && err(&rejected[0]).contains("tenure"), "{}", err(&rejected[0]));
+    assert!(err(&rejected[1]).contains("row 10") && err(&rejected[1]).contains("monthlycharges"), "{}", err(&rejected[1]));
+    let (_, scored) = get_parquet(dir.path(), &bucket, "scored/march export/café & co.parquet");
+    assert_eq!(scored.len(), 4928);
+
+    // 4. A CSV whose population has shifted: monthly charges up 60 % for everyone.
+    let shifted = telco_with(|n, line| {
+        let mut f: Vec<String> = line.split(',').map(String::from).collect();
+        if n > 1 {
+            let x: f64 = f[18].parse().unwrap();
+            f[18] = format!("{:.2}", x * 1.6);
+        }
+        Some(f.join(","))
+    });
+    put(&bucket, "incoming/shifted.csv", &write(dir.path(), "shifted.csv", &shifted));
+    let resp = invoke(emu.port, &s3_event(dir.path(), "s3-put-incoming.json", &bucket, Some("incoming/shifted.csv")));
+    let s = only_object(&resp);
+    assert_eq!(s["status"], "scored", "{s}");
+    let drifted: Vec<String> = serde_json::from_value(s["drift"]["drifted"].clone()).unwrap();
+    assert!(drifted.iter().any(|f| f == "monthlycharges"), "{}", s["drift"]);
+    assert!(!drifted.iter().any(|f| f == "tenure"), "{}", s["drift"]);
+    let csv_out = dir.path().join("shifted-scored.csv");
+    aws_mlflow(&["get", &bucket, "scored/shifted.csv", csv_out.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&csv_out).unwrap();
+    assert!(text.starts_with("customerid,churn_probability,risk_tier,recommended_action,warnings,model_version\n"), "{}", &text[..200]);
+    assert_eq!(text.lines().count(), 4931);
+
+    // 5. Inputs that cannot be scored: recorded as failed with the reason, nothing else written.
+    let empty = write(dir.path(), "empty.parquet", "");
+    let garbage = write(dir.path(), "garbage.parquet", "customerid,tenure\n1,2\n");
+    let no_contract = telco_parquet(dir.path(), Some(telco_with(|_, l| Some(l.split(',').enumerate().filter(|(i, _)| *i != 15).map(|(_, f)| f).collect::<Vec<_>>().join(",")))), 5000);
+    for (name, file, expect) in [
+        ("empty.parquet", &empty, "empty (0 bytes)"),
+        ("garbage.parquet", &garbage, "not a readable parquet file"),
+        ("no-contract.parquet", &no_contract, "missing column(s) [\"contract\"]"),
+        ("notes.txt", &empty, "unsupported file type"),
+    ] {
+        let k = format!("incoming/{name}");
+        put(&bucket, &k, file);
+        let resp = invoke(emu.port, &s3_event(dir.path(), "s3-put-incoming.json", &bucket, Some(&k)));
+        let s = only_object(&resp);
+        assert_eq!(s["status"], "failed", "{name}: {s}");
+        assert!(s["error"].as_str().unwrap().contains(expect), "{name}: {s}");
+        assert!(s["error"].as_str().unwrap().contains(&format!("s3://{bucket}/{k}")) || name == "notes.txt", "{name}: {s}");
+        assert!(!keys(&bucket, &format!("scored/{name}")).iter().any(|x| x == &format!("scored/{name}")), "{name}");
+        assert_eq!(get_json(dir.path(), &bucket, &format!("scored/{name}.summary.json"))["status"], "failed");
+    }
+
+    // 6. The function's own output never triggers scoring.
+    let before = keys(&bucket, "");
+    let resp = invoke(emu.port, &s3_event(dir.path(), "s3-put-scored-output.json", &bucket, None));
+    assert_eq!(resp["objects"], Value::Array(vec![]), "{resp}");
+    assert!(resp["skipped"][0]["reason"].as_str().unwrap().contains("input prefix"), "{resp}");
+    assert_eq!(keys(&bucket, ""), before);
+
+    // Logs: JSON lines; EMF metrics went to stdout (not captured here).
+    let lines: Vec<String> = logs.try_iter().collect();
+    assert!(lines.iter().any(|l| l.contains("\"message\":\"scored\"")), "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains("panicked")), "{lines:#?}");
+}
+
+#[test]
+fn objects_too_large_for_one_invocation_are_refused_then_scored_by_row_groups() {
+    let model = model_on_s3();
+    let bucket = test_bucket("churn-split");
+    let dir = scratch("batch-split");
+    let emu = emulator();
+    let (_f, _logs) = start_function("batch-score", emu.port, &[("MODEL_URI", model), ("MAX_ROWS_PER_INVOCATION", "3000")]);
+    put(&bucket, "incoming/customers.parquet", &telco_parquet(dir.path(), None, 1000));
+
+    let resp = invoke(emu.port, &s3_event(dir.path(), "s3-put-incoming.json", &bucket, None));
+    let s = only_object(&resp);
+    assert_eq!(s["status"], "refused", "{s}");
+    assert!(s["error"].as_str().unwrap().contains("MAX_ROWS_PER_INVOCATION=3000"), "{s}");
+    assert!(keys(&bucket, "scored/customers.parquet").iter().all(|k| k.ends_with(".summary.json")), "nothing scored");
+
+    // The state machine's items: row-group ranges; together they cover the file exactly once.
+    let mut total = 0;
+    for [a, b] in [[0, 3], [3, 5]] {
+        let task = write(dir.path(), &format!("task-{a}.json"), &format!(r#"{{"bucket": "{bucket}", "key": "incoming/customers.parquet", "row_groups": [{a}, {b}]}}"#));
+        let resp = invoke(emu.port, Path::new(&task));
+        let s = only_object(&resp);
+        assert_eq!(s["status"], "scored", "{s}");
+        counts_add_up(s);
+        total += s["rows_in"].as_u64().unwrap();
+        let (_, rows) = get_parquet(dir.path(), &bucket, &format!("scored/customers.parquet.rowgroups-{a}-{b}.parquet"));
+        assert_eq!(rows.len() as u64, s["rows_scored"].as_u64().unwrap());
+    }
+    assert_eq!(total, 4930);
+    let task = write(dir.path(), "task-bad.json", &format!(r#"{{"bucket": "{bucket}", "key": "incoming/customers.parquet", "row_groups": [4, 9]}}"#));
+    let s = only_object(&invoke(emu.port, Path::new(&task))).clone();
+    assert_eq!(s["status"], "failed");
+    assert!(s["error"].as_str().unwrap().contains("the file has 5"), "{s}");
+}
+
+#[test]
+fn start_up_failure_is_one_clear_line() {
+    let emu = emulator();
+    let mut c = std::process::Command::new(binary("batch-score"));
+    lambda_env(&mut c, emu.port, "batch-score");
+    c.env("MODEL_URI", "s3://b/m").env("SCORED_PREFIX", "incoming/out/");
+    let o = c.output().unwrap();
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    let errors: Vec<&str> = err.lines().filter(|l| l.contains("\"level\":\"ERROR\"")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("SCORED_PREFIX") && errors[0].contains("start-up failed"), "{err}");
+}
