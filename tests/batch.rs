@@ -216,10 +216,17 @@ fn objects_too_large_for_one_invocation_are_refused_then_scored_by_row_groups() 
     assert!(s["error"].as_str().unwrap().contains("MAX_ROWS_PER_INVOCATION=3000"), "{s}");
     assert!(keys(&bucket, "scored/customers.parquet").iter().all(|k| k.ends_with(".summary.json")), "nothing scored");
 
-    // The state machine's items: row-group ranges; together they cover the file exactly once.
+    // What the state machine does: ask for a plan, then score each item (a row-group range);
+    // together the items cover the file exactly once.
+    let plan = write(dir.path(), "plan.json", &format!(r#"{{"plan": {{"bucket": "{bucket}", "key": "incoming/customers.parquet", "row_groups_per_task": 3}}}}"#));
+    let plan = invoke(emu.port, Path::new(&plan));
+    assert_eq!((plan["rows"].as_u64(), plan["row_groups"].as_u64()), (Some(4930), Some(5)), "{plan}");
+    let items = plan["items"].as_array().unwrap();
+    assert_eq!(items.iter().map(|i| i["row_groups"].clone()).collect::<Vec<_>>(), vec![serde_json::json!([0, 3]), serde_json::json!([3, 5])]);
     let mut total = 0;
-    for [a, b] in [[0, 3], [3, 5]] {
-        let task = write(dir.path(), &format!("task-{a}.json"), &format!(r#"{{"bucket": "{bucket}", "key": "incoming/customers.parquet", "row_groups": [{a}, {b}]}}"#));
+    for item in items {
+        let (a, b) = (item["row_groups"][0].as_u64().unwrap(), item["row_groups"][1].as_u64().unwrap());
+        let task = write(dir.path(), &format!("task-{a}.json"), &item.to_string());
         let resp = invoke(emu.port, Path::new(&task));
         let s = only_object(&resp);
         assert_eq!(s["status"], "scored", "{s}");

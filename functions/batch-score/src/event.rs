@@ -21,6 +21,29 @@ pub struct Task {
     pub row_groups: Option<[usize; 2]>,
 }
 
+/// Asks how to split one parquet object into row-group tasks (the first state of the fan-out
+/// state machine): `{"plan": {"bucket": …, "key": …, "row_groups_per_task": 4}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanRequest {
+    pub bucket: String,
+    pub key: String,
+    #[serde(default = "default_groups_per_task")]
+    pub row_groups_per_task: usize,
+}
+
+fn default_groups_per_task() -> usize {
+    4
+}
+
+/// The tasks covering `row_groups` groups, `per_task` at a time: every group exactly once.
+pub fn split_tasks(bucket: &str, key: &str, row_groups: usize, per_task: usize) -> Vec<Task> {
+    let per_task = per_task.max(1);
+    (0..row_groups)
+        .step_by(per_task)
+        .map(|a| Task { bucket: bucket.into(), key: key.into(), row_groups: Some([a, (a + per_task).min(row_groups)]) })
+        .collect()
+}
+
 /// A record that will not be scored, and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Skipped {
@@ -116,6 +139,14 @@ mod tests {
         assert_eq!(t, vec![Task { bucket: "data".into(), key: "incoming/a b.parquet".into(), row_groups: None }]);
         assert_eq!(s.len(), 3);
         assert!(s[0].reason.contains("input prefix"));
+    }
+
+    #[test]
+    fn split_tasks_cover_every_group_once() {
+        let t = split_tasks("b", "k", 10, 4);
+        let ranges: Vec<[usize; 2]> = t.iter().map(|t| t.row_groups.unwrap()).collect();
+        assert_eq!(ranges, vec![[0, 4], [4, 8], [8, 10]]);
+        assert!(split_tasks("b", "k", 0, 4).is_empty());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array};
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use aws_sdk_s3::Client;
@@ -158,7 +158,8 @@ impl Keys {
 
 enum Source {
     Parquet(ParquetRecordBatchStream<S3Reader>),
-    Table(TableReader, tempfile::NamedTempFile),
+    // The spool file lives as long as its reader.
+    Table(TableReader, #[allow(dead_code)] tempfile::NamedTempFile),
 }
 
 impl Source {
@@ -200,6 +201,31 @@ impl Scorer {
             timings: Timings::default(),
             error: None,
         }
+    }
+
+    /// The row-group tasks that split one parquet object (the state machine maps over them).
+    pub async fn plan(&self, req: &crate::event::PlanRequest) -> Result<serde_json::Value, String> {
+        let label = Self::uri(&req.bucket, &req.key);
+        if !req.key.starts_with(&self.config.input_prefix) {
+            return Err(format!("{label}: not under the input prefix {}", self.config.input_prefix));
+        }
+        let info = s3io::head(&self.client, &req.bucket, &req.key).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("{label}: no such object"))?;
+        let reader = S3Reader {
+            client: self.client.clone(),
+            bucket: req.bucket.clone(),
+            key: req.key.clone(),
+            etag: info.etag.clone(),
+            size: info.size,
+            fetched: Default::default(),
+        };
+        let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| match parquet_failure(&label, e) {
+            Failure::Input(m) | Failure::Refused(m) => m,
+            Failure::Job(e) => e.to_string(),
+        })?;
+        let groups = builder.metadata().row_groups();
+        let rows: i64 = groups.iter().map(|g| g.num_rows()).sum();
+        let items = crate::event::split_tasks(&req.bucket, &req.key, groups.len(), req.row_groups_per_task);
+        Ok(serde_json::json!({"bucket": req.bucket, "key": req.key, "rows": rows, "row_groups": groups.len(), "items": items}))
     }
 
     /// Scores one task; `deadline_ms` is the invocation's deadline (Unix epoch milliseconds).

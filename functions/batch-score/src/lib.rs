@@ -25,6 +25,10 @@ pub const NAMESPACE: &str = "ChurnPrediction";
 /// (after the others are done, and their re-delivery is a no-op), so Lambda retries it and
 /// finally hands it to the on-failure destination.
 pub async fn handle(scorer: &Scorer, event: Value, deadline_ms: u64) -> Result<Value, String> {
+    if let Some(plan) = event.get("plan") {
+        let req: event::PlanRequest = serde_json::from_value(plan.clone()).map_err(|e| format!("plan request: {e}"))?;
+        return scorer.plan(&req).await;
+    }
     let (tasks, skipped) = event::tasks(event, &scorer.config.input_prefix).map_err(|e| e.to_string())?;
     for s in &skipped {
         tracing::info!(bucket = %s.bucket, key = %s.key, reason = %s.reason, "skipped");

@@ -170,7 +170,6 @@ impl Upload {
     }
 
     async fn upload_part(&mut self, part: Vec<u8>) -> Result<(), S3Error> {
-        let err = |op, bucket: &str, key: &str| move |e| s3_error(op, bucket, key, e);
         if self.upload_id.is_none() {
             let out = self
                 .client
@@ -180,7 +179,7 @@ impl Upload {
                 .content_type(self.content_type)
                 .send()
                 .await
-                .map_err(err("CreateMultipartUpload", &self.bucket, &self.key))?;
+                .map_err(|e| s3_error("CreateMultipartUpload", &self.bucket, &self.key, e))?;
             self.upload_id = out.upload_id().map(str::to_string);
         }
         let number = self.parts.len() as i32 + 1;
@@ -194,7 +193,7 @@ impl Upload {
             .body(ByteStream::from(part))
             .send()
             .await
-            .map_err(err("UploadPart", &self.bucket, &self.key))?;
+            .map_err(|e| s3_error("UploadPart", &self.bucket, &self.key, e))?;
         self.parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_string)).build());
         Ok(())
     }

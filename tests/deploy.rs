@@ -1,0 +1,192 @@
+//! The deployment, checked offline by the real tools: `cfn-lint`, `sam validate --lint`, the SAM
+//! translator's expansion of the template (the same one `sam deploy` runs) checked for
+//! least-privilege policies, private encrypted buckets, the trigger on `incoming/` only, the
+//! dead-letter destination, log retention and alarms; and `sam build`, which cross-compiles both
+//! functions to arm64 with cargo-lambda and zig.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use churn_e2e::*;
+use serde_json::Value;
+
+fn tool(name: &str) -> Command {
+    let mut c = Command::new(name);
+    c.current_dir(root()).env("SAM_CLI_TELEMETRY", "0");
+    c
+}
+
+fn run_ok(c: &mut Command, what: &str) -> String {
+    let o = c.output().unwrap_or_else(|e| panic!("{what}: {e} (the tools come from `bash tests/run.sh`)"));
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{what} failed:\n{out}\n{err}");
+    out
+}
+
+fn template(kind: &str) -> Value {
+    let mut c = Command::new(python());
+    c.arg(root().join("tests/support/sam_template.py")).arg(kind).arg(root().join("template.yaml"));
+    serde_json::from_str(&run_ok(&mut c, "sam_template.py")).unwrap()
+}
+
+fn resources_of<'a>(t: &'a Value, ty: &str) -> Vec<(&'a String, &'a Value)> {
+    t["Resources"].as_object().unwrap().iter().filter(|(_, r)| r["Type"] == ty).collect()
+}
+
+#[test]
+fn cfn_lint_and_sam_validate_pass() {
+    run_ok(tool("cfn-lint").arg("template.yaml"), "cfn-lint template.yaml");
+    let out = run_ok(tool("sam").args(["validate", "--lint"]), "sam validate --lint");
+    assert!(out.contains("is a valid SAM Template"), "{out}");
+}
+
+#[test]
+fn every_function_names_a_workspace_binary_built_for_arm64() {
+    let t = template("raw");
+    let meta: Value = {
+        let mut c = Command::new(env!("CARGO"));
+        c.args(["metadata", "--no-deps", "--format-version", "1", "--offline"]).current_dir(root());
+        serde_json::from_str(&run_ok(&mut c, "cargo metadata")).unwrap()
+    };
+    let bins: BTreeSet<String> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .filter(|t| t["kind"].as_array().unwrap().iter().any(|k| k == "bin"))
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    let globals = &t["Globals"]["Function"];
+    let functions = resources_of(&t, "AWS::Serverless::Function");
+    assert_eq!(functions.len(), 2);
+    for (name, f) in functions {
+        let p = &f["Properties"];
+        let get = |k: &str| if p[k].is_null() { globals[k].clone() } else { p[k].clone() };
+        assert_eq!(get("Runtime"), "provided.al2023", "{name}");
+        assert_eq!(get("Handler"), "bootstrap", "{name}");
+        assert_eq!(get("Architectures"), serde_json::json!(["arm64"]), "{name}");
+        assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda", "{name}");
+        let bin = f["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap();
+        assert!(bins.contains(bin), "{name}: binary {bin} is not a workspace binary ({bins:?})");
+        let code = root().join(p["CodeUri"].as_str().unwrap());
+        assert!(code.join("Cargo.toml").exists(), "{name}: CodeUri {} has no Cargo.toml", code.display());
+        assert!(p["MemorySize"].as_u64().is_some() && p["Timeout"].as_u64().is_some(), "{name}");
+        assert!(!p["Environment"]["Variables"]["MODEL_URI"].is_null(), "{name}");
+    }
+}
+
+/// Every statement of every role's inline policies, after the SAM transform.
+fn statements(t: &Value, role: &str) -> Vec<Value> {
+    let r = &t["Resources"][role];
+    assert_eq!(r["Type"], "AWS::IAM::Role", "{role}");
+    r["Properties"]["Policies"]
+        .as_array()
+        .map(|ps| ps.iter().flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap().clone()).collect())
+        .unwrap_or_default()
+}
+
+fn list(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(a) => a.iter().map(|x| x.to_string()).collect(),
+        other => vec![other.to_string()],
+    }
+}
+
+#[test]
+fn policies_are_least_privilege_and_resources_are_locked_down() {
+    let t = template("transformed");
+
+    // No role anywhere grants a wildcard S3 action or an S3 action on `*`.
+    for (name, _) in resources_of(&t, "AWS::IAM::Role") {
+        for s in statements(&t, name) {
+            let actions = list(&s["Action"]);
+            if actions.iter().any(|a| a.contains("s3:")) {
+                assert!(!actions.iter().any(|a| a.contains('*')), "{name}: wildcard S3 action in {s}");
+                for r in list(&s["Resource"]) {
+                    assert!(r != "\"*\"" && !r.contains(":::*"), "{name}: S3 action on every resource: {s}");
+                }
+            }
+        }
+    }
+    let s3_grants = |role: &str| -> Vec<(Vec<String>, Vec<String>)> {
+        statements(&t, role)
+            .into_iter()
+            .filter(|s| list(&s["Action"]).iter().any(|a| a.contains("s3:")))
+            .map(|s| (list(&s["Action"]), list(&s["Resource"])))
+            .collect()
+    };
+    // The prediction function reads the model prefix, nothing else.
+    let predict = s3_grants("PredictFunctionRole");
+    assert_eq!(predict.len(), 1, "{predict:?}");
+    assert_eq!(predict[0].0, vec!["\"s3:GetObject\""]);
+    assert!(predict[0].1[0].contains("churn-models-") && predict[0].1[0].contains("${ModelKeyPrefix}*"), "{predict:?}");
+    // The batch function: reads incoming/ and the models, writes scored/ and rejected/ only.
+    for (actions, resources) in s3_grants("BatchScoreFunctionRole") {
+        let writes = actions.iter().any(|a| a.contains("Put") || a.contains("Delete") || a.contains("Abort"));
+        for r in &resources {
+            if writes {
+                assert!(r.contains("/scored/*") || r.contains("/rejected/*"), "writes outside the outputs: {actions:?} {r}");
+            } else if actions.iter().any(|a| a.contains("GetObject")) {
+                assert!(r.contains("/incoming/*") || r.contains("${ModelKeyPrefix}*") || r.contains("/scored/*"), "{r}");
+            } else {
+                assert_eq!(actions, vec!["\"s3:ListBucket\""], "{resources:?}");
+            }
+        }
+    }
+
+    // Buckets: encrypted, no public access; the model bucket keeps versions.
+    for (name, b) in resources_of(&t, "AWS::S3::Bucket") {
+        let p = &b["Properties"];
+        assert!(!p["BucketEncryption"].is_null(), "{name} is not encrypted");
+        for k in ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"] {
+            assert_eq!(p["PublicAccessBlockConfiguration"][k], true, "{name}: {k}");
+        }
+    }
+    assert_eq!(t["Resources"]["ModelBucket"]["Properties"]["VersioningConfiguration"]["Status"], "Enabled");
+
+    // The batch trigger covers incoming/ only, so outputs never re-trigger it.
+    let n = &t["Resources"]["DataBucket"]["Properties"]["NotificationConfiguration"];
+    let lambdas = n["LambdaConfigurations"].as_array().expect("a Lambda notification");
+    assert_eq!(lambdas.len(), 1);
+    assert_eq!(lambdas[0]["Filter"]["S3Key"]["Rules"], serde_json::json!([{"Name": "prefix", "Value": "incoming/"}]));
+
+    // Failed asynchronous invocations are kept.
+    let cfg = resources_of(&t, "AWS::Lambda::EventInvokeConfig");
+    assert_eq!(cfg.len(), 1);
+    assert!(!cfg[0].1["Properties"]["DestinationConfig"]["OnFailure"]["Destination"].is_null());
+
+    // Every function logs to a group with a retention period.
+    for (name, f) in resources_of(&t, "AWS::Lambda::Function") {
+        let group = f["Properties"]["LoggingConfig"]["LogGroup"]["Ref"].as_str().unwrap_or_else(|| panic!("{name} has no log group"));
+        assert!(t["Resources"][group]["Properties"]["RetentionInDays"].is_object() || t["Resources"][group]["Properties"]["RetentionInDays"].is_number());
+    }
+
+    // Every API route requires authorisation (IAM or JWT, never NONE).
+    let routes = resources_of(&t, "AWS::ApiGatewayV2::Route");
+    let keys: BTreeSet<&str> = routes.iter().map(|(_, r)| r["Properties"]["RouteKey"].as_str().unwrap()).collect();
+    assert_eq!(keys, BTreeSet::from(["POST /predict", "GET /health", "GET /model", "GET /openapi.json"]));
+    for (name, r) in &routes {
+        let auth = r["Properties"]["AuthorizationType"].to_string();
+        assert!(auth.contains("AWS_IAM") && !auth.contains("NONE"), "{name}: {auth}");
+    }
+
+    // Alarms on errors, throttles, p99 duration, failed objects, dead letters and drift.
+    let alarms: Vec<String> = resources_of(&t, "AWS::CloudWatch::Alarm")
+        .iter()
+        .map(|(_, a)| format!("{}/{}", a["Properties"]["Namespace"].as_str().unwrap(), a["Properties"]["MetricName"].as_str().unwrap()))
+        .collect();
+    for m in ["AWS/Lambda/Errors", "AWS/Lambda/Throttles", "AWS/Lambda/Duration", "ChurnPrediction/MaxPsi", "ChurnPrediction/FailedObjects", "AWS/SQS/ApproximateNumberOfMessagesVisible"] {
+        assert!(alarms.iter().any(|a| a == m), "no alarm on {m}: {alarms:?}");
+    }
+    let p99 = resources_of(&t, "AWS::CloudWatch::Alarm").into_iter().find(|(_, a)| a["Properties"]["MetricName"] == "Duration").unwrap();
+    assert_eq!(p99.1["Properties"]["ExtendedStatistic"], "p99");
+
+    // The fan-out state machine maps over row-group items with a distributed map.
+    let sm = resources_of(&t, "AWS::StepFunctions::StateMachine");
+    assert_eq!(sm.len(), 1);
+    assert!(sm[0].1["Properties"].to_string().contains("DISTRIBUTED"));
+
+    for o in ["ApiUrl", "ModelBucketName", "DataBucketName"] {
+        assert!(!t["Outputs"][o].is_null(), "output {o}");
+    }
+}
