@@ -39,7 +39,7 @@ fn get_json(dir: &Path, bucket: &str, key: &str) -> Value {
 
 /// A parquet object read back by pyarrow: (columns, rows).
 fn get_parquet(dir: &Path, bucket: &str, key: &str) -> (Vec<String>, Vec<Vec<Value>>) {
-    let out = dir.join(unique("get.parquet"));
+    let out = dir.join(format!("{}.parquet", unique("get")));
     aws_mlflow(&["get", bucket, key, out.to_str().unwrap()]);
     let v: Value = serde_json::from_str(&aws_mlflow(&["parquet-json", out.to_str().unwrap()])).unwrap();
     (serde_json::from_value(v["columns"].clone()).unwrap(), serde_json::from_value(v["rows"].clone()).unwrap())
@@ -48,10 +48,10 @@ fn get_parquet(dir: &Path, bucket: &str, key: &str) -> (Vec<String>, Vec<Vec<Val
 /// The Telco data as parquet with typed columns (pyarrow's inference) and several row groups.
 fn telco_parquet(dir: &Path, csv_text: Option<String>, rows_per_group: usize) -> String {
     let csv = match csv_text {
-        Some(t) => write(dir, &unique("in.csv"), &t),
+        Some(t) => write(dir, &format!("{}.csv", unique("in")), &t),
         None => telco_csv().to_string_lossy().into_owned(),
     };
-    let pq = dir.join(unique("in.parquet"));
+    let pq = dir.join(format!("{}.parquet", unique("in")));
     aws_mlflow(&["csv-to-parquet", &csv, pq.to_str().unwrap(), &rows_per_group.to_string()]);
     pq.to_string_lossy().into_owned()
 }
@@ -240,6 +240,21 @@ fn objects_too_large_for_one_invocation_are_refused_then_scored_by_row_groups() 
     let s = only_object(&invoke(emu.port, Path::new(&task))).clone();
     assert_eq!(s["status"], "failed");
     assert!(s["error"].as_str().unwrap().contains("the file has 5"), "{s}");
+}
+
+#[test]
+fn running_out_of_time_writes_nothing_and_fails_the_invocation() {
+    let model = model_on_s3();
+    let bucket = test_bucket("churn-late");
+    let dir = scratch("batch-late");
+    let emu = emulator();
+    // A margin as long as the emulator's whole timeout: the first batch is already too late.
+    let (_f, _logs) = start_function("batch-score", emu.port, &[("MODEL_URI", model), ("TIME_MARGIN_MS", "600000")]);
+    put(&bucket, "incoming/customers.parquet", &telco_parquet(dir.path(), None, 1000));
+    let (ok, out, err) = try_invoke(emu.port, &s3_event(dir.path(), "s3-put-incoming.json", &bucket, None));
+    assert!(!ok, "{out}");
+    assert!(err.contains("nothing was written"), "{err}");
+    assert_eq!(keys(&bucket, "scored/"), Vec::<String>::new(), "no output, not even a summary: the retry scores it");
 }
 
 #[test]

@@ -171,10 +171,22 @@ impl Source {
     }
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The invocation's deadline as Unix epoch milliseconds. Lambda sends exactly that; the
+/// runtime API emulator of `cargo lambda watch` (1.9) sends the function's timeout in
+/// milliseconds instead (600000), so a value too small to be a date after 2001 is read as a
+/// duration from now.
+pub fn deadline_epoch_ms(deadline_ms: u64) -> u64 {
+    const YEAR_2001_MS: u64 = 978_307_200_000;
+    if deadline_ms < YEAR_2001_MS { now_ms() + deadline_ms } else { deadline_ms }
+}
+
 /// Milliseconds left before `deadline_ms` (Unix epoch milliseconds).
 pub fn ms_left(deadline_ms: u64) -> u64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    deadline_ms.saturating_sub(now)
+    deadline_ms.saturating_sub(now_ms())
 }
 
 impl Scorer {
@@ -520,6 +532,16 @@ mod tests {
 
     fn config() -> BatchConfig {
         BatchConfig::from_env(|k| (k == "MODEL_URI").then(|| "m".to_string())).unwrap()
+    }
+
+    #[test]
+    fn deadlines_are_epoch_milliseconds_or_a_duration_from_now() {
+        let now = now_ms();
+        let real = now + 5_000;
+        assert_eq!(deadline_epoch_ms(real), real);
+        let emulated = deadline_epoch_ms(600_000);
+        assert!(emulated >= now + 600_000 && emulated < now + 660_000);
+        assert_eq!(ms_left(now - 1), 0);
     }
 
     #[test]

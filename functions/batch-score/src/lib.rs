@@ -25,6 +25,8 @@ pub const NAMESPACE: &str = "ChurnPrediction";
 /// (after the others are done, and their re-delivery is a no-op), so Lambda retries it and
 /// finally hands it to the on-failure destination.
 pub async fn handle(scorer: &Scorer, event: Value, deadline_ms: u64) -> Result<Value, String> {
+    let deadline_ms = job::deadline_epoch_ms(deadline_ms);
+    tracing::debug!(deadline_ms, left_ms = job::ms_left(deadline_ms), "invocation");
     if let Some(plan) = event.get("plan") {
         let req: event::PlanRequest = serde_json::from_value(plan.clone()).map_err(|e| format!("plan request: {e}"))?;
         return scorer.plan(&req).await;
