@@ -35,25 +35,30 @@ pub fn binary(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let mut cargo = Command::new(env!("CARGO"));
         cargo.args(["build", "--quiet", "--workspace", "--bins"]).current_dir(root());
-        // `cargo test` gives this process the package's CARGO_MANIFEST_DIR, CARGO_PKG_* and
-        // friends; ring's build script tracks CARGO_MANIFEST_DIR, so inheriting them would make
-        // this build (and the next plain one) recompile the TLS stack for minutes.
-        for (key, _) in std::env::vars_os() {
-            let k = key.to_string_lossy();
-            if k.starts_with("CARGO_MANIFEST_")
-                || k.starts_with("CARGO_PKG_")
-                || k.starts_with("CARGO_BIN_")
-                || matches!(&*k, "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "CARGO_RUSTC_CURRENT_DIR")
-            {
-                cargo.env_remove(&key);
-            }
-        }
+        without_test_cargo_env(&mut cargo);
         let status = cargo
             .status()
             .expect("cargo build");
         assert!(status.success(), "building the workspace binaries failed");
     });
     bin_dir().join(name)
+}
+
+/// Removes the variables `cargo test` gives this process (the package's CARGO_MANIFEST_DIR,
+/// CARGO_PKG_* and friends) from a command that runs cargo: ring's build script tracks
+/// CARGO_MANIFEST_DIR, so inheriting them would make that build (and the next plain one)
+/// recompile the TLS stack for minutes.
+pub fn without_test_cargo_env(c: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("CARGO_MANIFEST_")
+            || k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_BIN_")
+            || matches!(&*k, "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "CARGO_RUSTC_CURRENT_DIR")
+        {
+            c.env_remove(&key);
+        }
+    }
 }
 
 /// Runs `churn` with `args`; returns the output (status not checked).
