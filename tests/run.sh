@@ -14,6 +14,10 @@ echo "== installing test tools into $VENV" >&2
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -r infra/requirements-test.txt
 export PATH="$VENV/bin:$PATH"
 export CHURN_PYTHON="$VENV/bin/python"
+# `sam build` cross-compiles the functions to arm64 (tests/deploy.rs); the standard library for
+# that target comes from rustup. Added here, once, because cargo-lambda's own attempt races when
+# SAM builds both functions in parallel.
+rustup target add aarch64-unknown-linux-gnu >&2
 echo "== building (test profile)" >&2
 cargo build --workspace --bins --locked
 if [ "${CHURN_REMOTE:-0}" = 1 ]; then

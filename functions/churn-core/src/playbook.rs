@@ -88,7 +88,12 @@ impl Playbook {
 
     /// The tier of a calibrated probability.
     pub fn tier(&self, p: f64) -> &Tier {
-        self.tiers.iter().find(|t| p >= t.min_probability).unwrap_or_else(|| self.tiers.last().expect("checked"))
+        &self.tiers[self.tier_index(p)]
+    }
+
+    /// Position in `tiers` of the tier of probability `p`.
+    pub fn tier_index(&self, p: f64) -> usize {
+        self.tiers.iter().position(|t| p >= t.min_probability).unwrap_or(self.tiers.len() - 1)
     }
 
     /// Expected profit of contacting one customer with churn probability `p`.

@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Builder, RecordBatch, StringBuilder};
+use arrow::array::{ArrayRef, Float64Builder, RecordBatch, StringArray, StringBuilder, UInt32Builder};
+use arrow::compute::take;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::bundle::Bundle;
@@ -123,41 +124,38 @@ impl<'a> BatchScorer<'a> {
         }
         let probs = self.bundle.scorer.predict(&self.features)?;
 
-        let mut ids = StringBuilder::with_capacity(n, n * 12);
+        // The id column is passed through when it is text (no copy); other types are written as
+        // the transform reads them.
+        let ids: ArrayRef = match (&self.id_column, &id) {
+            (Some(c), _) if batch.column_by_name(c).is_some_and(|a| a.data_type() == &DataType::Utf8) => {
+                batch.column_by_name(c).expect("checked").clone()
+            }
+            (_, Some(b)) => Arc::new((0..n).map(|r| b.row(r).value_text(0)).collect::<StringArray>()),
+            (_, None) => Arc::new((0..n).map(|r| Some((first_row + r + 1).to_string())).collect::<StringArray>()),
+        };
+        let tiers = &self.bundle.playbook.tiers;
         let mut p_col = Float64Builder::with_capacity(n);
-        let mut tier_col = StringBuilder::with_capacity(n, n * 8);
-        let mut action_col = StringBuilder::with_capacity(n, n * 16);
+        let mut tier_idx = UInt32Builder::with_capacity(n);
         let mut warn_col = StringBuilder::new();
         let mut err_col = StringBuilder::new();
         for r in 0..n {
-            match &id {
-                Some(b) => match b.row(r).value_text(0) {
-                    Some(t) => ids.append_value(t),
-                    None => ids.append_null(),
-                },
-                None => ids.append_value((first_row + r + 1).to_string()),
-            }
             match &errors[r] {
                 Some(e) => {
                     p_col.append_null();
-                    tier_col.append_null();
-                    action_col.append_null();
+                    tier_idx.append_null();
                     err_col.append_value(e);
                     self.summary.failed += 1;
                 }
                 None => {
                     let p = probs[r] as f64;
-                    let tier = self.bundle.playbook.tier(p);
+                    let t = self.bundle.playbook.tier_index(p);
                     p_col.append_value(p);
-                    tier_col.append_value(&tier.name);
-                    action_col.append_value(&tier.action);
+                    tier_idx.append_value(t as u32);
                     err_col.append_null();
                     self.summary.scored += 1;
                     self.summary.probability_histogram[((p * 10.0) as usize).min(9)] += 1;
                     self.probability_sum += p;
-                    if let Some(t) = self.summary.tiers.iter_mut().find(|(name, _)| *name == tier.name) {
-                        t.1 += 1;
-                    }
+                    self.summary.tiers[t].1 += 1;
                 }
             }
             match &warnings[r] {
@@ -170,11 +168,15 @@ impl<'a> BatchScorer<'a> {
         }
         self.summary.rows += n;
         self.summary.mean_probability = if self.summary.scored == 0 { 0.0 } else { self.probability_sum / self.summary.scored as f64 };
+        // Tier names and actions are gathered from the playbook by index: one copy per row, no
+        // per-row string building.
+        let tier_idx = tier_idx.finish();
+        let gather = |values: StringArray| take(&values, &tier_idx, None).expect("indices are in range");
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(ids.finish()),
+            ids,
             Arc::new(p_col.finish()),
-            Arc::new(tier_col.finish()),
-            Arc::new(action_col.finish()),
+            gather(tiers.iter().map(|t| Some(t.name.as_str())).collect()),
+            gather(tiers.iter().map(|t| Some(t.action.as_str())).collect()),
             Arc::new(warn_col.finish()),
             Arc::new(err_col.finish()),
         ];

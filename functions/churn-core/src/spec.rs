@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{DatasetConfig, DerivedFeature, DerivedKind, bucket_index, bucket_label};
 use crate::error::{CoreError, FieldProblem, Result, RowError};
-use crate::row::{RawRow, RawValue};
+use crate::row::{RawRow, RawValue, format_number};
 
 /// Which columns are what, after configuration and inference.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -114,10 +114,55 @@ struct Plan {
     input_slot: Vec<Slot>,
     derived: Vec<DerivedOp>,
     /// For each categorical slot, category -> offset within its one-hot block.
-    vocab_index: Vec<HashMap<String, usize>>,
+    vocab_index: Vec<Vocab>,
     /// Offset of each categorical slot's block in the output vector.
     cat_offset: Vec<usize>,
     width: usize,
+}
+
+/// Category -> position in a vocabulary. Vocabularies are short (a handful of values), where
+/// comparing lengths and bytes beats hashing every cell; long ones use a hash map. Entries that
+/// are numbers as [`format_number`] writes them are also kept as numbers, so that a numeric
+/// cell (a parquet integer column) is matched without formatting it.
+#[derive(Debug, Clone, Default)]
+struct Vocab {
+    values: Vec<String>,
+    map: Option<HashMap<String, usize>>,
+    numbers: Vec<(f64, usize)>,
+}
+
+impl Vocab {
+    const LINEAR_MAX: usize = 16;
+
+    fn new(values: &[String]) -> Self {
+        let numbers = values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.parse::<f64>().ok().filter(|x| format_number(*x) == *v).map(|x| (x, i)))
+            .collect();
+        let map = (values.len() > Self::LINEAR_MAX).then(|| values.iter().enumerate().map(|(i, v)| (v.clone(), i)).collect());
+        Vocab { values: values.to_vec(), map, numbers }
+    }
+
+    fn find(&self, s: &str) -> Option<usize> {
+        match &self.map {
+            Some(m) => m.get(s).copied(),
+            None => self.values.iter().position(|v| v == s),
+        }
+    }
+
+    fn find_number(&self, x: f64) -> Option<usize> {
+        self.numbers.iter().find(|(y, _)| *y == x).map(|(_, i)| *i)
+    }
+}
+
+/// `s` without surrounding whitespace; the common case (nothing to trim) is decided on the
+/// first and last bytes without decoding UTF-8.
+fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(b)) if a.is_ascii() && b.is_ascii() && !a.is_ascii_whitespace() && !b.is_ascii_whitespace() => s,
+        _ => s.trim(),
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -131,7 +176,8 @@ enum DerivedOp {
     Ratio { num: usize, den: usize, when_zero: Option<usize>, out: usize },
     Difference { left: usize, right: usize, out: usize },
     CountEqual { cats: Vec<usize>, values: Vec<String>, out: usize },
-    Bucket { src: usize, edges: Vec<f64>, out: usize },
+    /// `values[i]`: bucket `i`'s label resolved against the vocabulary once, at compile time.
+    Bucket { src: usize, edges: Vec<f64>, values: Vec<CatValue>, out: usize },
 }
 
 /// Values of one record after steps 1–2, before scaling and encoding.
@@ -169,7 +215,7 @@ fn parse_number(v: &RawValue<'_>) -> std::result::Result<Option<f64>, String> {
             if x.is_finite() { Ok(Some(*x)) } else { Err("not a finite number".into()) }
         }
         RawValue::Text(s) => {
-            let t = s.trim();
+            let t = trim(s);
             if t.is_empty() {
                 return Ok(None);
             }
@@ -188,7 +234,7 @@ fn category_of<'a>(v: &'a RawValue<'a>) -> std::result::Result<Option<Cow<'a, st
         RawValue::Missing => Ok(None),
         RawValue::Number(x) => Ok(Some(Cow::Owned(crate::row::format_number(*x)))),
         RawValue::Text(s) => {
-            let t = s.trim();
+            let t = trim(s);
             if t.is_empty() { Ok(None) } else { Ok(Some(Cow::Borrowed(t))) }
         }
         RawValue::Invalid(d) => Err(format!("expected text, got {d}")),
@@ -311,7 +357,15 @@ impl FeatureSpec {
                             d.name
                         )));
                     }
-                    DerivedOp::Bucket { src: num(column)?, edges: edges.clone(), out: cat_slot.len() }
+                    let out = cat_slot.len();
+                    let vocab = Vocab::new(self.categorical.get(out).map_or(&[][..], |c| &c.vocabulary[..]));
+                    let values = (0..=edges.len())
+                        .map(|i| {
+                            let label = bucket_label(edges, i);
+                            vocab.find(&label).map_or(CatValue::Unseen(label), CatValue::Known)
+                        })
+                        .collect();
+                    DerivedOp::Bucket { src: num(column)?, edges: edges.clone(), values, out }
                 }
             };
             if num_slot.contains_key(d.name.as_str()) || cat_slot.contains_key(d.name.as_str()) {
@@ -339,7 +393,7 @@ impl FeatureSpec {
         for c in &self.categorical {
             cat_offset.push(width);
             width += c.vocabulary.len();
-            vocab_index.push(c.vocabulary.iter().enumerate().map(|(i, v)| (v.clone(), i)).collect());
+            vocab_index.push(Vocab::new(&c.vocabulary));
         }
         if !self.feature_names.is_empty() && self.feature_names.len() != width {
             return Err(CoreError::Model(format!(
@@ -375,6 +429,13 @@ impl FeatureSpec {
                     }
                     Err(p) => problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p }),
                 },
+                (Slot::Categorical(s), _) if matches!(raw, RawValue::Number(_)) => {
+                    let RawValue::Number(x) = raw else { unreachable!() };
+                    out.categorical[s] = match self.plan.vocab_index[s].find_number(x) {
+                        Some(k) => CatValue::Known(k),
+                        None => self.resolve(s, Some(Cow::Owned(crate::row::format_number(x)))),
+                    };
+                }
                 (Slot::Categorical(s), _) => match category_of(&raw) {
                     Ok(c) => out.categorical[s] = self.resolve(s, c),
                     Err(p) => problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p }),
@@ -404,13 +465,9 @@ impl FeatureSpec {
                         .count();
                     out.numeric[*o] = n as f64;
                 }
-                DerivedOp::Bucket { src, edges, out: o } => {
+                DerivedOp::Bucket { src, edges, values, out: o } => {
                     let x = out.numeric[*src];
-                    out.categorical[*o] = if x.is_finite() {
-                        self.resolve(*o, Some(Cow::Owned(bucket_label(edges, bucket_index(edges, x)))))
-                    } else {
-                        CatValue::Missing
-                    };
+                    out.categorical[*o] = if x.is_finite() { values[bucket_index(edges, x)].clone() } else { CatValue::Missing };
                 }
             }
         }
@@ -419,8 +476,8 @@ impl FeatureSpec {
     fn resolve(&self, slot: usize, value: Option<Cow<'_, str>>) -> CatValue {
         match value {
             None => CatValue::Missing,
-            Some(v) => match self.plan.vocab_index[slot].get(v.as_ref()) {
-                Some(k) => CatValue::Known(*k),
+            Some(v) => match self.plan.vocab_index[slot].find(v.as_ref()) {
+                Some(k) => CatValue::Known(k),
                 None => CatValue::Unseen(v.into_owned()),
             },
         }
@@ -751,6 +808,26 @@ impl ResolvedSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vocab_lookups_match_text_and_numbers_as_formatted() {
+        let words: Vec<String> = ["No", "Yes", "1", "0", "2.5"].map(String::from).to_vec();
+        let v = Vocab::new(&words);
+        assert_eq!((v.find("Yes"), v.find("yes"), v.find("Ye")), (Some(1), None, None));
+        // A numeric cell matches the entry that format_number would write for it, and only that.
+        assert_eq!((v.find_number(1.0), v.find_number(0.0), v.find_number(2.5), v.find_number(3.0)), (Some(2), Some(3), Some(4), None));
+        let long: Vec<String> = (0..40).map(|i| format!("c{i}")).collect();
+        let v = Vocab::new(&long);
+        assert!(v.map.is_some());
+        assert_eq!((v.find("c39"), v.find("c40")), (Some(39), None));
+    }
+
+    #[test]
+    fn trim_takes_the_fast_path_only_when_nothing_is_to_trim() {
+        for s in ["", " ", "a", " a", "a ", "\tYes\n", "\u{a0}x", "x\u{a0}", "Fiber optic", "é"] {
+            assert_eq!(trim(s), s.trim(), "{s:?}");
+        }
+    }
 
     fn schema() -> ResolvedSchema {
         ResolvedSchema {
