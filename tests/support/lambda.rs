@@ -20,7 +20,9 @@ pub struct Proc(pub Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &format!("-{}", self.0.id())]).status();
+        // `kill -s TERM -- -PGID`: procps-ng 4.0's kill reads `kill -TERM -18897` as
+        // `kill(-1, SIGTERM)` (every process); the explicit form is parsed correctly.
+        let _ = Command::new("kill").args(["-s", "TERM", "--", &format!("-{}", self.0.id())]).status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -163,7 +163,8 @@ fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
         let _ = f.wait();
         times.push(elapsed);
     }
-    let _ = Command::new("kill").args(["-TERM", &format!("-{}", emu.id())]).status();
+    // The explicit form: procps-ng 4.0's kill misreads `kill -TERM -PGID` (see tests/support/lambda.rs).
+    let _ = Command::new("kill").args(["-s", "TERM", "--", &format!("-{}", emu.id())]).status();
     let _ = emu.wait();
     let _ = std::fs::remove_dir_all(&scratch);
     let median = percentile(&mut times, 0.5);
