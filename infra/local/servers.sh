@@ -31,11 +31,11 @@ start)
   if ! command -v mlflow >/dev/null || ! command -v moto_server >/dev/null; then
     # Not installed: put the pinned versions into the project's test venv (outside the repo).
     venv="${CHURN_VENV:-$HOME/.cache/churn-test-venv}"
-    echo "installing mlflow and moto[server] into $venv" >&2
+    echo "installing mlflow and moto's S3 server into $venv" >&2
     [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
     here="$(cd "$(dirname "$0")/.." && pwd)"
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
-      $(grep -E '^(mlflow|moto\[server\]|boto3)==' "$here/requirements-test.txt")
+      $(grep -E '^(mlflow|moto|flask|flask-cors|boto3)==' "$here/requirements-test.txt")
     export PATH="$venv/bin:$PATH"
   fi
   s3_port=$(free_port)
