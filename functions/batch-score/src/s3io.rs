@@ -114,7 +114,8 @@ impl AsyncFileReader for S3Reader {
 
     /// The column chunks of a row group lie next to each other: one GET for the span they cover
     /// instead of one per column (21 for the Telco table), sliced here. Fewer requests is what
-    /// matters on S3, where each carries tens of milliseconds of latency.
+    /// matters on S3, where each carries tens of milliseconds of latency (and on moto, which re-reads
+    /// the whole object for every ranged GET).
     fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         async move {
             let (Some(start), Some(end)) = (ranges.iter().map(|r| r.start).min(), ranges.iter().map(|r| r.end).max()) else {
