@@ -243,6 +243,30 @@ fn objects_too_large_for_one_invocation_are_refused_then_scored_by_row_groups() 
 }
 
 #[test]
+fn large_outputs_go_up_as_multipart_uploads() {
+    let model = model_on_s3();
+    let bucket = test_bucket("churn-large");
+    let dir = scratch("batch-large");
+    let emu = emulator();
+    // 5 MiB parts (S3's minimum): the ~7 MiB scored output of ~1 M rows takes two parts.
+    let (_f, _logs) = start_function("batch-score", emu.port, &[("MODEL_URI", model), ("PART_SIZE_MB", "5")]);
+    let big = dir.path().join("big.parquet");
+    aws_mlflow(&["repeat-parquet", &telco_parquet(dir.path(), None, 5000), big.to_str().unwrap(), "200"]);
+    put(&bucket, "incoming/big.parquet", big.to_str().unwrap());
+    let resp = invoke(emu.port, &s3_event(dir.path(), "s3-put-incoming.json", &bucket, Some("incoming/big.parquet")));
+    let s = only_object(&resp);
+    assert_eq!((s["status"].as_str(), s["rows_in"].as_u64()), (Some("scored"), Some(986_000)), "{s}");
+    counts_add_up(s);
+    assert!(s["timings"]["bytes_written"].as_u64().unwrap() > 5 << 20, "{s}");
+    // A multipart object's ETag ends in -<parts>.
+    let head: Value = serde_json::from_str(&aws_mlflow(&["head", &bucket, "scored/big.parquet"])).unwrap();
+    assert!(head["etag"].as_str().unwrap().ends_with("-2\""), "{head}");
+    let out = dir.path().join("big-scored.parquet");
+    aws_mlflow(&["get", &bucket, "scored/big.parquet", out.to_str().unwrap()]);
+    assert_eq!(aws_mlflow(&["parquet-rows", out.to_str().unwrap()]).trim(), "986000");
+}
+
+#[test]
 fn running_out_of_time_writes_nothing_and_fails_the_invocation() {
     let model = model_on_s3();
     let bucket = test_bucket("churn-late");

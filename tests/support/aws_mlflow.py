@@ -12,6 +12,8 @@ check what the Rust code wrote. Reads AWS_ENDPOINT_URL_S3 and MLFLOW_TRACKING_UR
   aws_mlflow.py keys BUCKET PREFIX              # JSON list of keys under a prefix
   aws_mlflow.py csv-to-parquet CSV PARQUET ROWS_PER_GROUP   # typed columns, as pyarrow infers them
   aws_mlflow.py parquet-json PARQUET            # JSON {columns, types, rows: [[...], ...]} read by pyarrow
+  aws_mlflow.py repeat-parquet IN OUT TIMES     # IN's rows TIMES over (fresh ids), 128 Ki-row groups
+  aws_mlflow.py parquet-rows PARQUET            # the row count pyarrow reads
 """
 import json
 import sys
@@ -90,6 +92,18 @@ def main():
             "columns": t.column_names, "types": [str(f.type) for f in t.schema],
             "rows": [list(r.values()) for r in t.to_pylist()],
         }))
+    elif cmd == "repeat-parquet":
+        import pyarrow as pa
+        import pyarrow.parquet
+        t = pyarrow.parquet.read_table(sys.argv[2])
+        times = int(sys.argv[4])
+        big = pa.concat_tables([t] * times)
+        ids = pa.array([f"R{i:08d}" for i in range(big.num_rows)])
+        big = big.set_column(big.schema.get_field_index("customerid"), "customerid", ids)
+        pyarrow.parquet.write_table(big, sys.argv[3], row_group_size=128 * 1024)
+    elif cmd == "parquet-rows":
+        import pyarrow.parquet
+        print(pyarrow.parquet.ParquetFile(sys.argv[2]).metadata.num_rows)
     else:
         raise SystemExit(f"unknown command {cmd}")
 
