@@ -27,25 +27,13 @@ pub struct BatchConfig {
     pub time_margin_ms: u64,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
-#[error("environment variable {variable}={value:?}: {problem}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub value: String,
-    pub problem: String,
-}
+pub use churn_core::env::ConfigError;
 
 impl BatchConfig {
     /// Reads the configuration through `get` (`std::env::var` in the binary).
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let bad = |variable: &'static str, value: &str, problem: &str| ConfigError { variable, value: value.into(), problem: problem.into() };
-        let model_uri = get("MODEL_URI").filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-            bad("MODEL_URI", "", "not set: give the model bundle as a directory, s3://bucket/prefix/<model>/<id>, or models:/<name>@<alias>")
-        })?;
-        let mlflow_uri = get("MLFLOW_TRACKING_URI").filter(|v| !v.trim().is_empty());
-        if model_uri.starts_with("models:/") && mlflow_uri.is_none() {
-            return Err(bad("MLFLOW_TRACKING_URI", "", &format!("not set, but MODEL_URI={model_uri} is a registry address; set it or use the bundle's s3:// address")));
-        }
+        let bad = ConfigError::new;
+        let churn_core::env::ModelSource { model_uri, mlflow_uri } = churn_core::env::model_source(&get)?;
         let prefix = |variable: &'static str, default: &str| -> Result<String, ConfigError> {
             let v = get(variable).unwrap_or_else(|| default.to_string());
             if v.is_empty() || !v.ends_with('/') || v.starts_with('/') {
@@ -69,15 +57,7 @@ impl BatchConfig {
                 _ => return Err(bad("DRIFT_PSI_THRESHOLD", &v, "must be a positive number, e.g. 0.2")),
             },
         };
-        let number = |variable: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
-            match get(variable) {
-                None => Ok(default),
-                Some(v) => match v.trim().parse::<u64>() {
-                    Ok(n) if (min..=max).contains(&n) => Ok(n),
-                    _ => Err(bad(variable, &v, &format!("must be a whole number from {min} to {max}"))),
-                },
-            }
-        };
+        let number = |variable, default, min, max| churn_core::env::whole_number(&get, variable, default, min, max);
         let max_rows = number("MAX_ROWS_PER_INVOCATION", 20_000_000, 1, u64::MAX / 2)?;
         let part_size = number("PART_SIZE_MB", 8, 5, 512)? as usize * (1 << 20);
         let time_margin_ms = number("TIME_MARGIN_MS", 10_000, 0, 600_000)?;
@@ -88,11 +68,7 @@ impl BatchConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-    }
+    use churn_core::env::from_pairs as env;
 
     #[test]
     fn defaults() {

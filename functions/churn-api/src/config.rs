@@ -22,13 +22,7 @@ pub struct ServeConfig {
     pub bind: SocketAddr,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
-#[error("environment variable {variable}={value:?}: {problem}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub value: String,
-    pub problem: String,
-}
+pub use churn_core::env::ConfigError;
 
 impl ServeConfig {
     pub const DEFAULT_MAX_BATCH: usize = 1000;
@@ -37,22 +31,9 @@ impl ServeConfig {
 
     /// Reads the configuration through `get` (`std::env::var` in the binaries).
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let bad = |variable: &'static str, value: &str, problem: &str| ConfigError { variable, value: value.to_string(), problem: problem.to_string() };
-        let model_uri = get("MODEL_URI").filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-            bad("MODEL_URI", "", "not set: give the model bundle as a directory, s3://bucket/prefix/<model>/<id>, or models:/<name>@<alias>")
-        })?;
-        let mlflow_uri = get("MLFLOW_TRACKING_URI").filter(|v| !v.trim().is_empty());
-        if model_uri.starts_with("models:/") && mlflow_uri.is_none() {
-            return Err(bad("MLFLOW_TRACKING_URI", "", &format!("not set, but MODEL_URI={model_uri} is a registry address; set it or use the bundle's s3:// address")));
-        }
-        let number = |variable: &'static str, default: usize, max: usize| -> Result<usize, ConfigError> {
-            match get(variable) {
-                None => Ok(default),
-                Some(v) => match v.trim().parse::<usize>() {
-                    Ok(n) if (1..=max).contains(&n) => Ok(n),
-                    _ => Err(bad(variable, &v, &format!("must be a whole number from 1 to {max}"))),
-                },
-            }
+        let churn_core::env::ModelSource { model_uri, mlflow_uri } = churn_core::env::model_source(&get)?;
+        let number = |variable: &'static str, default: usize, max: usize| {
+            churn_core::env::whole_number(&get, variable, default as u64, 1, max as u64).map(|n| n as usize)
         };
         let max_batch = number("MAX_BATCH", Self::DEFAULT_MAX_BATCH, 100_000)?;
         // API Gateway caps payloads at 10 MB and Lambda at 6 MB; more could never arrive.
@@ -60,7 +41,7 @@ impl ServeConfig {
         let top_reasons = number("TOP_REASONS", Self::DEFAULT_TOP_REASONS, 50)?;
         let bind = match get("BIND") {
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
-            Some(v) => v.parse().map_err(|_| bad("BIND", &v, "must be an address like 127.0.0.1:8080"))?,
+            Some(v) => v.parse().map_err(|_| ConfigError::new("BIND", &v, "must be an address like 127.0.0.1:8080"))?,
         };
         Ok(ServeConfig { model_uri, mlflow_uri, max_batch, max_body_bytes, top_reasons, bind })
     }
@@ -69,11 +50,7 @@ impl ServeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-    }
+    use churn_core::env::from_pairs as env;
 
     #[test]
     fn defaults_and_overrides() {
