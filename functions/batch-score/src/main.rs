@@ -12,21 +12,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
 fn main() -> ExitCode {
-    init_logging(std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some());
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "could not start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "start-up failed");
-            ExitCode::FAILURE
-        }
-    }
+    churn_store::function::main(run())
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -53,14 +39,4 @@ async fn run() -> anyhow::Result<()> {
     }))
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().flatten_event(true).without_time().with_ansi(false).init();
-    } else {
-        builder.with_ansi(false).init();
-    }
 }

@@ -6,6 +6,7 @@
 //!   registry with aliases) with bounded retries;
 //! - [`registry`]: the aliases and version tags `churn` uses, and resolving a model address.
 
+pub mod function;
 pub mod mlflow;
 pub mod registry;
 pub mod store;

@@ -14,31 +14,13 @@ use churn_store::{Mlflow, Store, registry};
 use lambda_http::RequestExt;
 
 fn main() -> ExitCode {
-    let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     if std::env::var_os("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH").is_none() {
         // A REST API (payload v1) puts the stage in the path (`/Prod/predict`); the routes are
         // stage-free, so lambda_http is told to leave it out.
-        // SAFETY: no other thread exists yet (the runtime is built below).
+        // SAFETY: no other thread exists yet (the runtime is built after this).
         unsafe { std::env::set_var("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true") };
     }
-    init_logging(in_lambda);
-    // One thread: a Lambda instance serves one request at a time, and a multi-thread runtime
-    // only adds start-up time.
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "could not start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(in_lambda)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // One line naming the cause ends init; Lambda reports the init failure.
-            tracing::error!(error = format!("{e:#}"), "start-up failed");
-            ExitCode::FAILURE
-        }
-    }
+    churn_store::function::main(run(churn_store::function::in_lambda()))
 }
 
 async fn run(in_lambda: bool) -> anyhow::Result<()> {
@@ -70,15 +52,4 @@ async fn lambda_request_id(mut req: axum::extract::Request) -> axum::extract::Re
         req.extensions_mut().insert(RequestId(id));
     }
     req
-}
-
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        // CloudWatch reads JSON lines; no ANSI colours, no time (Lambda stamps every line).
-        builder.json().flatten_event(true).without_time().with_ansi(false).init();
-    } else {
-        builder.with_ansi(false).init();
-    }
 }
