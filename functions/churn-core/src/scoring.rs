@@ -96,10 +96,6 @@ impl<'a> BatchScorer<'a> {
         let spec = &self.bundle.spec;
         let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
         let bound = Bound::new(batch, &names)?;
-        let id = match &self.id_column {
-            Some(c) => Some(Bound::new(batch, &[c.as_str()])?),
-            None => None,
-        };
         let n = batch.num_rows();
         let width = spec.width();
         self.features.clear();
@@ -126,12 +122,13 @@ impl<'a> BatchScorer<'a> {
 
         // The id column is passed through when it is text (no copy); other types are written as
         // the transform reads them.
-        let ids: ArrayRef = match (&self.id_column, &id) {
-            (Some(c), _) if batch.column_by_name(c).is_some_and(|a| a.data_type() == &DataType::Utf8) => {
-                batch.column_by_name(c).expect("checked").clone()
+        let ids: ArrayRef = match self.id_column.as_deref().and_then(|c| batch.column_by_name(c).map(|a| (c, a))) {
+            Some((_, a)) if a.data_type() == &DataType::Utf8 => a.clone(),
+            Some((c, _)) => {
+                let b = Bound::new(batch, &[c])?;
+                Arc::new((0..n).map(|r| b.row(r).value_text(0)).collect::<StringArray>())
             }
-            (_, Some(b)) => Arc::new((0..n).map(|r| b.row(r).value_text(0)).collect::<StringArray>()),
-            (_, None) => Arc::new((0..n).map(|r| Some((first_row + r + 1).to_string())).collect::<StringArray>()),
+            None => Arc::new((0..n).map(|r| Some((first_row + r + 1).to_string())).collect::<StringArray>()),
         };
         let tiers = &self.bundle.playbook.tiers;
         let mut p_col = Float64Builder::with_capacity(n);
