@@ -351,7 +351,7 @@ impl Scorer {
                 let mut body = out.body.into_async_read();
                 let mut file = tokio::fs::File::from_std(spool.reopen().map_err(|e| Failure::Input(format!("temporary file: {e}")))?);
                 let n = tokio::io::copy(&mut body, &mut file).await.map_err(|e| {
-                    Failure::Job(S3Error { op: "GetObject body", bucket: task.bucket.clone(), key: task.key.clone(), code: None, message: e.to_string() }.into())
+                    Failure::Job(S3Error::transfer("GetObject body", &task.bucket, &task.key, e).into())
                 })?;
                 fetched.fetch_add(n, Ordering::Relaxed);
                 tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(|e| Failure::Input(format!("temporary file: {e}")))?;

@@ -32,6 +32,13 @@ pub struct S3Error {
     pub message: String,
 }
 
+impl S3Error {
+    /// A failure with no service error code (a broken body stream, a short read).
+    pub fn transfer(op: &'static str, bucket: &str, key: &str, message: impl std::fmt::Display) -> Self {
+        S3Error { op, bucket: bucket.into(), key: key.into(), code: None, message: message.to_string() }
+    }
+}
+
 pub fn s3_error<E: ProvideErrorMetadata + std::error::Error + 'static>(op: &'static str, bucket: &str, key: &str, e: SdkError<E>) -> S3Error {
     let code = e.as_service_error().and_then(|s| s.code()).map(str::to_string);
     S3Error { op, bucket: bucket.into(), key: key.into(), code, message: DisplayErrorContext(&e).to_string() }
@@ -85,23 +92,12 @@ impl S3Reader {
             .send()
             .await
             .map_err(|e| s3_error("GetObject", &self.bucket, &self.key, e))?;
-        let body = out.body.collect().await.map_err(|e| S3Error {
-            op: "GetObject body",
-            bucket: self.bucket.clone(),
-            key: self.key.clone(),
-            code: None,
-            message: e.to_string(),
-        })?;
+        let body = out.body.collect().await.map_err(|e| S3Error::transfer("GetObject body", &self.bucket, &self.key, e))?;
         let bytes = body.into_bytes();
         self.fetched.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if bytes.len() as u64 != range.end - range.start {
-            return Err(S3Error {
-                op: "GetObject",
-                bucket: self.bucket.clone(),
-                key: self.key.clone(),
-                code: None,
-                message: format!("asked for {} bytes at {}, got {}", range.end - range.start, range.start, bytes.len()),
-            });
+            let short = format!("asked for {} bytes at {}, got {}", range.end - range.start, range.start, bytes.len());
+            return Err(S3Error::transfer("GetObject", &self.bucket, &self.key, short));
         }
         Ok(bytes)
     }
