@@ -7,6 +7,8 @@ use std::path::Path;
 use churn_core::error::{FieldProblem, RowError};
 use churn_core::spec::{ResolvedSchema, SlotValues};
 use churn_core::drift::DriftReference;
+use churn_core::explain::Background;
+use churn_core::RawRow;
 use churn_core::table::Table;
 use churn_core::{CoreError, DatasetConfig, FeatureSpec, RawValue};
 use rand::SeedableRng;
@@ -190,6 +192,32 @@ pub fn drift_reference(table: &Table, spec: &FeatureSpec, rows: &[usize]) -> Res
         values.push(v);
     }
     Ok(DriftReference::fit(spec, values.iter()))
+}
+
+/// The Shapley background sample: `n` training rows (or all, when fewer) drawn with `seed`,
+/// raw values as text, without the id column.
+pub fn background(table: &Table, spec: &FeatureSpec, rows: &[usize], n: usize, seed: u64) -> Result<Background, CoreError> {
+    let names: Vec<&str> = spec.input_names().collect();
+    let view = table.view(&names)?;
+    let mut pick = rows.to_vec();
+    pick.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0xBAC6_0000));
+    pick.truncate(n);
+    pick.sort_unstable();
+    let rows = pick
+        .iter()
+        .map(|&i| {
+            let row = view.row(i);
+            (0..names.len())
+                .map(|c| match row.value(c, names[c]) {
+                    RawValue::Missing => None,
+                    v => Some(v.display()).filter(|t| !t.trim().is_empty()),
+                })
+                .collect()
+        })
+        .collect();
+    let b = Background { columns: names.iter().map(|s| s.to_string()).collect(), rows };
+    b.check(spec).map_err(CoreError::Config)?;
+    Ok(b)
 }
 
 #[cfg(test)]

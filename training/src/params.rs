@@ -54,6 +54,8 @@ pub struct TrainParams {
     pub validation_fraction: f64,
     pub test_fraction: f64,
     pub seed: u64,
+    /// Training customers kept in the bundle as the Shapley background sample (explanations).
+    pub background_rows: usize,
 }
 
 impl Default for TrainParams {
@@ -73,6 +75,9 @@ impl Default for TrainParams {
             validation_fraction: 0.2,
             test_fraction: 0.2,
             seed: 42,
+            // Enough for stable Shapley estimates on ~20 fields; each explained customer costs
+            // permutations × this × (fields + 1) model rows.
+            background_rows: 50,
         }
     }
 }
@@ -124,6 +129,9 @@ impl TrainParams {
             if !(0.05..=0.5).contains(&v) {
                 return bad(field, v.to_string(), "must be in [0.05, 0.5]");
             }
+        }
+        if !(1..=1000).contains(&self.background_rows) {
+            return bad("background_rows", self.background_rows.to_string(), "must be in [1, 1000]");
         }
         if self.validation_fraction + self.test_fraction > 0.8 {
             return bad("test_fraction", self.test_fraction.to_string(), "validation + test must leave >= 20 % for training");

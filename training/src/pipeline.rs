@@ -171,6 +171,10 @@ fn write_bundle(o: &Outcome, dir: &Path, data: &Path, model_name: &str, playbook
         ("split.json".to_string(), serde_json::to_vec(&p.split)?),
         ("history.json".to_string(), history),
         (drift::REFERENCE.to_string(), serde_json::to_vec(&data::drift_reference(&p.table, &p.spec, &p.split.train)?)?),
+        (
+            churn_core::explain::BACKGROUND.to_string(),
+            serde_json::to_vec(&data::background(&p.table, &p.spec, &p.split.train, o.params.background_rows, o.params.seed)?)?,
+        ),
         ("report.html".to_string(), html.into_bytes()),
     ];
     let manifest = Manifest {

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 /// What the prediction function needs to start.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ServeConfig {
     /// `MODEL_URI`: the bundle — a directory, `s3://bucket/prefix/<model>/<id>`, or
     /// `models:/<name>@<alias>` (needs `MLFLOW_TRACKING_URI`).
@@ -20,6 +20,8 @@ pub struct ServeConfig {
     pub top_reasons: usize,
     /// `BIND` (default `127.0.0.1:8080`): the local HTTP address when not running in Lambda.
     pub bind: SocketAddr,
+    /// `ID_PSEUDONYM_KEY`: key of the customer-id pseudonyms in logs (random per process when unset).
+    pub pseudonyms: churn_core::privacy::Pseudonymizer,
 }
 
 pub use churn_core::env::ConfigError;
@@ -43,7 +45,8 @@ impl ServeConfig {
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
             Some(v) => v.parse().map_err(|_| ConfigError::new("BIND", &v, "must be an address like 127.0.0.1:8080"))?,
         };
-        Ok(ServeConfig { model_uri, mlflow_uri, max_batch, max_body_bytes, top_reasons, bind })
+        let pseudonyms = churn_core::privacy::Pseudonymizer::from_vars(&get)?;
+        Ok(ServeConfig { model_uri, mlflow_uri, max_batch, max_body_bytes, top_reasons, bind, pseudonyms })
     }
 }
 

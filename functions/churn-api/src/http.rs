@@ -101,8 +101,8 @@ async fn predict(State(app): State<App>, id: Option<Extension<RequestId>>, heade
     match result {
         Ok(response) => {
             let probabilities: Vec<f64> = response.predictions.iter().map(|x| x.churn_probability).collect();
-            let hashed: Vec<String> = response.predictions.iter().take(20).filter_map(|x| x.customer_id.as_deref()).map(metrics::hash_id).collect();
-            tracing::info!(request_id, model_version = %version, status = 200, customers = probabilities.len(), customer_hashes = ?hashed, latency_ms, "scored");
+            let hashed: Vec<String> = response.predictions.iter().take(20).filter_map(|x| x.customer_id.as_deref()).map(|id| p.pseudonym(id)).collect();
+            tracing::info!(request_id, model_version = %version, status = 200, customers = probabilities.len(), customer_pseudonyms = ?hashed, latency_ms, "scored");
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
             println!("{}", metrics::emf_line("predict", version, latency_ms, &probabilities, now));
             json(200, &response)

@@ -43,11 +43,6 @@ pub fn emf_line(function: &str, model_version: &str, latency_ms: f64, probabilit
     doc.to_string()
 }
 
-/// A customer id as it may appear in logs: the first 16 hex digits of its SHA-256.
-pub fn hash_id(id: &str) -> String {
-    churn_core::sha256_hex(id.as_bytes())[..16].to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,11 +61,4 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ids_are_hashed() {
-        let h = hash_id("7590-VHVEG");
-        assert_eq!(h.len(), 16);
-        assert!(!h.contains("7590"));
-        assert_eq!(h, hash_id("7590-VHVEG"));
-    }
 }

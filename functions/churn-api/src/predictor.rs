@@ -4,6 +4,7 @@
 
 use churn_core::Bundle;
 use churn_core::explain;
+use churn_core::privacy::Pseudonymizer;
 use churn_core::spec::{InputKind, SlotValues, Warning};
 
 use crate::request::{self, ApiError, Customer, Limits};
@@ -15,6 +16,7 @@ pub struct Predictor {
     info: ModelInfo,
     limits: Limits,
     top_reasons: usize,
+    pseudonyms: Pseudonymizer,
 }
 
 impl Predictor {
@@ -26,7 +28,17 @@ impl Predictor {
             version: version.unwrap_or_else(|| sha[..12].to_string()),
             sha256: sha,
         };
-        Predictor { bundle, info, limits: Limits { max_batch }, top_reasons }
+        Predictor { bundle, info, limits: Limits { max_batch }, top_reasons, pseudonyms: Pseudonymizer::random() }
+    }
+
+    /// Uses `pseudonyms` (a configured key) for customer ids in logs.
+    pub fn with_pseudonyms(self, pseudonyms: Pseudonymizer) -> Self {
+        Predictor { pseudonyms, ..self }
+    }
+
+    /// A customer id as it may appear in logs.
+    pub fn pseudonym(&self, id: &str) -> String {
+        self.pseudonyms.pseudonym(id)
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -72,7 +84,7 @@ impl Predictor {
             .map(|((c, p), w)| {
                 let prob = p[0];
                 let tier = self.bundle.playbook.tier(f64::from(prob));
-                let reasons = explain::top_reasons(spec, &c.record, prob, &p[1..], self.top_reasons)
+                let reasons = explain::top_reasons(spec, &c.record, &explain::occlusion_contributions(prob, &p[1..]), self.top_reasons)
                     .into_iter()
                     .map(|r| Reason { feature: r.feature, value: r.value, contribution: r.contribution })
                     .collect();

@@ -2,7 +2,8 @@
 //!
 //! A bundle is a flat set of files (a directory locally, a prefix on S3):
 //! `model.onnx`, `feature_spec.json`, `playbook.json`, `metrics.json`, `split.json`,
-//! `history.json`, `reference.json` (training feature distributions, for drift), `report.html`
+//! `history.json`, `reference.json` (training feature distributions, for drift),
+//! `background.json` (the Shapley background sample), `report.html`
 //! and `manifest.json`. The manifest lists the SHA-256 of every
 //! other file and how the model was made; it is written last, so a bundle without a manifest is
 //! incomplete, and every file is verified against it when the bundle is loaded.
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::drift::{DriftReference, REFERENCE};
 use crate::error::{CoreError, Result};
+use crate::explain::{BACKGROUND, Background};
 use crate::playbook::Playbook;
 use crate::scorer::Scorer;
 use crate::spec::FeatureSpec;
@@ -63,6 +65,8 @@ pub struct Bundle {
     /// Training distribution of the features for drift checks (`reference.json`; bundles
     /// written before it existed have none).
     pub reference: Option<DriftReference>,
+    /// Customers Shapley values are measured against (`background.json`; older bundles have none).
+    pub background: Option<Background>,
 }
 
 impl Bundle {
@@ -113,7 +117,15 @@ impl Bundle {
             }
             None => None,
         };
-        Ok(Bundle { manifest, spec, playbook, metrics, scorer, reference })
+        let background = match files.get(BACKGROUND) {
+            Some(_) => {
+                let b: Background = serde_json::from_str(&text(BACKGROUND)?).map_err(|e| bad(format!("{BACKGROUND}: {e}")))?;
+                b.check(&spec).map_err(bad)?;
+                Some(b)
+            }
+            None => None,
+        };
+        Ok(Bundle { manifest, spec, playbook, metrics, scorer, reference, background })
     }
 }
 

@@ -19,6 +19,7 @@ pub mod explain;
 pub mod metrics;
 pub mod onnx;
 pub mod playbook;
+pub mod privacy;
 pub mod row;
 pub mod scorer;
 #[cfg(feature = "tabular")]

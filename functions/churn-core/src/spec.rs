@@ -806,7 +806,7 @@ impl ResolvedSchema {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -856,7 +856,7 @@ mod tests {
         }
     }
 
-    fn rows() -> Vec<Vec<(&'static str, &'static str)>> {
+    pub(crate) fn rows() -> Vec<Vec<(&'static str, &'static str)>> {
         vec![
             vec![("tenure", "1"), ("total", "10"), ("plan", "a"), ("tv", "Yes")],
             vec![("tenure", "20"), ("total", "400"), ("plan", "b"), ("tv", "No")],
@@ -865,7 +865,8 @@ mod tests {
         ]
     }
 
-    fn fitted() -> FeatureSpec {
+    /// A spec fitted on [`rows`]: inputs tenure, total, plan, tv; width 10 (plan=b at 5).
+    pub(crate) fn fitted() -> FeatureSpec {
         let r = rows();
         FeatureSpec::fit(&schema(), r.iter().enumerate().map(|(i, r)| (i + 2, r.as_slice())), "t.csv", &|i| format!("line {i}")).unwrap()
     }

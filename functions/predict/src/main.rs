@@ -26,12 +26,15 @@ fn main() -> ExitCode {
 async fn run(in_lambda: bool) -> anyhow::Result<()> {
     let start = Instant::now();
     let config = ServeConfig::from_env(|k| std::env::var(k).ok())?;
+    if !config.pseudonyms.configured {
+        tracing::warn!("ID_PSEUDONYM_KEY is not set: customer ids in logs use a random per-instance key and cannot be matched across instances");
+    }
     let store = Store::new();
     let mlflow = config.mlflow_uri.as_deref().map(Mlflow::new).transpose()?;
     let resolved = registry::resolve_model(&store, mlflow.as_ref(), &config.model_uri)
         .await
         .with_context(|| format!("loading the model from MODEL_URI={}", config.model_uri))?;
-    let predictor = Arc::new(Predictor::new(resolved.bundle, resolved.version.map(|v| v.version), config.max_batch, config.top_reasons));
+    let predictor = Arc::new(Predictor::new(resolved.bundle, resolved.version.map(|v| v.version), config.max_batch, config.top_reasons).with_pseudonyms(config.pseudonyms.clone()));
     let info = predictor.info();
     tracing::info!(model = %info.name, version = %info.version, location = %resolved.location, init_ms = start.elapsed().as_secs_f64() * 1e3, "model loaded");
     let app = churn_api::router(predictor, config.max_body_bytes);
