@@ -124,14 +124,57 @@ fn batch_predictions_equal_churn_score_on_the_same_rows() {
     assert!(max <= 1e-6, "API vs churn score: max |diff| {max}");
 }
 
-#[test]
-fn a_customer_whose_field_raises_risk_has_it_among_the_reasons() {
-    // A new fiber customer on a monthly contract: a likely churner. Each categorical reason's
-    // contribution must be exactly p - p(that field set to its most common category).
+/// A new fiber customer on a monthly contract: a likely churner.
+fn likely_churner() -> Value {
     let mut c = customers(200).into_iter().find(|c| c["contract"] == "Month-to-month" && c["internetservice"] == "Fiber optic").unwrap();
     c["tenure"] = json!(1);
     c["totalcharges"] = c["monthlycharges"].clone();
+    c
+}
+
+#[test]
+fn reasons_are_the_customers_largest_shapley_values() {
+    // Recomputed here with the library against the bundle's background sample, with the API's
+    // budget and seed: the API must return exactly the top positive values.
+    let c = likely_churner();
     let (_, v) = post(&c);
+    let p = &v["predictions"][0];
+    let bundle = predictor();
+    let b = bundle.bundle();
+    assert_eq!(bundle.reasons(), churn_api::Reasons::Shapley { permutations: churn_api::Reasons::DEFAULT_PERMUTATIONS });
+    let params = churn_core::explain::ShapleyParams { permutations: churn_api::Reasons::DEFAULT_PERMUTATIONS, seed: 0 };
+    let record = c.as_object().unwrap();
+    let a = churn_core::explain::shapley(&b.spec, &b.scorer, b.background.as_ref().unwrap(), record, params).unwrap();
+    assert!((a.prediction - p["churn_probability"].as_f64().unwrap()).abs() < 1e-6);
+    let sum: f64 = a.values.iter().sum();
+    assert!((sum - (a.prediction - a.base_value)).abs() < 1e-5, "values add up to p - base");
+    let mut want: Vec<(String, f64)> =
+        b.spec.input_names().zip(&a.values).filter(|(_, v)| **v > 1e-6).map(|(n, v)| (n.to_string(), *v)).collect();
+    want.sort_by(|x, y| y.1.total_cmp(&x.1));
+    want.truncate(3);
+    let got: Vec<(String, f64)> = p["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["feature"].as_str().unwrap().to_string(), r["contribution"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+    for ((gf, gv), (wf, wv)) in got.iter().zip(&want) {
+        assert_eq!(gf, wf);
+        assert!((gv - wv).abs() < 1e-9, "{gf}: {gv} vs {wv}");
+    }
+    // For this customer the short tenure is the leading reason.
+    assert_eq!(got[0].0, "tenure", "{got:?}");
+}
+
+#[test]
+fn occlusion_reasons_are_exact_what_ifs() {
+    // REASONS_METHOD=occlusion: each categorical reason's contribution must be exactly
+    // p - p(that field set to its most common category).
+    let occlusion = Predictor::new(Bundle::load_dir(trained_bundle()).unwrap(), None, 50, 3).with_reasons(churn_api::Reasons::Occlusion);
+    let score = |c: &Value| serde_json::to_value(occlusion.predict_body(&serde_json::to_vec(c).unwrap()).unwrap()).unwrap();
+    let c = likely_churner();
+    let v = score(&c);
     let p = &v["predictions"][0];
     let prob = p["churn_probability"].as_f64().unwrap();
     let reasons = p["reasons"].as_array().unwrap();
@@ -141,7 +184,6 @@ fn a_customer_whose_field_raises_risk_has_it_among_the_reasons() {
     for r in reasons {
         let field = r["feature"].as_str().unwrap();
         let spec = model["inputs"].as_array().unwrap().iter().find(|i| i["name"] == field).unwrap();
-        // Recompute the what-if through the API: set the field to its typical value.
         let mut typical = c.clone();
         typical[field] = if spec["type"] == "number" {
             // The median is not exposed; the contribution must at least be positive and below p.
@@ -149,7 +191,7 @@ fn a_customer_whose_field_raises_risk_has_it_among_the_reasons() {
         } else {
             spec["categories"][0].clone()
         };
-        let q = post(&typical).1["predictions"][0]["churn_probability"].as_f64().unwrap();
+        let q = score(&typical)["predictions"][0]["churn_probability"].as_f64().unwrap();
         let c = r["contribution"].as_f64().unwrap();
         assert!((prob - q - c).abs() < 1e-6, "{field}: p {prob} - q {q} != contribution {c}");
         assert!(c > 0.0 && c < prob);

@@ -5,6 +5,7 @@
 //! The `churn` binary (src/main.rs) is a thin CLI over [`pipeline`].
 
 pub mod data;
+pub mod explanations;
 pub mod model;
 pub mod params;
 pub mod pipeline;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use churn_store::{Location, Mlflow, Store};
-use churn_training::track;
+use churn_training::{explanations, track};
 use churn_core::metrics::Evaluation;
 use churn_training::params::{ModelKind, TrainConfig};
 use churn_training::pipeline::{self, TrainJob};
@@ -86,6 +86,30 @@ enum Command {
         /// Print the figures as JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Explain customers' scores: Shapley values over the raw fields (and the API's occlusion
+    /// reasons beside them, with how well the two agree).
+    Explain {
+        /// Bundle: a directory, s3://bucket/prefix/…, or models:/<name>@<alias>.
+        #[arg(long)]
+        model: String,
+        /// Customer table (CSV or parquet).
+        #[arg(long)]
+        data: PathBuf,
+        /// Data rows to explain, 1-based, e.g. `1-20` or `3,7,12`. Default: the first 10.
+        #[arg(long, default_value = "1-10")]
+        rows: String,
+        /// Permutations of the fields per customer (each walked against every background customer).
+        #[arg(long, default_value_t = 10)]
+        permutations: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Reasons printed per customer.
+        #[arg(long, default_value_t = 3)]
+        top: usize,
+        /// Also write every value as JSON here (customer ids as keyed pseudonyms).
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Upload a local bundle to s3://bucket/prefix (after a training run could not reach S3).
     Upload {
@@ -222,6 +246,26 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// 1-based row list (`1-20`, `3,7,12`, or a mix) to 0-based indices, checked against the table.
+fn parse_rows(spec: &str, rows: usize) -> anyhow::Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || anyhow::anyhow!("--rows {spec:?}: {part:?} is not a row number or range like 1-20");
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<usize>().map_err(|_| bad())?, b.trim().parse::<usize>().map_err(|_| bad())?),
+            None => {
+                let n = part.parse::<usize>().map_err(|_| bad())?;
+                (n, n)
+            }
+        };
+        anyhow::ensure!(a >= 1 && a <= b, "--rows {spec:?}: {part:?} must count from 1 upwards");
+        anyhow::ensure!(b <= rows, "--rows {spec:?}: the table has {rows} rows");
+        out.extend(a - 1..b);
+    }
+    anyhow::ensure!(!out.is_empty(), "--rows {spec:?} names no row");
+    Ok(out)
+}
+
 fn mlflow_client(uri: &Option<String>) -> anyhow::Result<Option<Mlflow>> {
     uri.as_deref().filter(|u| !u.is_empty()).map(Mlflow::new).transpose().map_err(Into::into)
 }
@@ -342,6 +386,55 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&e)?);
             } else {
                 print_evaluation(&format!("{} on {}:", bundle.manifest.model_name, data.display()), &e, bundle.manifest.threshold);
+            }
+        }
+        Command::Explain { model, data, rows, permutations, seed, top, json } => {
+            anyhow::ensure!(permutations >= 1, "--permutations must be at least 1");
+            let bundle = rt.block_on(track::resolve_model(&store, mlflow.as_ref(), &model))?;
+            let table = churn_core::table::Table::read(&data)?;
+            let rows = parse_rows(&rows, table.rows)?;
+            let pseudonyms = churn_core::privacy::Pseudonymizer::from_env()?;
+            let start = Instant::now();
+            let bar = ProgressBar::new(rows.len() as u64);
+            let params = churn_core::explain::ShapleyParams { permutations, seed };
+            let e = explanations::explain_rows(&bundle, &table, &rows, params, &pseudonyms, |n| bar.set_position(n as u64))?;
+            bar.finish_and_clear();
+            let secs = start.elapsed().as_secs_f64();
+            println!(
+                "Shapley values of {} customers ({} permutations x {} background customers each) in {:.2} s ({:.1} ms per customer)",
+                e.customers.len(),
+                permutations.div_ceil(2) * 2,
+                e.background_rows,
+                secs,
+                1e3 * secs / e.customers.len().max(1) as f64
+            );
+            let names: Vec<&str> = bundle.spec.input_names().collect();
+            for c in &e.customers {
+                println!(
+                    "row {} ({}): churn probability {:.3} = base {:.3} {:+.3}",
+                    c.row + 1,
+                    c.pseudonym.as_deref().unwrap_or("no id"),
+                    c.prediction,
+                    c.base_value,
+                    c.prediction - c.base_value
+                );
+                let view = table.view(&names)?;
+                for r in churn_core::explain::top_reasons(&bundle.spec, &view.row(c.row), &c.shapley, top) {
+                    println!("    {:<18} {:<28} {:+.4}", r.feature, r.value, r.contribution);
+                }
+            }
+            let g = e.occlusion_agreement();
+            println!(
+                "API occlusion reasons vs Shapley: Spearman mean {:.3} (min {:.3}); same top-3 fields for {:.0} % of customers",
+                g.mean_spearman,
+                g.min_spearman,
+                100.0 * g.same_top3
+            );
+            if !pseudonyms.configured {
+                println!("(customer pseudonyms use a random key: set {} for stable ones)", churn_core::privacy::KEY_VARIABLE);
+            }
+            if let Some(p) = json {
+                std::fs::write(&p, serde_json::to_vec_pretty(&e)?).with_context(|| p.display().to_string())?;
             }
         }
         Command::Upload { bundle, out } => {

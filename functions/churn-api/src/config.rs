@@ -20,6 +20,9 @@ pub struct ServeConfig {
     pub top_reasons: usize,
     /// `BIND` (default `127.0.0.1:8080`): the local HTTP address when not running in Lambda.
     pub bind: SocketAddr,
+    /// `REASONS_METHOD` (`shapley`, default, or `occlusion`) and `REASONS_PERMUTATIONS`
+    /// (default 2): how the reasons are computed.
+    pub reasons: crate::Reasons,
     /// `ID_PSEUDONYM_KEY`: key of the customer-id pseudonyms in logs (random per process when unset).
     pub pseudonyms: churn_core::privacy::Pseudonymizer,
 }
@@ -45,8 +48,14 @@ impl ServeConfig {
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
             Some(v) => v.parse().map_err(|_| ConfigError::new("BIND", &v, "must be an address like 127.0.0.1:8080"))?,
         };
+        let permutations = number("REASONS_PERMUTATIONS", crate::Reasons::DEFAULT_PERMUTATIONS, 100)?;
+        let reasons = match get("REASONS_METHOD").as_deref().map(str::trim) {
+            None | Some("") | Some("shapley") => crate::Reasons::Shapley { permutations },
+            Some("occlusion") => crate::Reasons::Occlusion,
+            Some(other) => return Err(ConfigError::new("REASONS_METHOD", other, "must be shapley or occlusion")),
+        };
         let pseudonyms = churn_core::privacy::Pseudonymizer::from_vars(&get)?;
-        Ok(ServeConfig { model_uri, mlflow_uri, max_batch, max_body_bytes, top_reasons, bind, pseudonyms })
+        Ok(ServeConfig { model_uri, mlflow_uri, max_batch, max_body_bytes, top_reasons, bind, reasons, pseudonyms })
     }
 }
 
@@ -74,6 +83,10 @@ mod tests {
         assert_eq!(e.variable, "TOP_REASONS");
         let e = ServeConfig::from_env(env(&[("MODEL_URI", "models:/churn@champion")])).unwrap_err();
         assert_eq!(e.variable, "MLFLOW_TRACKING_URI");
+        let e = ServeConfig::from_env(env(&[("MODEL_URI", "m"), ("REASONS_METHOD", "lime")])).unwrap_err();
+        assert_eq!(e.variable, "REASONS_METHOD");
+        let c = ServeConfig::from_env(env(&[("MODEL_URI", "m"), ("REASONS_METHOD", "occlusion")])).unwrap();
+        assert_eq!(c.reasons, crate::Reasons::Occlusion);
         let e = ServeConfig::from_env(env(&[("MODEL_URI", "m"), ("BIND", "localhost")])).unwrap_err();
         assert_eq!(e.variable, "BIND");
     }

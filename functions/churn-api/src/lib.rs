@@ -18,5 +18,5 @@ pub mod types;
 
 pub use config::{ConfigError, ServeConfig};
 pub use http::{RequestId, openapi_document, router};
-pub use predictor::Predictor;
+pub use predictor::{Predictor, Reasons};
 pub use types::*;

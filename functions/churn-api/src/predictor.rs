@@ -1,6 +1,13 @@
 //! Scoring validated customers: the bundle's feature transform and tract plan (built once at
-//! start-up), the playbook's tier and action, and the reasons behind each score. One call to
-//! the model per request: the customers' vectors and their occlusion variants go in one batch.
+//! start-up), the playbook's tier and action, and the reasons behind each score.
+//!
+//! Reasons are Shapley values over the raw fields against the bundle's background sample
+//! ([`Reasons::Shapley`], the default; `churn_core::explain`), with a small permutation budget:
+//! two permutations agree with a 40-permutation estimate at Spearman 0.98 on Telco customers
+//! (`churn explain`, README "Explanations") and cost about a millisecond per customer.
+//! [`Reasons::Occlusion`] is the microsecond path (one model call for the whole request), but
+//! its reasons agree poorly with the Shapley ones (Spearman about 0.6), so it is opt-in
+//! (`REASONS_METHOD=occlusion`) and the fallback for bundles without a background sample.
 
 use churn_core::Bundle;
 use churn_core::explain;
@@ -10,6 +17,19 @@ use churn_core::spec::{InputKind, SlotValues, Warning};
 use crate::request::{self, ApiError, Customer, Limits};
 use crate::types::*;
 
+/// How the reasons behind a score are computed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reasons {
+    /// Shapley values with this many permutations (each against every background customer).
+    Shapley { permutations: usize },
+    /// Occlusion against a typical customer.
+    Occlusion,
+}
+
+impl Reasons {
+    pub const DEFAULT_PERMUTATIONS: usize = 2;
+}
+
 /// Everything a request needs, built once: shared by reference with every handler call.
 pub struct Predictor {
     bundle: Bundle,
@@ -17,6 +37,7 @@ pub struct Predictor {
     limits: Limits,
     top_reasons: usize,
     pseudonyms: Pseudonymizer,
+    reasons: Reasons,
 }
 
 impl Predictor {
@@ -28,7 +49,23 @@ impl Predictor {
             version: version.unwrap_or_else(|| sha[..12].to_string()),
             sha256: sha,
         };
-        Predictor { bundle, info, limits: Limits { max_batch }, top_reasons, pseudonyms: Pseudonymizer::random() }
+        Predictor { bundle, info, limits: Limits { max_batch }, top_reasons, pseudonyms: Pseudonymizer::random(), reasons: Reasons::Occlusion }
+            .with_reasons(Reasons::Shapley { permutations: Reasons::DEFAULT_PERMUTATIONS })
+    }
+
+    /// Uses `reasons`; Shapley values need the bundle's background sample, so a bundle without
+    /// one keeps occlusion (see [`Predictor::reasons`]).
+    pub fn with_reasons(self, reasons: Reasons) -> Self {
+        let reasons = match reasons {
+            Reasons::Shapley { .. } if self.bundle.background.is_none() => Reasons::Occlusion,
+            r => r,
+        };
+        Predictor { reasons, ..self }
+    }
+
+    /// The reason method in use.
+    pub fn reasons(&self) -> Reasons {
+        self.reasons
     }
 
     /// Uses `pseudonyms` (a configured key) for customer ids in logs.
@@ -60,7 +97,8 @@ impl Predictor {
     pub fn predict(&self, customers: &[Customer]) -> Result<Vec<Prediction>, ApiError> {
         let spec = &self.bundle.spec;
         let width = spec.width();
-        let per_customer = 1 + spec.inputs.len();
+        let occlusion = self.reasons == Reasons::Occlusion;
+        let per_customer = if occlusion { 1 + spec.inputs.len() } else { 1 };
         let mut features = Vec::with_capacity(customers.len() * per_customer * width);
         let mut warnings = Vec::with_capacity(customers.len());
         let mut scratch = SlotValues::default();
@@ -71,33 +109,43 @@ impl Predictor {
             spec.transform_into(&c.record, &mut scratch, &mut features[start..], Some(&mut w))
                 .map_err(|e| ApiError::invalid(format!("{}: {e}", c.path), vec![]))?;
             warnings.push(w);
-            explain::occlusion_rows(spec, &c.record, &mut scratch, &mut features);
+            if occlusion {
+                explain::occlusion_rows(spec, &c.record, &mut scratch, &mut features);
+            }
         }
-        let p = self.bundle.scorer.predict(&features).map_err(|e| {
+        let internal = |e: churn_core::CoreError| {
             tracing::error!(error = %e, "inference failed");
             ApiError::new(500, "internal", "the model could not score this request; it has been logged", vec![])
-        })?;
-        Ok(customers
+        };
+        let p = self.bundle.scorer.predict(&features).map_err(internal)?;
+        customers
             .iter()
             .zip(p.chunks(per_customer))
             .zip(warnings)
             .map(|((c, p), w)| {
                 let prob = p[0];
                 let tier = self.bundle.playbook.tier(f64::from(prob));
-                let reasons = explain::top_reasons(spec, &c.record, &explain::occlusion_contributions(prob, &p[1..]), self.top_reasons)
+                let contributions = match (self.reasons, &self.bundle.background) {
+                    (Reasons::Shapley { permutations }, Some(background)) => {
+                        let params = explain::ShapleyParams { permutations, seed: 0 };
+                        explain::shapley(spec, &self.bundle.scorer, background, &c.record, params).map_err(internal)?.values
+                    }
+                    _ => explain::occlusion_contributions(prob, &p[1..]),
+                };
+                let reasons = explain::top_reasons(spec, &c.record, &contributions, self.top_reasons)
                     .into_iter()
                     .map(|r| Reason { feature: r.feature, value: r.value, contribution: r.contribution })
                     .collect();
-                Prediction {
+                Ok(Prediction {
                     customer_id: c.id.clone(),
                     churn_probability: f64::from(prob),
                     risk_tier: tier.name.clone(),
                     action: tier.action.clone(),
                     reasons,
                     warnings: w.into_iter().map(|w| InputWarning { field: w.field, message: w.message }).collect(),
-                }
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// `GET /model`.

@@ -29,12 +29,14 @@ pub struct ModelInfo {
     pub sha256: String,
 }
 
-/// One field's part in a prediction (occlusion against a typical customer; see `churn_core::explain`).
+/// One field's part in a prediction: its Shapley value (or occlusion contribution; see `churn_core::explain`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Reason {
     pub feature: String,
     pub value: String,
-    /// How much lower the churn probability would be if this field were typical.
+    /// How much this field raises the churn probability: its Shapley value (the field's share of
+    /// probability minus the average background customer's), or with `REASONS_METHOD=occlusion`
+    /// how much lower the probability would be if the field were typical.
     pub contribution: f64,
 }
 
