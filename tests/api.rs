@@ -163,8 +163,40 @@ fn reasons_are_the_customers_largest_shapley_values() {
         assert_eq!(gf, wf);
         assert!((gv - wv).abs() < 1e-9, "{gf}: {gv} vs {wv}");
     }
-    // For this customer the short tenure is the leading reason.
+    // For this customer the short tenure is the leading reason, and the playbook's offer for a
+    // short tenure (the bundled Telco config) answers it.
     assert_eq!(got[0].0, "tenure", "{got:?}");
+    assert_eq!(p["offer"]["name"], "onboarding_call", "{p}");
+    assert_eq!(p["offer"]["addresses"], "tenure");
+    let prob = p["churn_probability"].as_f64().unwrap();
+    let o = b.playbook.offers.iter().find(|o| o.name == "onboarding_call").unwrap();
+    assert!((p["offer"]["expected_value"].as_f64().unwrap() - o.expected_value(prob, &b.playbook.business)).abs() < 1e-9);
+}
+
+#[test]
+fn offers_follow_the_reasons_and_skip_customers_not_contacted() {
+    // A long-standing customer on a monthly fibre contract: tenure is no reason; the offer
+    // answers the largest reason an offer exists for.
+    let bundle = predictor();
+    let mut seen = std::collections::BTreeMap::new();
+    for c in customers(300) {
+        let (_, v) = post(&c);
+        let p = &v["predictions"][0];
+        let tier = bundle.bundle().playbook.tiers.iter().find(|t| t.name == p["risk_tier"]).unwrap();
+        if !tier.contact {
+            assert!(p.get("offer").is_none(), "a customer who is not contacted gets no offer: {p}");
+            continue;
+        }
+        if let Some(o) = p.get("offer") {
+            let field = o["addresses"].as_str().unwrap();
+            let offer = bundle.bundle().playbook.offers.iter().find(|x| x.name == o["name"]).unwrap();
+            assert_eq!(offer.field, field);
+            let value = match &c[field] { Value::String(s) => s.clone(), v => v.to_string() };
+            assert!(offer.applies(&value), "{} does not apply to {field}={value}", offer.name);
+            *seen.entry(o["name"].as_str().unwrap().to_string()).or_insert(0) += 1;
+        }
+    }
+    assert!(seen.len() >= 3, "offers picked for the first 300 customers: {seen:?}");
 }
 
 #[test]

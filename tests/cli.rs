@@ -7,7 +7,7 @@ use serde_json::Value;
 #[test]
 fn train_writes_a_complete_verified_bundle() {
     let dir = trained_bundle();
-    for f in ["model.onnx", "feature_spec.json", "playbook.json", "metrics.json", "split.json", "history.json", "report.html", "manifest.json"] {
+    for f in ["model.onnx", "feature_spec.json", "playbook.json", "metrics.json", "split.json", "history.json", "report.html", "manifest.json", "background.json", "reference.json"] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
@@ -22,6 +22,8 @@ fn train_writes_a_complete_verified_bundle() {
         assert!(report.contains(chart), "report lacks {chart}");
     }
     assert!(report.matches("<svg").count() >= 6);
+    // The playbook drives the report: its offers, with how many contacted test customers get each.
+    assert!(report.contains("Personalised offers") && report.contains("contract_upgrade") && report.contains("onboarding_call"));
     // The split is recorded and disjoint.
     let split: Value = serde_json::from_slice(&std::fs::read(dir.join("split.json")).unwrap()).unwrap();
     let n = |k: &str| split[k].as_array().unwrap().len();

@@ -247,6 +247,61 @@ pub fn permutation_importance(bundle: &Bundle, table: &Table, rows: &[usize], y:
     Ok(out)
 }
 
+/// How many contacted customers get each personalised offer, and its expected value.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OfferCount {
+    /// Offer name, or `(tier action only)` when no offer fits the customer's reasons.
+    pub offer: String,
+    pub action: String,
+    pub customers: usize,
+    /// Sum over these customers of the offer's expected profit.
+    pub expected_value: f64,
+}
+
+/// The personalised offers the playbook picks for `rows` of `table` with probabilities `p`
+/// (customers in tiers that are not contacted are skipped). Reasons are Shapley values with the
+/// API's budget, so the mix is what the API would answer for these customers.
+pub fn offer_mix(
+    spec: &churn_core::FeatureSpec,
+    scorer: &churn_core::Scorer,
+    background: &explain::Background,
+    playbook: &churn_core::Playbook,
+    table: &Table,
+    rows: &[usize],
+    p: &[f32],
+    permutations: usize,
+) -> anyhow::Result<Vec<OfferCount>> {
+    let names: Vec<&str> = spec.input_names().collect();
+    let view = table.view(&names)?;
+    let none = "(tier action only)";
+    let mut counts: Vec<OfferCount> = playbook
+        .offers
+        .iter()
+        .map(|o| OfferCount { offer: o.name.clone(), action: o.action.clone(), customers: 0, expected_value: 0.0 })
+        .chain(std::iter::once(OfferCount { offer: none.into(), action: "the tier's action".into(), customers: 0, expected_value: 0.0 }))
+        .collect();
+    for (&i, &prob) in rows.iter().zip(p) {
+        let tier = playbook.tier(f64::from(prob));
+        if !tier.contact {
+            continue;
+        }
+        let row = view.row(i);
+        let a = explain::shapley(spec, scorer, background, &row, ShapleyParams { permutations, seed: 0 })?;
+        let reasons = explain::top_reasons(spec, &row, &a.values, names.len());
+        let pick = playbook.offer_for(tier, reasons.iter().map(|r| (r.feature.as_str(), r.value.as_str())));
+        let (slot, value) = match pick {
+            Some((o, _)) => (
+                playbook.offers.iter().position(|x| x.name == o.name).expect("offer from this playbook"),
+                o.expected_value(f64::from(prob), &playbook.business),
+            ),
+            None => (counts.len() - 1, playbook.expected_value(f64::from(prob))),
+        };
+        counts[slot].customers += 1;
+        counts[slot].expected_value += value;
+    }
+    Ok(counts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,6 +69,7 @@ pub fn run(job: TrainJob) -> anyhow::Result<Outcome> {
         }
     }
     let prepared = data::prepare(&data, &config.dataset, params.validation_fraction, params.test_fraction, params.seed)?;
+    playbook.check_fields(prepared.spec.input_names())?;
     tracing::info!(
         rows = prepared.table.rows,
         features = prepared.spec.width(),
@@ -141,6 +142,19 @@ fn write_bundle(o: &Outcome, dir: &Path, data: &Path, model_name: &str, playbook
         "test": o.test,
     });
     let history = serde_json::to_vec_pretty(&o.trained.history)?;
+    let background = data::background(&p.table, &p.spec, &p.split.train, o.params.background_rows, o.params.seed)?;
+    let scorer = Scorer::from_onnx(&o.onnx, p.spec.width())?;
+    let offers = crate::explanations::offer_mix(
+        &p.spec,
+        &scorer,
+        &background,
+        playbook,
+        &p.table,
+        &p.split.test,
+        &o.tract_test_p,
+        // The API's budget, so the report shows what the API would answer.
+        churn_core::explain::REASON_PERMUTATIONS,
+    )?;
     let summary = vec![
         ("model", format!("{} ({})", model_name, o.params.kind.name())),
         ("data", format!("{} ({} rows, {} features)", data.display(), p.table.rows, p.spec.width())),
@@ -162,6 +176,7 @@ fn write_bundle(o: &Outcome, dir: &Path, data: &Path, model_name: &str, playbook
         history: &o.trained.history,
         playbook,
         threshold: o.threshold,
+        offers: &offers,
     });
     let files = vec![
         (bundle::MODEL.to_string(), o.onnx.clone()),
@@ -171,10 +186,7 @@ fn write_bundle(o: &Outcome, dir: &Path, data: &Path, model_name: &str, playbook
         ("split.json".to_string(), serde_json::to_vec(&p.split)?),
         ("history.json".to_string(), history),
         (drift::REFERENCE.to_string(), serde_json::to_vec(&data::drift_reference(&p.table, &p.spec, &p.split.train)?)?),
-        (
-            churn_core::explain::BACKGROUND.to_string(),
-            serde_json::to_vec(&data::background(&p.table, &p.spec, &p.split.train, o.params.background_rows, o.params.seed)?)?,
-        ),
+        (churn_core::explain::BACKGROUND.to_string(), serde_json::to_vec(&background)?),
         ("report.html".to_string(), html.into_bytes()),
     ];
     let manifest = Manifest {

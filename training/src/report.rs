@@ -109,6 +109,8 @@ pub struct ReportInput<'a> {
     pub history: &'a [EpochRecord],
     pub playbook: &'a Playbook,
     pub threshold: f64,
+    /// Personalised offers picked for the contacted test customers.
+    pub offers: &'a [crate::explanations::OfferCount],
 }
 
 pub fn model_report(r: &ReportInput<'_>) -> String {
@@ -164,6 +166,7 @@ pub fn model_report(r: &ReportInput<'_>) -> String {
         b.cost_per_contact,
         100.0 * b.success_rate
     ));
+    body.push_str(&offers_section(r.playbook, r.offers));
     let (p, y) = (r.test_p, r.test_y);
     let diag = vec![(0.0, 0.0), (1.0, 1.0)];
     let calib: Vec<(f64, f64)> =
@@ -202,6 +205,43 @@ pub fn model_report(r: &ReportInput<'_>) -> String {
     }
     body.push_str("</div>");
     page(&r.title, &body)
+}
+
+/// The playbook's personalised offers and how many contacted test customers get each.
+pub fn offers_section(playbook: &Playbook, mix: &[crate::explanations::OfferCount]) -> String {
+    if playbook.offers.is_empty() {
+        return "<h2>Personalised offers</h2><p>The playbook defines no offers: every contacted customer gets the tier's action.</p>".into();
+    }
+    let b = &playbook.business;
+    let mut h = String::from(
+        "<h2>Personalised offers</h2><p>A contacted customer gets the first offer, going down their reasons \
+         (Shapley values, largest first), that addresses that reason's field.</p>\
+         <table><tr><th>offer</th><th>field</th><th>condition</th><th>action</th><th>cost</th><th>success rate</th>\
+         <th>test customers</th><th>expected profit</th></tr>",
+    );
+    for c in mix {
+        let o = playbook.offers.iter().find(|o| o.name == c.offer);
+        let condition = o.map(|o| {
+            if !o.values.is_empty() {
+                format!("in {}", o.values.join(" | "))
+            } else {
+                [o.above.map(|a| format!("> {a}")), o.below.map(|b| format!("< {b}"))].into_iter().flatten().collect::<Vec<_>>().join(" and ")
+            }
+        });
+        h.push_str(&format!(
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td></tr>",
+            esc(&c.offer),
+            esc(o.map(|o| o.field.as_str()).unwrap_or("")),
+            esc(&condition.unwrap_or_default()),
+            esc(&c.action),
+            o.and_then(|o| o.cost).unwrap_or(b.cost_per_contact),
+            format!("{:.0} %", 100.0 * o.and_then(|o| o.success_rate).unwrap_or(b.success_rate)),
+            c.customers,
+            c.expected_value
+        ));
+    }
+    h.push_str("</table>");
+    h
 }
 
 #[cfg(test)]

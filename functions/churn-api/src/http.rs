@@ -35,7 +35,7 @@ struct App {
 #[openapi(
     info(title = "Churn prediction API", description = "Churn probability, risk tier, recommended action and reasons per customer."),
     paths(predict, health, model, openapi),
-    components(schemas(PredictRequest, PredictResponse, Prediction, Reason, InputWarning, ModelInfo, ErrorResponse, Problem, Health, ModelDescription, InputField, TierInfo))
+    components(schemas(PredictRequest, PredictResponse, Prediction, Reason, PersonalisedOffer, InputWarning, ModelInfo, ErrorResponse, Problem, Health, ModelDescription, InputField, TierInfo))
 )]
 struct ApiDoc;
 

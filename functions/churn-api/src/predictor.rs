@@ -27,7 +27,7 @@ pub enum Reasons {
 }
 
 impl Reasons {
-    pub const DEFAULT_PERMUTATIONS: usize = 2;
+    pub const DEFAULT_PERMUTATIONS: usize = explain::REASON_PERMUTATIONS;
 }
 
 /// Everything a request needs, built once: shared by reference with every handler call.
@@ -132,16 +132,26 @@ impl Predictor {
                     }
                     _ => explain::occlusion_contributions(prob, &p[1..]),
                 };
-                let reasons = explain::top_reasons(spec, &c.record, &contributions, self.top_reasons)
-                    .into_iter()
-                    .map(|r| Reason { feature: r.feature, value: r.value, contribution: r.contribution })
-                    .collect();
+                // Every positive reason feeds the offer choice; the answer lists the top ones.
+                let mut reasons = explain::top_reasons(spec, &c.record, &contributions, spec.inputs.len());
+                let playbook = &self.bundle.playbook;
+                let offer = playbook.offer_for(tier, reasons.iter().map(|r| (r.feature.as_str(), r.value.as_str()))).map(|(o, field)| {
+                    PersonalisedOffer {
+                        name: o.name.clone(),
+                        action: o.action.clone(),
+                        addresses: field.to_string(),
+                        expected_value: o.expected_value(f64::from(prob), &playbook.business),
+                    }
+                });
+                reasons.truncate(self.top_reasons);
+                let reasons = reasons.into_iter().map(|r| Reason { feature: r.feature, value: r.value, contribution: r.contribution }).collect();
                 Ok(Prediction {
                     customer_id: c.id.clone(),
                     churn_probability: f64::from(prob),
                     risk_tier: tier.name.clone(),
                     action: tier.action.clone(),
                     reasons,
+                    offer,
                     warnings: w.into_iter().map(|w| InputWarning { field: w.field, message: w.message }).collect(),
                 })
             })

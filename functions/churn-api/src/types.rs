@@ -40,6 +40,18 @@ pub struct Reason {
     pub contribution: f64,
 }
 
+/// The playbook's offer for this customer: the first offer, going down the reasons, that
+/// addresses a reason's field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PersonalisedOffer {
+    pub name: String,
+    pub action: String,
+    /// The reason (input field) the offer addresses.
+    pub addresses: String,
+    /// Expected profit of making the offer: p × success rate × value of a retained customer − cost.
+    pub expected_value: f64,
+}
+
 /// A note about an input that was scored anyway (unknown category, missing value).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct InputWarning {
@@ -55,6 +67,9 @@ pub struct Prediction {
     pub action: String,
     /// The fields that raise this customer's risk most, largest first.
     pub reasons: Vec<Reason>,
+    /// The personalised offer; absent for tiers that are not contacted or when no offer fits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<PersonalisedOffer>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<InputWarning>,
 }

@@ -107,6 +107,7 @@ impl Bundle {
         let spec = FeatureSpec::from_json(&text(FEATURE_SPEC)?)?;
         let playbook: Playbook = serde_json::from_str(&text(PLAYBOOK)?).map_err(|e| bad(format!("{PLAYBOOK}: {e}")))?;
         let playbook = playbook.check()?;
+        playbook.check_fields(spec.input_names()).map_err(|e| bad(e.to_string()))?;
         let metrics = serde_json::from_str(&text(METRICS)?).map_err(|e| bad(format!("{METRICS}: {e}")))?;
         let scorer = Scorer::from_onnx(&files[MODEL], spec.width())?;
         let reference = match files.get(REFERENCE) {

@@ -1,6 +1,15 @@
-//! The retention playbook: risk tiers, the action for each, and the business figures used to
-//! value a campaign. It is configured in the training TOML (`[playbook]`), carried in the bundle
-//! as `playbook.json`, and read by the report, `churn score`, the batch scorer and the API.
+//! The retention playbook: risk tiers, the action for each, the business figures used to value
+//! a campaign, and the personalised offers. It is configured in the training TOML
+//! (`[playbook]`), carried in the bundle as `playbook.json`, and read by the report, `churn
+//! score`, the batch scorer and the API.
+//!
+//! **Offers** make the action personal: each addresses one input field under a condition (a
+//! month-to-month `contract` → a contract upgrade; `internetservice` = fibre → a price review;
+//! no `techsupport` → a free support trial). For a customer in a tier that is contacted, the
+//! offer is the first one, going down the customer's reasons (largest first), whose field is
+//! that reason's field and whose condition holds for the customer's value: the offer answers
+//! what raises this customer's risk most. Each offer may carry its own cost and success rate
+//! (defaults: `[playbook.business]`) so that its expected value can be shown.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,11 +44,59 @@ pub struct Business {
     pub success_rate: f64,
 }
 
+/// A personalised offer (see the module documentation).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Offer {
+    pub name: String,
+    /// What the retention team offers.
+    pub action: String,
+    /// The input field this offer addresses.
+    pub field: String,
+    /// Applies when the field's value is one of these (text, as in the data)...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    /// ...or when the field's number is below this...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub below: Option<f64>,
+    /// ...or above this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<f64>,
+    /// Cost of making this offer once (default: `business.cost_per_contact`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+    /// Share of churners this offer keeps (default: `business.success_rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_rate: Option<f64>,
+}
+
+impl Offer {
+    /// Whether the offer applies to a customer whose value of `field` reads `value`.
+    pub fn applies(&self, value: &str) -> bool {
+        let v = value.trim();
+        if !self.values.is_empty() {
+            return self.values.iter().any(|x| x == v);
+        }
+        match v.parse::<f64>() {
+            Ok(x) if x.is_finite() => self.below.is_none_or(|b| x < b) && self.above.is_none_or(|a| x > a),
+            _ => false,
+        }
+    }
+
+    /// Expected profit of making this offer to a customer with churn probability `p`.
+    pub fn expected_value(&self, p: f64, business: &Business) -> f64 {
+        p * self.success_rate.unwrap_or(business.success_rate) * business.value_per_retained_customer
+            - self.cost.unwrap_or(business.cost_per_contact)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Playbook {
     pub tiers: Vec<Tier>,
     pub business: Business,
+    #[serde(default)]
+    pub offers: Vec<Offer>,
 }
 
 impl Default for Playbook {
@@ -58,6 +115,7 @@ impl Default for Playbook {
                 t("low", 0.0, "none", false),
             ],
             business: Business { value_per_retained_customer: 500.0, cost_per_contact: 25.0, success_rate: 0.3 },
+            offers: Vec::new(),
         }
     }
 }
@@ -83,7 +141,49 @@ impl Playbook {
                 "playbook.business: success_rate must be within [0, 1]; value and cost must be >= 0".into(),
             ));
         }
+        for o in &self.offers {
+            let conditions = usize::from(!o.values.is_empty()) + usize::from(o.below.is_some() || o.above.is_some());
+            if conditions != 1 {
+                return Err(CoreError::Config(format!(
+                    "playbook.offers `{}`: give either `values` or `below`/`above` (one kind of condition)",
+                    o.name
+                )));
+            }
+            if o.cost.is_some_and(|c| !(c >= 0.0)) || o.success_rate.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+                return Err(CoreError::Config(format!(
+                    "playbook.offers `{}`: cost must be >= 0 and success_rate within [0, 1]",
+                    o.name
+                )));
+            }
+        }
         Ok(self)
+    }
+
+    /// Checks that every offer addresses one of the model's input fields.
+    pub fn check_fields<'a>(&self, inputs: impl Iterator<Item = &'a str> + Clone) -> Result<()> {
+        for o in &self.offers {
+            if !inputs.clone().any(|i| i == o.field) {
+                let known: Vec<&str> = inputs.clone().collect();
+                return Err(CoreError::Config(format!(
+                    "playbook.offers `{}`: field `{}` is not a model input (inputs: {})",
+                    o.name,
+                    o.field,
+                    known.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The personalised offer for a customer in `tier` with these reasons (field, value text),
+    /// largest first; `None` for tiers that are not contacted or when no offer fits.
+    pub fn offer_for<'a>(&self, tier: &Tier, reasons: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<(&Offer, &'a str)> {
+        if !tier.contact {
+            return None;
+        }
+        reasons
+            .into_iter()
+            .find_map(|(field, value)| self.offers.iter().find(|o| o.field == field && o.applies(value)).map(|o| (o, field)))
     }
 
     /// The tier of a calibrated probability.
@@ -122,6 +222,56 @@ mod tests {
         assert_eq!(p.tier(0.5).name, "high");
         assert_eq!(p.tier(0.1).name, "low");
         assert!((p.break_even_probability() - 25.0 / 150.0).abs() < 1e-12);
+    }
+
+    fn offers() -> Playbook {
+        let o = |name: &str, field: &str, values: &[&str], below: Option<f64>| Offer {
+            name: name.into(),
+            action: format!("{name} action"),
+            field: field.into(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+            below,
+            above: None,
+            cost: None,
+            success_rate: None,
+        };
+        Playbook {
+            offers: vec![
+                o("contract_upgrade", "contract", &["Month-to-month"], None),
+                o("onboarding", "tenure", &[], Some(12.0)),
+                o("support_trial", "techsupport", &["No"], None),
+            ],
+            ..Playbook::default()
+        }
+        .check()
+        .unwrap()
+    }
+
+    #[test]
+    fn the_offer_answers_the_largest_reason_it_can() {
+        let p = offers();
+        let high = p.tier(0.6).clone();
+        // tenure 3 is the top reason and an onboarding offer fits it.
+        let (o, f) = p.offer_for(&high, [("tenure", "3"), ("contract", "Month-to-month")]).unwrap();
+        assert_eq!((o.name.as_str(), f), ("onboarding", "tenure"));
+        // tenure 30 does not fit the onboarding condition: the next reason decides.
+        let (o, _) = p.offer_for(&high, [("tenure", "30"), ("paymentmethod", "Electronic check"), ("contract", "Month-to-month")]).unwrap();
+        assert_eq!(o.name, "contract_upgrade");
+        assert!(p.offer_for(&high, [("paymentmethod", "Electronic check")]).is_none());
+        // Low-risk customers are not contacted.
+        assert!(p.offer_for(p.tier(0.05), [("tenure", "3")]).is_none());
+        let v = o.expected_value(0.6, &p.business);
+        assert!((v - (0.6 * 0.3 * 500.0 - 25.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn offers_are_checked() {
+        let mut p = offers();
+        p.offers[0].below = Some(3.0);
+        assert!(p.check().unwrap_err().to_string().contains("one kind of condition"));
+        let p = offers();
+        let err = p.check_fields(["contract", "tenure"].into_iter()).unwrap_err();
+        assert!(err.to_string().contains("`techsupport` is not a model input"), "{err}");
     }
 
     #[test]

@@ -264,7 +264,7 @@ impl FeatureSpec {
     }
 
     /// Names of the raw fields a record must (or may) carry, in input order.
-    pub fn input_names(&self) -> impl Iterator<Item = &str> {
+    pub fn input_names(&self) -> impl Iterator<Item = &str> + Clone {
         self.inputs.iter().map(|c| c.name.as_str())
     }
 
