@@ -254,3 +254,69 @@ fn scoring_bad_inputs_are_clear() {
     let err = churn_err(&["score", "--model", copy.to_str().unwrap(), "--input", telco_csv().to_str().unwrap(), "--output", out.to_str().unwrap()]);
     assert!(err.contains("checksum mismatch for feature_spec.json"), "{err}");
 }
+
+/// The Telco rows with monthly charges 30 % higher and every contract month-to-month, and
+/// (when `scramble`) labels that no longer follow the customers.
+fn shifted_telco(scramble: bool) -> String {
+    let header: Vec<String> = std::fs::read_to_string(telco_csv()).unwrap().lines().next().unwrap().split(',').map(String::from).collect();
+    let col = |n: &str| header.iter().position(|h| h == n).unwrap();
+    let (mc, contract, churn) = (col("monthlycharges"), col("contract"), col("churn"));
+    telco_with(|i, line| {
+        if i == 1 {
+            return Some(line.to_string());
+        }
+        let mut f: Vec<String> = line.split(',').map(String::from).collect();
+        f[mc] = format!("{:.2}", f[mc].parse::<f64>().unwrap() * 1.3);
+        f[contract] = "Month-to-month".into();
+        if scramble {
+            f[churn] = if i % 3 == 0 { "Yes" } else { "No" }.into();
+        }
+        Some(f.join(","))
+    })
+}
+
+#[test]
+fn drift_flags_the_shifted_features_only() {
+    let bundle = trained_bundle().to_str().unwrap();
+    let same = churn_ok(&["drift", "--model", bundle, "--data", telco_csv().to_str().unwrap(), "--json"]);
+    let v: Value = serde_json::from_str(&same).unwrap();
+    let drifted = |v: &Value| -> Vec<String> {
+        v["features"].as_array().unwrap().iter().filter(|f| f["drifted"] == true).map(|f| f["feature"].as_str().unwrap().to_string()).collect()
+    };
+    assert!(drifted(&v).is_empty(), "the training data itself does not drift: {v}");
+    assert_eq!(v["summary"]["rows"], 4930);
+
+    let d = scratch("drift");
+    let path = write(d.path(), "shifted.csv", &shifted_telco(false));
+    let v: Value = serde_json::from_str(&churn_ok(&["drift", "--model", bundle, "--data", &path, "--json"])).unwrap();
+    let got = drifted(&v);
+    for f in ["monthlycharges", "contract", "price_trend"] {
+        assert!(got.iter().any(|g| g == f), "{f} should drift: {got:?}");
+    }
+    for f in ["tenure", "gender", "paymentmethod"] {
+        assert!(!got.iter().any(|g| g == f), "{f} did not change: {got:?}");
+    }
+    let err = churn_err(&["drift", "--model", bundle, "--data", &path, "--fail-on-drift"]);
+    assert!(err.contains("data drift above PSI 0.2") && err.contains("contract"), "{err}");
+    let err = churn_err(&["drift", "--model", bundle, "--data", &path, "--threshold", "0"]);
+    assert!(err.contains("--threshold"), "{err}");
+    let no_contract = write(d.path(), "no-contract.csv", &telco_with(|_, l| Some(l.split(',').take(15).chain(l.split(',').skip(16)).collect::<Vec<_>>().join(","))));
+    let err = churn_err(&["drift", "--model", bundle, "--data", &no_contract]);
+    assert!(err.contains("contract") && err.contains("no-contract.csv"), "{err}");
+}
+
+#[test]
+fn evaluate_flags_concept_drift_when_labels_stop_following_the_model() {
+    let bundle = trained_bundle().to_str().unwrap();
+    let out = churn_ok(&["evaluate", "--model", bundle, "--data", telco_csv().to_str().unwrap(), "--fail-on-drift"]);
+    assert!(out.contains("concept drift against the bundle's test figures") && !out.contains("WORSE"), "{out}");
+    let d = scratch("concept");
+    let path = write(d.path(), "relabelled.csv", &shifted_telco(true));
+    let v: Value = serde_json::from_str(&churn_ok(&["evaluate", "--model", bundle, "--data", &path, "--json"])).unwrap();
+    let checks = v["concept_drift"].as_array().unwrap();
+    let auc = checks.iter().find(|c| c["metric"] == "roc_auc").unwrap();
+    assert_eq!(auc["drifted"], true, "{auc}");
+    assert!(auc["now"].as_f64().unwrap() < 0.6, "labels unrelated to the customers: {auc}");
+    let err = churn_err(&["evaluate", "--model", bundle, "--data", &path, "--fail-on-drift"]);
+    assert!(err.contains("concept drift: roc_auc"), "{err}");
+}

@@ -7,6 +7,7 @@
 pub mod data;
 pub mod explanations;
 pub mod model;
+pub mod monitor;
 pub mod params;
 pub mod pipeline;
 pub mod report;

@@ -76,7 +76,8 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
     },
-    /// Evaluate a bundle on labelled data.
+    /// Evaluate a bundle on labelled data, and check for concept drift: a figure worse than
+    /// the bundle's own test figure by more than --margin is flagged.
     Evaluate {
         /// Bundle: a directory, s3://bucket/prefix/…, or models:/<name>@<alias>.
         #[arg(long)]
@@ -86,6 +87,31 @@ enum Command {
         /// Print the figures as JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Largest tolerated worsening of ROC AUC, PR AUC, Brier or ECE (absolute).
+        #[arg(long, default_value_t = churn_training::monitor::DEFAULT_MARGIN)]
+        margin: f64,
+        /// Exit with an error when concept drift is flagged (for scheduled checks).
+        #[arg(long)]
+        fail_on_drift: bool,
+    },
+    /// Data drift of a table against the bundle's training reference: population stability
+    /// index per feature, flagged above --threshold.
+    Drift {
+        /// Bundle: a directory, s3://bucket/prefix/…, or models:/<name>@<alias>.
+        #[arg(long)]
+        model: String,
+        /// Customer table (CSV or parquet; labels not needed).
+        #[arg(long)]
+        data: PathBuf,
+        /// PSI above which a feature is flagged (0.1 = watch, 0.2 = significant shift).
+        #[arg(long, default_value_t = churn_core::drift::DEFAULT_PSI_THRESHOLD)]
+        threshold: f64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit with an error when a feature drifted (for scheduled checks).
+        #[arg(long)]
+        fail_on_drift: bool,
     },
     /// Explain customers' scores: Shapley values over the raw fields (and the API's occlusion
     /// reasons beside them, with how well the two agree).
@@ -231,6 +257,13 @@ fn print_evaluation(title: &str, e: &Evaluation, threshold: f64) {
 }
 
 fn main() -> std::process::ExitCode {
+    // Rust ignores SIGPIPE, which turns a closed pipe (`churn drift … | head`) into a panic on
+    // the next print; a command-line tool should just stop, as other Unix tools do.
+    #[cfg(unix)]
+    // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CHURN_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
@@ -379,13 +412,58 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("rows that could not be scored are kept with the reason in the `error` column");
             }
         }
-        Command::Evaluate { model, data, json } => {
+        Command::Evaluate { model, data, json, margin, fail_on_drift } => {
+            anyhow::ensure!(margin.is_finite() && margin >= 0.0, "--margin must be a number >= 0, not {margin}");
             let bundle = rt.block_on(track::resolve_model(&store, mlflow.as_ref(), &model))?;
             let e = pipeline::evaluate(&bundle, &data)?;
+            let checks = churn_training::monitor::concept_drift(&bundle.metrics, &e, margin);
             if json {
-                println!("{}", serde_json::to_string_pretty(&e)?);
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"evaluation": e, "concept_drift": checks, "margin": margin}))?);
             } else {
                 print_evaluation(&format!("{} on {}:", bundle.manifest.model_name, data.display()), &e, bundle.manifest.threshold);
+                match &checks {
+                    None => println!("concept drift: the bundle has no test figures to compare with"),
+                    Some(c) => {
+                        println!("concept drift against the bundle's test figures (margin {margin}):");
+                        for f in c {
+                            println!(
+                                "  {:<8} at training {:.4}  now {:.4}  {}",
+                                f.metric,
+                                f.at_training,
+                                f.now,
+                                if f.drifted { format!("WORSE by {:.4}: retrain", f.worse_by) } else { "ok".into() }
+                            );
+                        }
+                    }
+                }
+            }
+            let drifted: Vec<&str> = checks.iter().flatten().filter(|f| f.drifted).map(|f| f.metric).collect();
+            if fail_on_drift && !drifted.is_empty() {
+                anyhow::bail!("concept drift: {} worse than at training by more than {margin}", drifted.join(", "));
+            }
+        }
+        Command::Drift { model, data, threshold, json, fail_on_drift } => {
+            anyhow::ensure!(threshold.is_finite() && threshold > 0.0, "--threshold must be a number > 0, not {threshold}");
+            let bundle = rt.block_on(track::resolve_model(&store, mlflow.as_ref(), &model))?;
+            let reader = churn_core::table::TableReader::open(&data)?;
+            let r = churn_core::scoring::drift_table(&bundle, reader, threshold)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "{} rows of {} against the training reference of {} (PSI threshold {threshold}; {} rows could not be scored)",
+                    r.summary.rows, r.file, bundle.manifest.model_name, r.summary.failed
+                );
+                let mut features = r.features.clone();
+                features.sort_by(|a, b| b.psi.total_cmp(&a.psi));
+                for f in &features {
+                    println!("  {:<24} PSI {:>8.4}  {}", f.feature, f.psi, if f.drifted { "DRIFTED" } else { "" });
+                }
+                println!("{} of {} features drifted; mean churn probability {:.3}", r.drifted().count(), r.features.len(), r.summary.mean_probability);
+            }
+            if fail_on_drift && r.drifted().next().is_some() {
+                let names: Vec<&str> = r.drifted().map(|f| f.feature.as_str()).collect();
+                anyhow::bail!("data drift above PSI {threshold} in: {}", names.join(", "));
             }
         }
         Command::Explain { model, data, rows, permutations, seed, top, json } => {

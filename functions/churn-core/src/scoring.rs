@@ -181,11 +181,10 @@ impl<'a> BatchScorer<'a> {
     }
 }
 
-/// Streams `reader` through the bundle into `writer`'s path; returns the run's counts.
-pub fn score_table(bundle: &Bundle, reader: TableReader, output: &std::path::Path) -> Result<ScoreSummary> {
+/// Streams every batch of `reader` through a [`BatchScorer`], handing each scored batch to `sink`.
+fn stream<'a>(bundle: &'a Bundle, reader: TableReader, mut sink: impl FnMut(&BatchScorer<'a>, RecordBatch) -> Result<()>) -> Result<BatchScorer<'a>> {
     reader.require(bundle.spec.input_names())?;
     let mut scorer = BatchScorer::new(bundle, &reader.columns);
-    let mut writer = TableWriter::create(output, scorer.schema())?;
     let format = reader.format;
     let locate = move |i: usize| crate::table::locate(format, i);
     let mut first = 0;
@@ -193,8 +192,55 @@ pub fn score_table(bundle: &Bundle, reader: TableReader, output: &std::path::Pat
         let batch = batch?;
         let out = scorer.score(&batch, first, &locate)?;
         first += batch.num_rows();
-        writer.write(&out)?;
+        sink(&scorer, out)?;
     }
-    writer.finish()?;
+    Ok(scorer)
+}
+
+/// Streams `reader` through the bundle into `writer`'s path; returns the run's counts.
+pub fn score_table(bundle: &Bundle, reader: TableReader, output: &std::path::Path) -> Result<ScoreSummary> {
+    let mut writer: Option<TableWriter> = None;
+    let scorer = stream(bundle, reader, |scorer, out| {
+        if writer.is_none() {
+            writer = Some(TableWriter::create(output, scorer.schema())?);
+        }
+        writer.as_mut().expect("created above").write(&out)
+    })?;
+    match writer {
+        Some(w) => w.finish()?,
+        // An input without rows still gets its (empty) output file.
+        None => TableWriter::create(output, scorer.schema())?.finish()?,
+    };
     Ok(scorer.summary)
+}
+
+/// Data drift of a table against the bundle's training reference (`churn drift`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DriftReport {
+    pub file: String,
+    pub threshold: f64,
+    pub summary: ScoreSummary,
+    /// PSI per feature, in the reference's order.
+    pub features: Vec<FeatureDrift>,
+}
+
+impl DriftReport {
+    pub fn drifted(&self) -> impl Iterator<Item = &FeatureDrift> {
+        self.features.iter().filter(|f| f.drifted)
+    }
+}
+
+/// Scores `reader` (output discarded) and measures every feature's PSI against the bundle's
+/// training reference; features above `threshold` are flagged.
+pub fn drift_table(bundle: &Bundle, reader: TableReader, threshold: f64) -> Result<DriftReport> {
+    if bundle.reference.is_none() {
+        return Err(crate::CoreError::Config(format!(
+            "{} has no training reference (reference.json): it was trained before drift checks existed; retrain it",
+            bundle.manifest.model_name
+        )));
+    }
+    let file = reader.file.clone();
+    let scorer = stream(bundle, reader, |_, _| Ok(()))?;
+    let features = scorer.drift(threshold).ok_or_else(|| crate::CoreError::Empty { file: file.clone() })?;
+    Ok(DriftReport { file, threshold, summary: scorer.summary, features })
 }
