@@ -8,6 +8,7 @@ pub mod data;
 pub mod explanations;
 pub mod model;
 pub mod monitor;
+pub mod notebook;
 pub mod params;
 pub mod pipeline;
 pub mod report;

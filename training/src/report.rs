@@ -73,6 +73,22 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_
     svg
 }
 
+/// A number for a chart label: three significant digits, no exponent for everyday values.
+pub fn short_number(x: f64) -> String {
+    let a = x.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if a >= 100.0 {
+        format!("{x:.0}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else if a >= 0.001 {
+        format!("{x:.3}")
+    } else {
+        format!("{x:.1e}")
+    }
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
