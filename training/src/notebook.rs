@@ -208,6 +208,45 @@ fn style() -> &'static str {
      pre.out{background:#fffbea;padding:8px}.chart{margin:8px 0}</style>"
 }
 
+/// The model the notebooks share: `<reports>/model`, written by `02_train`; trained here (same
+/// configuration and seed, so the same model) when a later notebook runs first.
+pub fn shared_model(nb: &Notebook) -> anyhow::Result<churn_core::Bundle> {
+    let dir = nb.reports_dir().join("model");
+    if !dir.join(churn_core::bundle::MANIFEST).exists() {
+        let config = crate::params::TrainConfig::load(Path::new(crate::BUNDLED_CONFIG))?;
+        crate::pipeline::run(crate::pipeline::TrainJob {
+            data: crate::BUNDLED_DATA.into(),
+            config,
+            out: Some(dir.clone()),
+            force: true,
+            on_epoch: Box::new(|_| {}),
+        })?;
+    }
+    Ok(churn_core::Bundle::load_dir(&dir)?)
+}
+
+/// The shared model's held-out test rows.
+pub struct TestSplit {
+    pub table: churn_core::table::Table,
+    /// 0-based rows of the table.
+    pub rows: Vec<usize>,
+    /// Labels, in `rows` order.
+    pub y: Vec<bool>,
+    /// Feature vectors (row-major), in `rows` order.
+    pub x: Vec<f32>,
+}
+
+/// The bundled table and the shared model's held-out test rows, featurised by its spec.
+pub fn test_split(nb: &Notebook, bundle: &churn_core::Bundle) -> anyhow::Result<TestSplit> {
+    let split: crate::data::Split = serde_json::from_slice(
+        &std::fs::read(nb.reports_dir().join("model/split.json")).context("reading the shared model's split.json")?,
+    )?;
+    let table = churn_core::table::Table::read(Path::new(crate::BUNDLED_DATA))?;
+    let all = crate::data::labels(&table, &bundle.spec.target_column, &bundle.spec.positive_label)?;
+    let m = crate::data::featurise(&table, &bundle.spec, &split.test, &all)?;
+    Ok(TestSplit { table, rows: split.test, y: m.y, x: m.x })
+}
+
 /// A horizontal bar chart: one bar per (label, value), top to bottom in the given order, with
 /// an optional vertical reference line (a threshold).
 pub fn bar_chart(title: &str, x_label: &str, bars: &[(String, f64)], reference: Option<(&str, f64)>) -> String {
