@@ -418,7 +418,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let e = pipeline::evaluate(&bundle, &data)?;
             let checks = churn_training::monitor::concept_drift(&bundle.metrics, &e, margin);
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"evaluation": e, "concept_drift": checks, "margin": margin}))?);
+                // The evaluation's own fields at the top level (as before the drift check
+                // existed), with the check beside them.
+                let mut doc = serde_json::to_value(&e)?;
+                doc["concept_drift"] = serde_json::to_value(&checks)?;
+                doc["concept_drift_margin"] = margin.into();
+                println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
                 print_evaluation(&format!("{} on {}:", bundle.manifest.model_name, data.display()), &e, bundle.manifest.threshold);
                 match &checks {
