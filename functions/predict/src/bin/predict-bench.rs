@@ -1,7 +1,8 @@
 //! Benchmarks of the prediction function, printed (not asserted):
 //!
 //! - `warm`: in-process handler time (`Predictor::predict_body`) for one customer and for a
-//!   batch of 100, median and p99 over many calls;
+//!   batch of 100, median and p99 over many calls, with each reason method (Shapley values,
+//!   the default, and occlusion);
 //! - `cold`: exec of a function binary to its first successful answer through the Lambda runtime
 //!   API of `cargo lambda watch --only-lambda-apis` (which must be on PATH), repeated; also the
 //!   binary's peak RSS. Run it for `predict` and for the hello-world baseline built with the
@@ -21,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use churn_api::Predictor;
+use churn_api::{Predictor, Reasons};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -67,8 +68,15 @@ fn percentile(v: &mut [f64], q: f64) -> f64 {
 }
 
 fn warm(model: &PathBuf, iterations: usize) -> anyhow::Result<()> {
-    let bundle = churn_core::Bundle::load_dir(model)?;
-    let p = Predictor::new(bundle, None, 1000, 3);
+    for reasons in [Reasons::Shapley { permutations: Reasons::DEFAULT_PERMUTATIONS }, Reasons::Occlusion] {
+        let p = Predictor::new(churn_core::Bundle::load_dir(model)?, None, 1000, 3).with_reasons(reasons);
+        anyhow::ensure!(p.reasons() == reasons, "{} has no background sample for Shapley reasons", model.display());
+        warm_with(&p, &format!("{reasons:?}"), iterations)?;
+    }
+    Ok(())
+}
+
+fn warm_with(p: &Predictor, label: &str, iterations: usize) -> anyhow::Result<()> {
     let event: serde_json::Value = serde_json::from_str(EVENT)?;
     let one = event["body"].as_str().context("event body")?.as_bytes().to_vec();
     let customer: serde_json::Value = serde_json::from_slice(&one)?;
@@ -86,7 +94,7 @@ fn warm(model: &PathBuf, iterations: usize) -> anyhow::Result<()> {
         }
         let median = percentile(&mut times, 0.5);
         let p99 = percentile(&mut times, 0.99);
-        println!("warm {name:<14} median {median:8.1} µs  p99 {p99:8.1} µs  ({n} calls, reasons included)");
+        println!("warm {name:<14} median {median:8.1} µs  p99 {p99:8.1} µs  ({n} calls, reasons: {label})");
     }
     Ok(())
 }
