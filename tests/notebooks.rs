@@ -10,12 +10,13 @@ use churn_training::notebook::{CellKind, NOTEBOOKS_DIR, parse_cells};
 
 const NOTEBOOKS: [&str; 5] = ["01_explore", "02_train", "03_evaluate", "04_explain", "05_drift"];
 
-/// The notebook's example program, built once per test process.
+/// The notebook's example program, built once per test process (the whole workspace, as
+/// [`binary`] does, so that features unify as in the test build and nothing heavy rebuilds).
 fn example(notebook: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let mut cargo = Command::new(env!("CARGO"));
-        cargo.args(["build", "--quiet", "-p", "churn-training", "--examples"]).current_dir(root());
+        cargo.args(["build", "--quiet", "--workspace", "--examples"]).current_dir(root());
         without_test_cargo_env(&mut cargo);
         assert!(cargo.status().expect("cargo build").success(), "building the notebooks failed");
     });
