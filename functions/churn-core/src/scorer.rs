@@ -5,7 +5,9 @@
 //! That plan takes any number of rows. For large batches of a size that repeats (the batch
 //! scorer's record batches, the API's Shapley batches) a plan specialised to exactly that many
 //! rows runs about three times faster (tract plans its matrix products for known shapes): such
-//! plans are built on first use and kept, a few sizes at most.
+//! a plan is built once a size has come [`FIXED_PLAN_AFTER`] times — not on first sight, so
+//! that a Lambda's first request (its cold start) does not pay for planning — and kept, a few
+//! sizes at most.
 
 use std::sync::{Arc, Mutex};
 
@@ -19,6 +21,8 @@ pub struct Scorer {
     model: InferenceModel,
     /// Plans for an exact number of rows.
     fixed: Mutex<Vec<(usize, Arc<TypedRunnableModel>)>>,
+    /// How often each large size has come (the first few sizes only).
+    seen: Mutex<Vec<(usize, u32)>>,
     width: usize,
 }
 
@@ -26,6 +30,10 @@ pub struct Scorer {
 pub const FIXED_PLAN_MIN_ROWS: usize = 1024;
 /// Most fixed-size plans kept; other sizes use the general plan.
 pub const FIXED_PLANS: usize = 4;
+/// Calls with one size before a plan is made for it.
+pub const FIXED_PLAN_AFTER: u32 = 3;
+/// Most distinct sizes counted.
+const SIZES_COUNTED: usize = 64;
 
 impl std::fmt::Debug for Scorer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -39,7 +47,7 @@ impl Scorer {
         let err = |e: TractError| CoreError::Model(format!("model.onnx: {e:#}"));
         let model = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(bytes)).map_err(err)?;
         let plan = model.clone().into_optimized().map_err(err)?.into_runnable().map_err(err)?;
-        let scorer = Scorer { plan, model, fixed: Mutex::new(Vec::new()), width };
+        let scorer = Scorer { plan, model, fixed: Mutex::new(Vec::new()), seen: Mutex::new(Vec::new()), width };
         // Fail at load, not on the first request, if the model does not take this width.
         scorer.predict(&vec![0.0; width])?;
         Ok(scorer)
@@ -76,6 +84,23 @@ impl Scorer {
                 return p.clone();
             }
             if fixed.len() >= FIXED_PLANS {
+                return self.plan.clone();
+            }
+        }
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let count = match seen.iter().position(|(n, _)| *n == rows) {
+                Some(i) => {
+                    seen[i].1 += 1;
+                    seen[i].1
+                }
+                None if seen.len() < SIZES_COUNTED => {
+                    seen.push((rows, 1));
+                    1
+                }
+                None => 0,
+            };
+            if count < FIXED_PLAN_AFTER {
                 return self.plan.clone();
             }
         }
@@ -139,15 +164,18 @@ mod tests {
         let rows = FIXED_PLAN_MIN_ROWS + 3;
         let x: Vec<f32> = (0..rows * 3).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
         let general: Vec<f32> = x.chunks(3 * 8).flat_map(|c| s.predict(c).unwrap()).collect();
-        for _ in 0..2 {
-            let fixed = s.predict(&x).unwrap();
-            assert_eq!(fixed.len(), rows);
-            let diff = fixed.iter().zip(&general).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            assert!(diff <= 1e-6, "fixed-size plan differs by {diff}");
+        for call in 1..=FIXED_PLAN_AFTER + 1 {
+            let out = s.predict(&x).unwrap();
+            assert_eq!(out.len(), rows);
+            let diff = out.iter().zip(&general).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(diff <= 1e-6, "call {call}: differs from the general plan by {diff}");
+            let planned = usize::from(call >= FIXED_PLAN_AFTER);
+            assert_eq!(s.fixed.lock().unwrap().len(), planned, "call {call}: a plan only once the size has repeated");
         }
-        assert_eq!(s.fixed.lock().unwrap().len(), 1, "the plan is kept and reused");
         for extra in 1..=FIXED_PLANS + 1 {
-            s.predict(&x[..(rows - extra) * 3]).unwrap();
+            for _ in 0..FIXED_PLAN_AFTER {
+                s.predict(&x[..(rows - extra) * 3]).unwrap();
+            }
         }
         assert_eq!(s.fixed.lock().unwrap().len(), FIXED_PLANS, "at most FIXED_PLANS sizes are kept");
     }
