@@ -26,6 +26,11 @@ pub const FEATURE_SPEC: &str = "feature_spec.json";
 pub const PLAYBOOK: &str = "playbook.json";
 pub const METRICS: &str = "metrics.json";
 
+/// The files a loaded [`Bundle`] is made of. Loading fetches and verifies these only; the
+/// others (report, split, history) are for people and for `churn upload`/downloads, which
+/// verify every file. Fewer fetches keep a Lambda's cold start short.
+pub const LOADED_FILES: [&str; 6] = [MODEL, FEATURE_SPEC, PLAYBOOK, METRICS, REFERENCE, BACKGROUND];
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
     pub schema_version: u32,
@@ -76,8 +81,9 @@ impl Bundle {
         Self::load_with(&label, |name| std::fs::read(dir.join(name)).map_err(|e| CoreError::io(dir.join(name).display(), e)))
     }
 
-    /// Loads a bundle from any store: `fetch(name)` returns a file's bytes. Every file named in
-    /// the manifest is fetched and checked against its SHA-256 before anything is parsed.
+    /// Loads a bundle from any store: `fetch(name)` returns a file's bytes. Every file of
+    /// [`LOADED_FILES`] the manifest lists is fetched and checked against its SHA-256 before
+    /// anything is parsed.
     pub fn load_with(label: &str, mut fetch: impl FnMut(&str) -> Result<Vec<u8>>) -> Result<Self> {
         let bad = |m: String| CoreError::Bundle { dir: label.to_string(), message: m };
         let manifest: Manifest = serde_json::from_slice(&fetch(MANIFEST)?)
@@ -95,7 +101,7 @@ impl Bundle {
                 return Err(bad(format!("the manifest does not list {required}")));
             }
         }
-        for (name, expected) in &manifest.files {
+        for (name, expected) in manifest.files.iter().filter(|(n, _)| LOADED_FILES.contains(&n.as_str())) {
             let bytes = fetch(name)?;
             let actual = crate::sha256_hex(&bytes);
             if &actual != expected {

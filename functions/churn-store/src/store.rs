@@ -212,19 +212,25 @@ impl Store {
 
     /// Every file of the bundle at `loc`, keyed by name, each checked against the manifest.
     pub async fn fetch_bundle_files(&self, loc: &Location) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+        self.fetch_bundle_files_where(loc, |_| true).await
+    }
+
+    /// The files of the bundle at `loc` that `wanted` selects (and the manifest), each checked
+    /// against the manifest.
+    async fn fetch_bundle_files_where(&self, loc: &Location, wanted: impl Fn(&str) -> bool) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
         let manifest_bytes = self.get(&loc.join(bundle::MANIFEST)).await?;
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| StoreError::Core(CoreError::Bundle {
             dir: loc.to_string(),
             message: format!("{} is not valid: {e}", bundle::MANIFEST),
         }))?;
-        let names: Vec<String> = manifest.files.keys().cloned().collect();
+        let names: Vec<String> = manifest.files.keys().filter(|n| wanted(n)).cloned().collect();
         let bodies = try_join_all(names.iter().map(|n| {
             let l = loc.join(n);
             async move { self.get(&l).await }
         }))
         .await?;
         let mut files: BTreeMap<String, Vec<u8>> = names.into_iter().zip(bodies).collect();
-        for (name, expected) in &manifest.files {
+        for (name, expected) in manifest.files.iter().filter(|(n, _)| files.contains_key(*n)) {
             let actual = churn_core::sha256_hex(&files[name]);
             if &actual != expected {
                 return Err(StoreError::Core(CoreError::Checksum {
@@ -244,7 +250,7 @@ impl Store {
         if let Location::Local(dir) = loc {
             return Ok(Bundle::load_dir(dir)?);
         }
-        let files = self.fetch_bundle_files(loc).await?;
+        let files = self.fetch_bundle_files_where(loc, |n| bundle::LOADED_FILES.contains(&n)).await?;
         let bundle = Bundle::load_with(&loc.to_string(), |name| {
             files.get(name).cloned().ok_or_else(|| CoreError::Bundle { dir: loc.to_string(), message: format!("{name} is missing") })
         })?;
