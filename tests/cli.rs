@@ -253,6 +253,13 @@ fn scoring_bad_inputs_are_clear() {
     std::fs::write(&spec, t).unwrap();
     let err = churn_err(&["score", "--model", copy.to_str().unwrap(), "--input", telco_csv().to_str().unwrap(), "--output", out.to_str().unwrap()]);
     assert!(err.contains("checksum mismatch for feature_spec.json"), "{err}");
+    // Loading verifies the files a model is made of; an edited report does not stop scoring,
+    // but uploading the bundle (which copies every file) refuses it.
+    std::fs::copy(trained_bundle().join("feature_spec.json"), &spec).unwrap();
+    std::fs::write(copy.join("report.html"), "<html>edited</html>").unwrap();
+    churn_ok(&["score", "--model", copy.to_str().unwrap(), "--input", telco_csv().to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    let err = churn_err(&["upload", "--bundle", copy.to_str().unwrap(), "--out", "s3://unreachable-bucket/models"]);
+    assert!(err.contains("checksum mismatch for report.html"), "{err}");
 }
 
 /// The Telco rows with monthly charges 30 % higher and every contract month-to-month, and
