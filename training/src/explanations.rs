@@ -6,6 +6,7 @@
 //! and summarises.
 
 use churn_core::explain::{self, Attribution, ShapleyParams};
+use churn_core::metrics::average_ranks;
 use churn_core::privacy::Pseudonymizer;
 use churn_core::spec::SlotValues;
 use churn_core::table::{Table, TableView};
@@ -80,12 +81,12 @@ pub fn explain_rows(
         anyhow::ensure!(i < table.rows, "row {} is past the end of {} ({} rows)", i + 1, table.file, table.rows);
         let row = view.row(i);
         let locate = |error| CoreError::Row { file: table.file.clone(), location: table.locate(i), error };
-        let x = spec.transform(&row).map_err(locate)?;
+        // The customer's row, then its occlusion rows: one model call, as in the API.
+        let mut batch = spec.transform(&row).map_err(locate)?;
         let Attribution { base_value, prediction, values } = explain::shapley(spec, &bundle.scorer, background, &row, params)?;
-        let mut occluded = Vec::with_capacity(names.len() * spec.width());
-        explain::occlusion_rows(spec, &row, &mut scratch, &mut occluded);
-        let p = bundle.scorer.predict(&x)?[0];
-        let occlusion = explain::occlusion_contributions(p, &bundle.scorer.predict(&occluded)?);
+        explain::occlusion_rows(spec, &row, &mut scratch, &mut batch);
+        let p = bundle.scorer.predict(&batch)?;
+        let occlusion = explain::occlusion_contributions(p[0], &p[1..]);
         customers.push(CustomerExplanation {
             row: i,
             pseudonym: ids.as_ref().map(|v| pseudonyms.pseudonym(v[i].display().trim())),
@@ -104,30 +105,10 @@ pub fn explain_rows(
     })
 }
 
-/// Average ranks (ties share their mean rank), 1-based.
-fn ranks(v: &[f64]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..v.len()).collect();
-    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-    let mut r = vec![0.0; v.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
-            j += 1;
-        }
-        let mean = (i + j) as f64 / 2.0 + 1.0;
-        for k in i..=j {
-            r[order[k]] = mean;
-        }
-        i = j + 1;
-    }
-    r
-}
-
 /// Spearman rank correlation (Pearson correlation of the ranks). A dozen lines; the statistics
 /// crates that have it would bring a linear-algebra stack for this one function.
 pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
-    let (ra, rb) = (ranks(a), ranks(b));
+    let (ra, rb) = (average_ranks(a), average_ranks(b));
     let n = ra.len() as f64;
     let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
     let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();

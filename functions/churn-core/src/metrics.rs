@@ -33,22 +33,33 @@ fn order_desc(p: &[f32]) -> Vec<usize> {
     idx
 }
 
-/// Area under the ROC curve (Mann–Whitney U with average ranks for ties).
-pub fn roc_auc(p: &[f32], y: &[bool]) -> Result<f64> {
-    let (pos, neg) = check(p, y)?;
-    let mut idx: Vec<usize> = (0..p.len()).collect();
-    idx.sort_by(|a, b| p[*a].total_cmp(&p[*b]));
-    let mut rank_sum_pos = 0.0;
+/// 1-based ranks of `v`, ties sharing their mean rank (the ranks of Mann–Whitney U and of
+/// Spearman's correlation).
+pub fn average_ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|a, b| v[*a].total_cmp(&v[*b]));
+    let mut ranks = vec![0.0; v.len()];
     let mut i = 0;
     while i < idx.len() {
         let mut j = i;
-        while j + 1 < idx.len() && p[idx[j + 1]] == p[idx[i]] {
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
             j += 1;
         }
         let avg_rank = (i + j) as f64 / 2.0 + 1.0;
-        rank_sum_pos += avg_rank * idx[i..=j].iter().filter(|k| y[**k]).count() as f64;
+        for k in &idx[i..=j] {
+            ranks[*k] = avg_rank;
+        }
         i = j + 1;
     }
+    ranks
+}
+
+/// Area under the ROC curve (Mann–Whitney U with average ranks for ties).
+pub fn roc_auc(p: &[f32], y: &[bool]) -> Result<f64> {
+    let (pos, neg) = check(p, y)?;
+    // f32 -> f64 is exact: the order and the ties are those of `p`.
+    let p: Vec<f64> = p.iter().map(|x| f64::from(*x)).collect();
+    let rank_sum_pos: f64 = average_ranks(&p).iter().zip(y).filter(|(_, y)| **y).map(|(r, _)| r).sum();
     Ok((rank_sum_pos - (pos * (pos + 1)) as f64 / 2.0) / (pos as f64 * neg as f64))
 }
 
