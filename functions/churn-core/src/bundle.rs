@@ -111,27 +111,22 @@ impl Bundle {
         }
         let text = |n: &str| String::from_utf8(files[n].clone()).map_err(|_| bad(format!("{n} is not UTF-8")));
         let spec = FeatureSpec::from_json(&text(FEATURE_SPEC)?)?;
-        let playbook: Playbook = serde_json::from_str(&text(PLAYBOOK)?).map_err(|e| bad(format!("{PLAYBOOK}: {e}")))?;
-        let playbook = playbook.check()?;
+        fn json<T: serde::de::DeserializeOwned>(name: &str, text: Result<String>, bad: &dyn Fn(String) -> CoreError) -> Result<T> {
+            serde_json::from_str(&text?).map_err(|e| bad(format!("{name}: {e}")))
+        }
+        let playbook = json::<Playbook>(PLAYBOOK, text(PLAYBOOK), &bad)?.check()?;
         playbook.check_fields(spec.input_names()).map_err(|e| bad(e.to_string()))?;
-        let metrics = serde_json::from_str(&text(METRICS)?).map_err(|e| bad(format!("{METRICS}: {e}")))?;
+        let metrics = json(METRICS, text(METRICS), &bad)?;
         let scorer = Scorer::from_onnx(&files[MODEL], spec.width())?;
-        let reference = match files.get(REFERENCE) {
-            Some(_) => {
-                let r: DriftReference = serde_json::from_str(&text(REFERENCE)?).map_err(|e| bad(format!("{REFERENCE}: {e}")))?;
-                r.check(&spec).map_err(bad)?;
-                Some(r)
-            }
-            None => None,
-        };
-        let background = match files.get(BACKGROUND) {
-            Some(_) => {
-                let b: Background = serde_json::from_str(&text(BACKGROUND)?).map_err(|e| bad(format!("{BACKGROUND}: {e}")))?;
-                b.check(&spec).map_err(bad)?;
-                Some(b)
-            }
-            None => None,
-        };
+        // Files older bundles lack: parsed and checked against the spec when present.
+        let reference: Option<DriftReference> = files.contains_key(REFERENCE).then(|| json(REFERENCE, text(REFERENCE), &bad)).transpose()?;
+        if let Some(r) = &reference {
+            r.check(&spec).map_err(bad)?;
+        }
+        let background: Option<Background> = files.contains_key(BACKGROUND).then(|| json(BACKGROUND, text(BACKGROUND), &bad)).transpose()?;
+        if let Some(b) = &background {
+            b.check(&spec).map_err(bad)?;
+        }
         Ok(Bundle { manifest, spec, playbook, metrics, scorer, reference, background })
     }
 }
