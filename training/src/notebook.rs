@@ -250,7 +250,6 @@ pub fn test_split(nb: &Notebook, bundle: &churn_core::Bundle) -> anyhow::Result<
 /// A horizontal bar chart: one bar per (label, value), top to bottom in the given order, with
 /// an optional vertical reference line (a threshold).
 pub fn bar_chart(title: &str, x_label: &str, bars: &[(String, f64)], reference: Option<(&str, f64)>) -> String {
-    let mut svg = String::new();
     let n = bars.len().max(1);
     let height = (80 + 34 * n) as u32;
     let lo = bars.iter().map(|b| b.1).fold(0.0f64, f64::min);
@@ -260,50 +259,41 @@ pub fn bar_chart(title: &str, x_label: &str, bars: &[(String, f64)], reference: 
     }
     let pad = (hi - lo) * 0.05;
     let x0 = if lo < 0.0 { lo - pad } else { 0.0 };
-    {
-        let root = SVGBackend::with_string(&mut svg, (560, height)).into_drawing_area();
-        let draw = || -> Result<(), Box<dyn std::error::Error + '_>> {
-            root.fill(&WHITE)?;
-            // Bar i (from the top) sits at y = n - 1 - i; its label is written just above it,
-            // inside the plot, which keeps long labels readable without a wide label margin.
-            let mut chart = ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 18))
-                .margin(10)
-                .x_label_area_size(36)
-                .y_label_area_size(10)
-                .build_cartesian_2d(x0..(hi + pad), -0.6f64..(n as f64 - 0.1))?;
-            chart.configure_mesh().disable_y_mesh().disable_y_axis().x_desc(x_label).light_line_style(WHITE.mix(0.0)).draw()?;
-            for (i, (name, v)) in bars.iter().enumerate() {
-                let y = (n - 1 - i) as f64;
-                let color = if *v >= 0.0 { BLUE.mix(0.55) } else { RED.mix(0.55) };
-                chart.draw_series(std::iter::once(Rectangle::new([(0.0, y - 0.45), (*v, y - 0.05)], color.filled())))?;
-                chart.draw_series(std::iter::once(Text::new(
-                    format!("{name}: {}", crate::report::short_number(*v)),
-                    (x0, y + 0.32),
-                    ("sans-serif", 12).into_font(),
-                )))?;
-            }
-            if let Some((name, x)) = reference {
-                let style = BLACK.stroke_width(2);
-                chart
-                    .draw_series(DashedLineSeries::new([(x, -0.6), (x, n as f64 - 0.1)], 6, 4, style))?
-                    .label(format!("{name} {}", crate::report::short_number(x)))
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
-                chart
-                    .configure_series_labels()
-                    .position(SeriesLabelPosition::LowerRight)
-                    .background_style(WHITE.mix(0.8))
-                    .border_style(BLACK)
-                    .draw()?;
-            }
-            root.present()?;
-            Ok(())
-        };
-        if let Err(e) = draw() {
-            tracing::warn!("chart {title:?} could not be drawn: {e}");
+    report::svg_chart(title, (560, height), |root| {
+        // Bar i (from the top) sits at y = n - 1 - i; its label is written just above it,
+        // inside the plot, which keeps long labels readable without a wide label margin.
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(10)
+            .build_cartesian_2d(x0..(hi + pad), -0.6f64..(n as f64 - 0.1))?;
+        chart.configure_mesh().disable_y_mesh().disable_y_axis().x_desc(x_label).light_line_style(WHITE.mix(0.0)).draw()?;
+        for (i, (name, v)) in bars.iter().enumerate() {
+            let y = (n - 1 - i) as f64;
+            let color = if *v >= 0.0 { BLUE.mix(0.55) } else { RED.mix(0.55) };
+            chart.draw_series(std::iter::once(Rectangle::new([(0.0, y - 0.45), (*v, y - 0.05)], color.filled())))?;
+            chart.draw_series(std::iter::once(Text::new(
+                format!("{name}: {}", crate::report::short_number(*v)),
+                (x0, y + 0.32),
+                ("sans-serif", 12).into_font(),
+            )))?;
         }
-    }
-    svg
+        if let Some((name, x)) = reference {
+            let style = BLACK.stroke_width(2);
+            chart
+                .draw_series(DashedLineSeries::new([(x, -0.6), (x, n as f64 - 0.1)], 6, 4, style))?
+                .label(format!("{name} {}", crate::report::short_number(x)))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
+        }
+        Ok(())
+    })
 }
 
 /// A line chart (re-exported for notebooks).

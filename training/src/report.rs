@@ -25,9 +25,26 @@ impl<'a> Series<'a> {
     }
 }
 
+/// An SVG chart of `size` pixels on a white background, drawn by `draw`. A drawing error is
+/// logged (naming the chart) and leaves what was drawn: a report is never lost to one chart.
+pub fn svg_chart(
+    title: &str,
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<(), Box<dyn std::error::Error>>,
+) -> String {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        let drawn = root.fill(&WHITE).map_err(Into::into).and_then(|()| draw(&root)).and_then(|()| root.present().map_err(Into::into));
+        if let Err(e) = drawn {
+            tracing::warn!("chart {title:?} could not be drawn: {e}");
+        }
+    }
+    svg
+}
+
 /// An SVG line chart; axis ranges cover every series.
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>]) -> String {
-    let mut svg = String::new();
     let bounds = |f: fn(&(f64, f64)) -> f64| {
         let vals = series.iter().flat_map(|s| s.points.iter().map(f));
         let (lo, hi) = vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
@@ -35,42 +52,33 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_
     };
     let (x0, x1) = bounds(|p| p.0);
     let (y0, y1) = bounds(|p| p.1);
-    {
-        let root = SVGBackend::with_string(&mut svg, (520, 360)).into_drawing_area();
-        let draw = || -> Result<(), Box<dyn std::error::Error + '_>> {
-            root.fill(&WHITE)?;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 18))
-                .margin(10)
-                .x_label_area_size(36)
-                .y_label_area_size(56)
-                .build_cartesian_2d(x0..x1, y0..y1)?;
-            chart.configure_mesh().x_desc(x_label).y_desc(y_label).light_line_style(WHITE.mix(0.0)).draw()?;
-            let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
-            for (i, s) in series.iter().enumerate() {
-                let color = if s.dashed { BLACK.mix(0.5) } else { colors[i % colors.len()].mix(1.0) };
-                let style = color.stroke_width(2);
-                if s.dashed {
-                    chart
-                        .draw_series(DashedLineSeries::new(s.points.iter().copied(), 6, 4, style))?
-                        .label(s.name)
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
-                } else {
-                    chart
-                        .draw_series(LineSeries::new(s.points.iter().copied(), style))?
-                        .label(s.name)
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
-                }
+    svg_chart(title, (520, 360), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x0..x1, y0..y1)?;
+        chart.configure_mesh().x_desc(x_label).y_desc(y_label).light_line_style(WHITE.mix(0.0)).draw()?;
+        let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+        for (i, s) in series.iter().enumerate() {
+            let color = if s.dashed { BLACK.mix(0.5) } else { colors[i % colors.len()].mix(1.0) };
+            let style = color.stroke_width(2);
+            if s.dashed {
+                chart
+                    .draw_series(DashedLineSeries::new(s.points.iter().copied(), 6, 4, style))?
+                    .label(s.name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+            } else {
+                chart
+                    .draw_series(LineSeries::new(s.points.iter().copied(), style))?
+                    .label(s.name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
             }
-            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
-            root.present()?;
-            Ok(())
-        };
-        if let Err(e) = draw() {
-            tracing::warn!("chart {title:?} could not be drawn: {e}");
         }
-    }
-    svg
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        Ok(())
+    })
 }
 
 /// A number for a chart label: three significant digits, no exponent for everyday values.
