@@ -19,11 +19,16 @@ pub struct Scorer {
     plan: Arc<TypedRunnableModel>,
     /// The parsed model, from which fixed-size plans are made.
     model: InferenceModel,
-    /// Plans for an exact number of rows.
-    fixed: Mutex<Vec<(usize, Arc<TypedRunnableModel>)>>,
-    /// How often each large size has come (the first few sizes only).
-    seen: Mutex<Vec<(usize, u32)>>,
+    plans: Mutex<FixedPlans>,
     width: usize,
+}
+
+#[derive(Default)]
+struct FixedPlans {
+    /// Plans for an exact number of rows.
+    fixed: Vec<(usize, Arc<TypedRunnableModel>)>,
+    /// How often each large size has come (the first few sizes only).
+    seen: Vec<(usize, u32)>,
 }
 
 /// Smallest batch that gets a plan of its own: below it, building one costs more than it saves.
@@ -47,7 +52,7 @@ impl Scorer {
         let err = |e: TractError| CoreError::Model(format!("model.onnx: {e:#}"));
         let model = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(bytes)).map_err(err)?;
         let plan = model.clone().into_optimized().map_err(err)?.into_runnable().map_err(err)?;
-        let scorer = Scorer { plan, model, fixed: Mutex::new(Vec::new()), seen: Mutex::new(Vec::new()), width };
+        let scorer = Scorer { plan, model, plans: Mutex::default(), width };
         // Fail at load, not on the first request, if the model does not take this width.
         scorer.predict(&vec![0.0; width])?;
         Ok(scorer)
@@ -79,23 +84,20 @@ impl Scorer {
             return self.plan.clone();
         }
         {
-            let fixed = self.fixed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some((_, p)) = fixed.iter().find(|(n, _)| *n == rows) {
+            let mut plans = self.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some((_, p)) = plans.fixed.iter().find(|(n, _)| *n == rows) {
                 return p.clone();
             }
-            if fixed.len() >= FIXED_PLANS {
+            if plans.fixed.len() >= FIXED_PLANS {
                 return self.plan.clone();
             }
-        }
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let count = match seen.iter().position(|(n, _)| *n == rows) {
+            let count = match plans.seen.iter().position(|(n, _)| *n == rows) {
                 Some(i) => {
-                    seen[i].1 += 1;
-                    seen[i].1
+                    plans.seen[i].1 += 1;
+                    plans.seen[i].1
                 }
-                None if seen.len() < SIZES_COUNTED => {
-                    seen.push((rows, 1));
+                None if plans.seen.len() < SIZES_COUNTED => {
+                    plans.seen.push((rows, 1));
                     1
                 }
                 None => 0,
@@ -104,6 +106,7 @@ impl Scorer {
                 return self.plan.clone();
             }
         }
+        // Planning takes milliseconds: done outside the lock.
         let built = self
             .model
             .clone()
@@ -112,9 +115,9 @@ impl Scorer {
             .and_then(|m| m.into_runnable());
         match built {
             Ok(plan) => {
-                let mut fixed = self.fixed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                if fixed.len() < FIXED_PLANS && !fixed.iter().any(|(n, _)| *n == rows) {
-                    fixed.push((rows, plan.clone()));
+                let mut plans = self.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if plans.fixed.len() < FIXED_PLANS && !plans.fixed.iter().any(|(n, _)| *n == rows) {
+                    plans.fixed.push((rows, plan.clone()));
                 }
                 plan
             }
@@ -170,14 +173,14 @@ mod tests {
             let diff = out.iter().zip(&general).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             assert!(diff <= 1e-6, "call {call}: differs from the general plan by {diff}");
             let planned = usize::from(call >= FIXED_PLAN_AFTER);
-            assert_eq!(s.fixed.lock().unwrap().len(), planned, "call {call}: a plan only once the size has repeated");
+            assert_eq!(s.plans.lock().unwrap().fixed.len(), planned, "call {call}: a plan only once the size has repeated");
         }
         for extra in 1..=FIXED_PLANS + 1 {
             for _ in 0..FIXED_PLAN_AFTER {
                 s.predict(&x[..(rows - extra) * 3]).unwrap();
             }
         }
-        assert_eq!(s.fixed.lock().unwrap().len(), FIXED_PLANS, "at most FIXED_PLANS sizes are kept");
+        assert_eq!(s.plans.lock().unwrap().fixed.len(), FIXED_PLANS, "at most FIXED_PLANS sizes are kept");
     }
 
     #[test]
