@@ -492,6 +492,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 1e3 * secs / e.customers.len().max(1) as f64
             );
             let names: Vec<&str> = bundle.spec.input_names().collect();
+            let view = table.view(&names)?;
             for c in &e.customers {
                 println!(
                     "row {} ({}): churn probability {:.3} = base {:.3} {:+.3}",
@@ -501,7 +502,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     c.base_value,
                     c.prediction - c.base_value
                 );
-                let view = table.view(&names)?;
                 for r in churn_core::explain::top_reasons(&bundle.spec, &view.row(c.row), &c.shapley, top) {
                     println!("    {:<18} {:<28} {:+.4}", r.feature, r.value, r.contribution);
                 }

@@ -116,13 +116,13 @@ pub fn run(job: TrainJob) -> anyhow::Result<Outcome> {
         seconds: 0.0,
     };
     if let Some(dir) = out {
-        outcome.manifest = Some(write_bundle(&outcome, &dir, &data, &model_name, &playbook, force)?);
+        outcome.manifest = Some(write_bundle(&outcome, &scorer, &dir, &data, &model_name, &playbook, force)?);
     }
     outcome.seconds = start.elapsed().as_secs_f64();
     Ok(outcome)
 }
 
-fn write_bundle(o: &Outcome, dir: &Path, data: &Path, model_name: &str, playbook: &Playbook, force: bool) -> anyhow::Result<Manifest> {
+fn write_bundle(o: &Outcome, scorer: &Scorer, dir: &Path, data: &Path, model_name: &str, playbook: &Playbook, force: bool) -> anyhow::Result<Manifest> {
     let p = &o.prepared;
     let metrics = json!({
         "model_kind": o.params.kind.name(),
@@ -143,10 +143,9 @@ fn write_bundle(o: &Outcome, dir: &Path, data: &Path, model_name: &str, playbook
     });
     let history = serde_json::to_vec_pretty(&o.trained.history)?;
     let background = data::background(&p.table, &p.spec, &p.split.train, o.params.background_rows, o.params.seed)?;
-    let scorer = Scorer::from_onnx(&o.onnx, p.spec.width())?;
     let offers = crate::explanations::offer_mix(
         &p.spec,
-        &scorer,
+        scorer,
         &background,
         playbook,
         &p.table,
