@@ -134,8 +134,9 @@ fn likely_churner() -> Value {
 
 #[test]
 fn reasons_are_the_customers_largest_shapley_values() {
-    // Recomputed here with the library against the bundle's background sample, with the API's
-    // budget and seed: the API must return exactly the top positive values.
+    // Recomputed here with the library's reference (tract) path against the bundle's background
+    // sample, with the API's budget and seed: the API (the fast evaluator of the same
+    // estimator) must return the top positive values, equal up to float rounding.
     let c = likely_churner();
     let (_, v) = post(&c);
     let p = &v["predictions"][0];
@@ -161,7 +162,7 @@ fn reasons_are_the_customers_largest_shapley_values() {
     assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
     for ((gf, gv), (wf, wv)) in got.iter().zip(&want) {
         assert_eq!(gf, wf);
-        assert!((gv - wv).abs() < 1e-9, "{gf}: {gv} vs {wv}");
+        assert!((gv - wv).abs() < 1e-6, "{gf}: {gv} vs {wv}");
     }
     // For this customer the short tenure is the leading reason, and the playbook's offer for a
     // short tenure (the bundled Telco config) answers it.

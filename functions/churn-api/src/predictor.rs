@@ -126,8 +126,12 @@ impl Predictor {
             .map(|((c, p), w)| {
                 let prob = p[0];
                 let tier = self.bundle.playbook.tier(f64::from(prob));
-                let contributions = match (self.reasons, &self.bundle.background) {
-                    (Reasons::Shapley { permutations }, Some(background)) => {
+                let contributions = match (self.reasons, &self.bundle.explainer, &self.bundle.background) {
+                    (Reasons::Shapley { permutations }, Some(explainer), _) => {
+                        let params = explain::ShapleyParams { permutations, seed: 0 };
+                        explainer.explain(spec, &c.record, params).map_err(internal)?.values
+                    }
+                    (Reasons::Shapley { permutations }, None, Some(background)) => {
                         let params = explain::ShapleyParams { permutations, seed: 0 };
                         explain::shapley(spec, &self.bundle.scorer, background, &c.record, params).map_err(internal)?.values
                     }

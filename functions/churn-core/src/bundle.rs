@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::drift::{DriftReference, REFERENCE};
 use crate::error::{CoreError, Result};
-use crate::explain::{BACKGROUND, Background};
+use crate::explain::{BACKGROUND, Background, Explainer};
 use crate::playbook::Playbook;
 use crate::scorer::Scorer;
 use crate::spec::FeatureSpec;
@@ -72,6 +72,8 @@ pub struct Bundle {
     pub reference: Option<DriftReference>,
     /// Customers Shapley values are measured against (`background.json`; older bundles have none).
     pub background: Option<Background>,
+    /// The fast Shapley evaluator over `background`, when the model is one this project wrote.
+    pub explainer: Option<Explainer>,
 }
 
 impl Bundle {
@@ -127,7 +129,11 @@ impl Bundle {
         if let Some(b) = &background {
             b.check(&spec).map_err(bad)?;
         }
-        Ok(Bundle { manifest, spec, playbook, metrics, scorer, reference, background })
+        let explainer = match &background {
+            Some(b) => Explainer::new(&spec, &files[MODEL], b)?,
+            None => None,
+        };
+        Ok(Bundle { manifest, spec, playbook, metrics, scorer, reference, background, explainer })
     }
 }
 

@@ -131,3 +131,69 @@ pub fn dense_stack_to_onnx(layers: &[Dense], metadata: &[(String, String)]) -> R
     };
     Ok(model.encode_to_vec())
 }
+
+/// Reads back a model written by [`dense_stack_to_onnx`]: `Ok(None)` when the graph is anything
+/// else (a model from another tool), so that callers fall back to running it through tract.
+/// Used by the fast Shapley evaluator ([`crate::explain::Explainer`]), which needs the weights.
+pub fn dense_stack_from_onnx(bytes: &[u8]) -> Result<Option<Vec<Dense>>> {
+    let model = pb::ModelProto::decode(bytes).map_err(|e| CoreError::Model(format!("model.onnx is not ONNX: {e}")))?;
+    let Some(graph) = model.graph else { return Ok(None) };
+    let init = |name: &str| graph.initializer.iter().find(|t| t.name == name);
+    let mut layers: Vec<Dense> = Vec::new();
+    let mut current = INPUT_NAME.to_string();
+    let mut nodes = graph.node.iter().peekable();
+    while let Some(n) = nodes.next() {
+        match n.op_type.as_str() {
+            "Gemm" => {
+                let plain = n.attribute.iter().all(|a| match a.name.as_str() {
+                    "transB" => a.i == 1,
+                    "alpha" | "beta" => a.f == 1.0,
+                    _ => false,
+                }) && n.attribute.iter().any(|a| a.name == "transB");
+                let (Some(w), Some(b)) = (n.input.get(1).and_then(|i| init(i)), n.input.get(2).and_then(|i| init(i))) else {
+                    return Ok(None);
+                };
+                if !plain || n.input[0] != current || w.dims.len() != 2 || b.dims.len() != 1 || w.dims[0] != b.dims[0] {
+                    return Ok(None);
+                }
+                let (outputs, inputs) = (w.dims[0] as usize, w.dims[1] as usize);
+                if w.float_data.len() != outputs * inputs || b.float_data.len() != outputs {
+                    return Ok(None);
+                }
+                current = n.output.first().cloned().unwrap_or_default();
+                let relu = nodes.peek().is_some_and(|r| r.op_type == "Relu" && r.input.first() == Some(&current));
+                if relu {
+                    current = nodes.next().and_then(|r| r.output.first().cloned()).unwrap_or_default();
+                }
+                layers.push(Dense { weight: w.float_data.clone(), bias: b.float_data.clone(), inputs, outputs, relu });
+            }
+            "Sigmoid" if n.input.first() == Some(&current) && n.output.first().map(String::as_str) == Some(OUTPUT_NAME) => {
+                let chained = layers.windows(2).all(|w| w[0].outputs == w[1].inputs);
+                let last = layers.last().is_some_and(|l| l.outputs == 1 && !l.relu);
+                return Ok((nodes.next().is_none() && chained && last).then_some(layers));
+            }
+            _ => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_stack_reads_back_and_other_graphs_are_not_claimed() {
+        let layers = vec![
+            Dense { weight: vec![0.5, -1.0, 2.0, 0.25, 1.5, -0.5], bias: vec![0.1, -0.2], inputs: 3, outputs: 2, relu: true },
+            Dense { weight: vec![1.0, -2.0], bias: vec![0.3], inputs: 2, outputs: 1, relu: false },
+        ];
+        let bytes = dense_stack_to_onnx(&layers, &[]).unwrap();
+        assert_eq!(dense_stack_from_onnx(&bytes).unwrap(), Some(layers.clone()));
+        // Another graph (here: the last node is not the sigmoid) is left to tract.
+        let mut model = pb::ModelProto::decode(bytes.as_slice()).unwrap();
+        model.graph.as_mut().unwrap().node.pop();
+        assert_eq!(dense_stack_from_onnx(&model.encode_to_vec()).unwrap(), None);
+        assert!(dense_stack_from_onnx(b"not onnx").is_err());
+    }
+}

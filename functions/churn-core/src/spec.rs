@@ -118,6 +118,46 @@ struct Plan {
     /// Offset of each categorical slot's block in the output vector.
     cat_offset: Vec<usize>,
     width: usize,
+    /// For each input: what changes when it does (see [`FeatureSpec::switch_field`]).
+    affected: Vec<Affected>,
+}
+
+/// The derived features and slots that depend, directly or through other derived features, on
+/// one input.
+#[derive(Debug, Clone, Default)]
+struct Affected {
+    /// Derived ops reading the input, in evaluation order.
+    ops: Vec<usize>,
+    numeric: Vec<usize>,
+    categorical: Vec<usize>,
+}
+
+impl DerivedOp {
+    /// (numeric slots read, categorical slots read, output slot and whether it is numeric).
+    fn reads(&self) -> (Vec<usize>, Vec<usize>, usize, bool) {
+        match self {
+            DerivedOp::Ratio { num, den, when_zero, out } => {
+                (std::iter::once(*num).chain(Some(*den)).chain(*when_zero).collect(), vec![], *out, true)
+            }
+            DerivedOp::Difference { left, right, out } => (vec![*left, *right], vec![], *out, true),
+            DerivedOp::CountEqual { cats, out, .. } => (vec![], cats.clone(), *out, true),
+            DerivedOp::Bucket { src, out, .. } => (vec![*src], vec![], *out, false),
+        }
+    }
+}
+
+/// Scratch of [`FeatureSpec::switch_field`]: encoded values before the switch.
+#[derive(Debug, Clone, Default)]
+pub struct SwitchScratch {
+    numeric: Vec<f32>,
+    categorical: Vec<Option<usize>>,
+}
+
+fn known(c: &CatValue) -> Option<usize> {
+    match c {
+        CatValue::Known(k) => Some(*k),
+        _ => None,
+    }
 }
 
 /// Category -> position in a vocabulary. Vocabularies are short (a handful of values), where
@@ -175,7 +215,9 @@ enum Slot {
 enum DerivedOp {
     Ratio { num: usize, den: usize, when_zero: Option<usize>, out: usize },
     Difference { left: usize, right: usize, out: usize },
-    CountEqual { cats: Vec<usize>, values: Vec<String>, out: usize },
+    /// `matches[i][k]`: whether category `k` of `cats[i]` is one of `values`, resolved at
+    /// compile time so that known categories are counted without comparing text.
+    CountEqual { cats: Vec<usize>, values: Vec<String>, matches: Vec<Vec<bool>>, out: usize },
     /// `values[i]`: bucket `i`'s label resolved against the vocabulary once, at compile time.
     Bucket { src: usize, edges: Vec<f64>, values: Vec<CatValue>, out: usize },
 }
@@ -335,8 +377,8 @@ impl FeatureSpec {
                 DerivedKind::Difference { left, right } => {
                     DerivedOp::Difference { left: num(left)?, right: num(right)?, out: num_slot.len() }
                 }
-                DerivedKind::CountEqual { columns, values } => DerivedOp::CountEqual {
-                    cats: columns
+                DerivedKind::CountEqual { columns, values } => {
+                    let cats: Vec<usize> = columns
                         .iter()
                         .map(|c| {
                             cat_slot.get(c.as_str()).copied().ok_or_else(|| {
@@ -346,10 +388,15 @@ impl FeatureSpec {
                                 ))
                             })
                         })
-                        .collect::<Result<_>>()?,
-                    values: values.clone(),
-                    out: num_slot.len(),
-                },
+                        .collect::<Result<_>>()?;
+                    let matches = cats
+                        .iter()
+                        .map(|&c| {
+                            self.categorical.get(c).map_or_else(Vec::new, |f| f.vocabulary.iter().map(|v| values.contains(v)).collect())
+                        })
+                        .collect();
+                    DerivedOp::CountEqual { cats, values: values.clone(), matches, out: num_slot.len() }
+                }
                 DerivedKind::Bucket { column, edges } => {
                     if edges.is_empty() || edges.windows(2).any(|w| w[0] >= w[1]) {
                         return Err(CoreError::Config(format!(
@@ -401,7 +448,29 @@ impl FeatureSpec {
                 self.feature_names.len()
             )));
         }
-        self.plan = Plan { input_slot, derived: ops, vocab_index, cat_offset, width };
+        let affected = input_slot
+            .iter()
+            .map(|slot| {
+                let mut num_dep = vec![false; self.numeric.len()];
+                let mut cat_dep = vec![false; self.categorical.len()];
+                match *slot {
+                    Slot::Numeric(s) => num_dep[s] = true,
+                    Slot::Categorical(s) => cat_dep[s] = true,
+                }
+                let mut a = Affected::default();
+                for (i, op) in ops.iter().enumerate() {
+                    let (nums, cats, out, numeric) = op.reads();
+                    if nums.iter().any(|n| num_dep[*n]) || cats.iter().any(|c| cat_dep[*c]) {
+                        a.ops.push(i);
+                        if numeric { num_dep[out] = true } else { cat_dep[out] = true }
+                    }
+                }
+                a.numeric = (0..num_dep.len()).filter(|s| num_dep[*s]).collect();
+                a.categorical = (0..cat_dep.len()).filter(|s| cat_dep[*s]).collect();
+                a
+            })
+            .collect();
+        self.plan = Plan { input_slot, derived: ops, vocab_index, cat_offset, width, affected };
         Ok(())
     }
 
@@ -444,31 +513,37 @@ impl FeatureSpec {
             }
         }
         for op in &self.plan.derived {
-            match op {
-                DerivedOp::Ratio { num, den, when_zero, out: o } => {
-                    let d = out.numeric[*den];
-                    let v = if d == 0.0 {
-                        when_zero.map_or(0.0, |w| out.numeric[w])
-                    } else {
-                        out.numeric[*num] / d
-                    };
-                    out.numeric[*o] = if v.is_finite() { v } else { self.numeric[*o].impute };
-                }
-                DerivedOp::Difference { left, right, out: o } => {
-                    let v = out.numeric[*left] - out.numeric[*right];
-                    out.numeric[*o] = if v.is_finite() { v } else { self.numeric[*o].impute };
-                }
-                DerivedOp::CountEqual { cats, values, out: o } => {
-                    let n = cats
-                        .iter()
-                        .filter(|c| self.category_text(**c, &out.categorical[**c]).is_some_and(|v| values.iter().any(|x| x == v)))
-                        .count();
-                    out.numeric[*o] = n as f64;
-                }
-                DerivedOp::Bucket { src, edges, values, out: o } => {
-                    let x = out.numeric[*src];
-                    out.categorical[*o] = if x.is_finite() { values[bucket_index(edges, x)].clone() } else { CatValue::Missing };
-                }
+            self.apply_derived(op, out);
+        }
+    }
+
+    /// Evaluates one derived feature from the slot values it reads.
+    fn apply_derived(&self, op: &DerivedOp, out: &mut SlotValues) {
+        match op {
+            DerivedOp::Ratio { num, den, when_zero, out: o } => {
+                let d = out.numeric[*den];
+                let v = if d == 0.0 { when_zero.map_or(0.0, |w| out.numeric[w]) } else { out.numeric[*num] / d };
+                out.numeric[*o] = if v.is_finite() { v } else { self.numeric[*o].impute };
+            }
+            DerivedOp::Difference { left, right, out: o } => {
+                let v = out.numeric[*left] - out.numeric[*right];
+                out.numeric[*o] = if v.is_finite() { v } else { self.numeric[*o].impute };
+            }
+            DerivedOp::CountEqual { cats, values, matches, out: o } => {
+                let n = cats
+                    .iter()
+                    .zip(matches)
+                    .filter(|(c, m)| match &out.categorical[**c] {
+                        CatValue::Known(k) => m.get(*k).copied().unwrap_or(false),
+                        CatValue::Missing => false,
+                        CatValue::Unseen(v) => values.iter().any(|x| x == v),
+                    })
+                    .count();
+                out.numeric[*o] = n as f64;
+            }
+            DerivedOp::Bucket { src, edges, values, out: o } => {
+                let x = out.numeric[*src];
+                out.categorical[*o] = if x.is_finite() { values[bucket_index(edges, x)].clone() } else { CatValue::Missing };
             }
         }
     }
@@ -492,12 +567,72 @@ impl FeatureSpec {
         }
     }
 
+    /// For Shapley walks, which mix two records field by field without transforming every mix:
+    /// sets input `field` of `mixed` (a record's [`slot_values`](Self::slot_values)) to its
+    /// value in `from` (another record's), re-evaluates the derived features that read it, and
+    /// calls `changed(position, new - old)` for every model input whose encoded value changes.
+    /// The result is exactly the slot values, and so the vector, of the mixed raw record.
+    /// Returns whether anything changed.
+    pub fn switch_field(
+        &self,
+        field: usize,
+        from: &SlotValues,
+        mixed: &mut SlotValues,
+        scratch: &mut SwitchScratch,
+        mut changed: impl FnMut(usize, f32),
+    ) -> bool {
+        match self.plan.input_slot[field] {
+            Slot::Numeric(s) if mixed.numeric[s] == from.numeric[s] => return false,
+            Slot::Categorical(s) if mixed.categorical[s] == from.categorical[s] => return false,
+            _ => {}
+        }
+        let a = &self.plan.affected[field];
+        scratch.numeric.clear();
+        scratch.numeric.extend(a.numeric.iter().map(|&s| self.encode_numeric(s, mixed.numeric[s])));
+        scratch.categorical.clear();
+        scratch.categorical.extend(a.categorical.iter().map(|&s| known(&mixed.categorical[s])));
+        match self.plan.input_slot[field] {
+            Slot::Numeric(s) => mixed.numeric[s] = from.numeric[s],
+            Slot::Categorical(s) => mixed.categorical[s] = from.categorical[s].clone(),
+        }
+        for &op in &a.ops {
+            self.apply_derived(&self.plan.derived[op], mixed);
+        }
+        let mut any = false;
+        for (&s, &old) in a.numeric.iter().zip(&scratch.numeric) {
+            let new = self.encode_numeric(s, mixed.numeric[s]);
+            if new != old {
+                changed(s, new - old);
+                any = true;
+            }
+        }
+        for (&s, &old) in a.categorical.iter().zip(&scratch.categorical) {
+            let new = known(&mixed.categorical[s]);
+            if new != old {
+                let offset = self.plan.cat_offset[s];
+                if let Some(k) = old {
+                    changed(offset + k, -1.0);
+                }
+                if let Some(k) = new {
+                    changed(offset + k, 1.0);
+                }
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Step 3 for numeric slot `s`: clipped to the fitted bounds and standardised.
+    fn encode_numeric(&self, s: usize, x: f64) -> f32 {
+        let f = &self.numeric[s];
+        ((x.clamp(f.clip_min, f.clip_max) - f.mean) / f.std) as f32
+    }
+
     /// Steps 3–4 on values from [`slot_values`](Self::slot_values): writes the model input vector.
     pub fn encode(&self, values: &SlotValues, out: &mut [f32], warnings: Option<&mut Vec<Warning>>) {
         debug_assert_eq!(out.len(), self.plan.width);
-        for (i, f) in self.numeric.iter().enumerate() {
-            let x = values.numeric[i].clamp(f.clip_min, f.clip_max);
-            out[i] = ((x - f.mean) / f.std) as f32;
+        for (i, x) in values.numeric.iter().enumerate() {
+            out[i] = self.encode_numeric(i, *x);
         }
         out[self.numeric.len()..].fill(0.0);
         let mut warnings = warnings;
