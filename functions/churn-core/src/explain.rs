@@ -307,9 +307,35 @@ pub struct Explainer {
 #[derive(Debug)]
 struct WalkStart {
     slots: SlotValues,
+    /// The numeric part of the customer's model input.
+    numeric: Vec<f32>,
     /// First layer pre-activation (bias included).
     z: Vec<f32>,
     p: f32,
+}
+
+/// `a · b` with eight running sums, which the compiler can keep in vector registers (a single
+/// running sum must add in order and cannot).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_with(a, b, |x| x)
+}
+
+/// `a · max(b, 0)`.
+fn dot_relu(a: &[f32], b: &[f32]) -> f32 {
+    dot_with(a, b, |x| x.max(0.0))
+}
+
+#[inline(always)]
+fn dot_with(a: &[f32], b: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * f(*y)).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * f(y[i]);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// Buffers of one explanation.
@@ -341,9 +367,9 @@ impl Explainer {
             let slots = explainer
                 .slots(spec, &BackgroundRow(row))
                 .map_err(|e| CoreError::Model(format!("{BACKGROUND}: row {i}: {e}")))?;
-            let z = explainer.first_layer(spec, &slots);
+            let (z, numeric) = explainer.first_layer(spec, &slots);
             let p = explainer.finish(&z, &mut buffers);
-            explainer.starts.push(WalkStart { slots, z, p });
+            explainer.starts.push(WalkStart { slots, numeric, z, p });
         }
         Ok(Some(explainer))
     }
@@ -355,27 +381,38 @@ impl Explainer {
         if problems.is_empty() { Ok(slots) } else { Err(crate::error::RowError { problems }) }
     }
 
-    fn first_layer(&self, spec: &FeatureSpec, slots: &SlotValues) -> Vec<f32> {
+    /// The first layer's pre-activation for `slots`, and the numeric part of the model input.
+    fn first_layer(&self, spec: &FeatureSpec, slots: &SlotValues) -> (Vec<f32>, Vec<f32>) {
         let mut x = vec![0.0f32; spec.width()];
         spec.encode(slots, &mut x, None);
         let l = &self.layers[0];
-        (0..l.outputs).map(|o| l.weight[o * l.inputs..(o + 1) * l.inputs].iter().zip(&x).map(|(w, v)| w * v).sum::<f32>() + l.bias[o]).collect()
+        let z = (0..l.outputs).map(|o| dot(&l.weight[o * l.inputs..(o + 1) * l.inputs], &x) + l.bias[o]).collect();
+        x.truncate(spec.numeric.len());
+        (z, x)
     }
 
     /// The probability from the first layer's pre-activation `z`.
     fn finish(&self, z: &[f32], b: &mut Buffers) -> f32 {
-        let first = &self.layers[0];
-        b.hidden.clear();
-        b.hidden.extend(z.iter().map(|v| if first.relu { v.max(0.0) } else { *v }));
-        for l in &self.layers[1..] {
-            b.next.clear();
-            b.next.extend((0..l.outputs).map(|o| {
-                let v = l.weight[o * l.inputs..(o + 1) * l.inputs].iter().zip(&b.hidden).map(|(w, x)| w * x).sum::<f32>() + l.bias[o];
-                if l.relu { v.max(0.0) } else { v }
-            }));
-            std::mem::swap(&mut b.hidden, &mut b.next);
-        }
-        1.0 / (1.0 + (-b.hidden[0]).exp())
+        let logit = match &self.layers[..] {
+            [_] => z[0],
+            // The usual shape (one hidden ReLU layer): no buffer.
+            [first, out] if first.relu && out.outputs == 1 => dot_relu(&out.weight, z) + out.bias[0],
+            [first, rest @ ..] => {
+                b.hidden.clear();
+                b.hidden.extend(z.iter().map(|v| if first.relu { v.max(0.0) } else { *v }));
+                for l in rest {
+                    b.next.clear();
+                    b.next.extend((0..l.outputs).map(|o| {
+                        let v = dot(&l.weight[o * l.inputs..(o + 1) * l.inputs], &b.hidden) + l.bias[o];
+                        if l.relu { v.max(0.0) } else { v }
+                    }));
+                    std::mem::swap(&mut b.hidden, &mut b.next);
+                }
+                b.hidden[0]
+            }
+            [] => unreachable!("a dense stack has layers"),
+        };
+        1.0 / (1.0 + (-logit).exp())
     }
 
     /// Shapley values of `row`: equal to [`shapley`] with the same `params` and background, up
@@ -388,12 +425,13 @@ impl Explainer {
         }
         let x = self.slots(spec, row).map_err(|e| CoreError::Model(format!("this customer does not transform: {e}")))?;
         let mut buffers = Buffers::default();
-        let p_x = self.finish(&self.first_layer(spec, &x), &mut buffers);
+        let p_x = self.finish(&self.first_layer(spec, &x).0, &mut buffers);
         let h = self.layers[0].outputs;
         let mut values = vec![0.0f64; m];
         let mut base = 0.0f64;
         let mut mixed = SlotValues::default();
         let mut z = vec![0.0f32; h];
+        let mut numeric = vec![0.0f32; spec.numeric.len()];
         let mut scratch = SwitchScratch::default();
         let orders = orders(m, params);
         for order in &orders {
@@ -402,12 +440,13 @@ impl Explainer {
                 mixed.numeric.clone_from(&start.slots.numeric);
                 mixed.categorical.clone_from(&start.slots.categorical);
                 z.copy_from_slice(&start.z);
+                numeric.copy_from_slice(&start.numeric);
                 let mut prev = start.p;
                 base += f64::from(prev);
                 let (last, steps) = order.split_last().expect("at least one input");
                 for &field in steps {
                     let columns = &self.columns;
-                    let changed = spec.switch_field(field, &x, &mut mixed, &mut scratch, |j, d| {
+                    let changed = spec.switch_field(field, &x, &mut mixed, &mut numeric, &mut scratch, |j, d| {
                         for (zi, c) in z.iter_mut().zip(&columns[j * h..(j + 1) * h]) {
                             *zi += d * c;
                         }

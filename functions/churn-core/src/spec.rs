@@ -146,10 +146,9 @@ impl DerivedOp {
     }
 }
 
-/// Scratch of [`FeatureSpec::switch_field`]: encoded values before the switch.
+/// Scratch of [`FeatureSpec::switch_field`]: categories before the switch.
 #[derive(Debug, Clone, Default)]
 pub struct SwitchScratch {
-    numeric: Vec<f32>,
     categorical: Vec<Option<usize>>,
 }
 
@@ -571,13 +570,16 @@ impl FeatureSpec {
     /// sets input `field` of `mixed` (a record's [`slot_values`](Self::slot_values)) to its
     /// value in `from` (another record's), re-evaluates the derived features that read it, and
     /// calls `changed(position, new - old)` for every model input whose encoded value changes.
-    /// The result is exactly the slot values, and so the vector, of the mixed raw record.
-    /// Returns whether anything changed.
+    /// `numeric` holds the encoded numeric inputs of `mixed` (the first
+    /// `numeric.len()` positions of its vector) and is kept up to date. The result is exactly
+    /// the slot values, and so the vector, of the mixed raw record. Returns whether anything
+    /// changed.
     pub fn switch_field(
         &self,
         field: usize,
         from: &SlotValues,
         mixed: &mut SlotValues,
+        numeric: &mut [f32],
         scratch: &mut SwitchScratch,
         mut changed: impl FnMut(usize, f32),
     ) -> bool {
@@ -587,8 +589,6 @@ impl FeatureSpec {
             _ => {}
         }
         let a = &self.plan.affected[field];
-        scratch.numeric.clear();
-        scratch.numeric.extend(a.numeric.iter().map(|&s| self.encode_numeric(s, mixed.numeric[s])));
         scratch.categorical.clear();
         scratch.categorical.extend(a.categorical.iter().map(|&s| known(&mixed.categorical[s])));
         match self.plan.input_slot[field] {
@@ -599,10 +599,11 @@ impl FeatureSpec {
             self.apply_derived(&self.plan.derived[op], mixed);
         }
         let mut any = false;
-        for (&s, &old) in a.numeric.iter().zip(&scratch.numeric) {
+        for &s in &a.numeric {
             let new = self.encode_numeric(s, mixed.numeric[s]);
-            if new != old {
-                changed(s, new - old);
+            if new != numeric[s] {
+                changed(s, new - numeric[s]);
+                numeric[s] = new;
                 any = true;
             }
         }

@@ -104,7 +104,10 @@ impl Store {
 
     async fn client_from_env() -> aws_sdk_s3::Client {
         let region = aws_config::meta::region::RegionProviderChain::default_provider().or_else("us-east-1");
+        use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+        let https = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(https)
             .region(region)
             .retry_config(
                 aws_config::retry::RetryConfig::standard()
