@@ -4,8 +4,9 @@
 //! Reasons are Shapley values over the raw fields against the bundle's background sample
 //! ([`Reasons::Shapley`], the default; `churn_core::explain`), with a small permutation budget:
 //! two permutations agree with a 40-permutation estimate at Spearman 0.98 on Telco customers
-//! (`churn explain`, README "Explanations") and cost under a millisecond per customer (0.7 ms
-//! measured, release build).
+//! (`churn explain`, README "Explanations"). They come from `churn_core::explain::Explainer`
+//! (the same values as the tract path, computed incrementally: tens of microseconds per
+//! customer) when the model is a dense stack, as every model this project writes is.
 //! [`Reasons::Occlusion`] is the microsecond path (one model call for the whole request), but
 //! its reasons agree poorly with the Shapley ones (Spearman about 0.6), so it is opt-in
 //! (`REASONS_METHOD=occlusion`) and the fallback for bundles without a background sample.
@@ -99,9 +100,15 @@ impl Predictor {
         let spec = &self.bundle.spec;
         let width = spec.width();
         let occlusion = self.reasons == Reasons::Occlusion;
+        let explainer = match self.reasons {
+            Reasons::Shapley { .. } => self.bundle.explainer.as_ref(),
+            Reasons::Occlusion => None,
+        };
         let per_customer = if occlusion { 1 + spec.inputs.len() } else { 1 };
         let mut features = Vec::with_capacity(customers.len() * per_customer * width);
         let mut warnings = Vec::with_capacity(customers.len());
+        // The explainer starts from each customer's slot values, kept from the transform.
+        let mut slots = Vec::with_capacity(if explainer.is_some() { customers.len() } else { 0 });
         let mut scratch = SlotValues::default();
         for c in customers {
             let start = features.len();
@@ -110,6 +117,9 @@ impl Predictor {
             spec.transform_into(&c.record, &mut scratch, &mut features[start..], Some(&mut w))
                 .map_err(|e| ApiError::invalid(format!("{}: {e}", c.path), vec![]))?;
             warnings.push(w);
+            if explainer.is_some() {
+                slots.push(scratch.clone());
+            }
             if occlusion {
                 explain::occlusion_rows(spec, &c.record, &mut scratch, &mut features);
             }
@@ -121,15 +131,16 @@ impl Predictor {
         let p = self.bundle.scorer.predict(&features).map_err(internal)?;
         customers
             .iter()
+            .enumerate()
             .zip(p.chunks(per_customer))
             .zip(warnings)
-            .map(|((c, p), w)| {
+            .map(|(((i, c), p), w)| {
                 let prob = p[0];
                 let tier = self.bundle.playbook.tier(f64::from(prob));
-                let contributions = match (self.reasons, &self.bundle.explainer, &self.bundle.background) {
+                let contributions = match (self.reasons, explainer, &self.bundle.background) {
                     (Reasons::Shapley { permutations }, Some(explainer), _) => {
                         let params = explain::ShapleyParams { permutations, seed: 0 };
-                        explainer.explain(spec, &c.record, params).map_err(internal)?.values
+                        explainer.explain_slots(spec, &slots[i], params).map_err(internal)?.values
                     }
                     (Reasons::Shapley { permutations }, None, Some(background)) => {
                         let params = explain::ShapleyParams { permutations, seed: 0 };

@@ -440,14 +440,21 @@ impl Explainer {
     /// Shapley values of `row`: equal to [`shapley`] with the same `params` and background, up
     /// to float rounding (tests/explain.rs checks 1e-5 on Telco customers).
     pub fn explain(&self, spec: &FeatureSpec, row: &(impl RawRow + ?Sized), params: ShapleyParams) -> Result<Attribution> {
+        let x = self.slots(spec, row).map_err(|e| CoreError::Model(format!("this customer does not transform: {e}")))?;
+        self.explain_slots(spec, &x, params)
+    }
+
+    /// [`explain`](Self::explain) from the customer's slot values, as
+    /// [`FeatureSpec::slot_values`] gives them for a record without problems (the API has them
+    /// from scoring the customer).
+    pub fn explain_slots(&self, spec: &FeatureSpec, x: &SlotValues, params: ShapleyParams) -> Result<Attribution> {
         let m = spec.inputs.len();
         let n = self.starts.len();
         if n == 0 || m == 0 {
             return Err(CoreError::Model("Shapley values need a background sample and at least one input".into()));
         }
-        let x = self.slots(spec, row).map_err(|e| CoreError::Model(format!("this customer does not transform: {e}")))?;
         let mut buffers = Buffers::default();
-        let p_x = self.finish(&self.first_layer(spec, &x).0, &mut buffers)?;
+        let p_x = self.finish(&self.first_layer(spec, x).0, &mut buffers)?;
         let h = self.layers[0].outputs;
         let mut values = vec![0.0f64; m];
         let mut base = 0.0f64;
@@ -472,7 +479,7 @@ impl Explainer {
                 numeric.copy_from_slice(&start.numeric);
                 for &field in &order[..steps] {
                     let columns = &self.columns;
-                    changed[at] = spec.switch_field(field, &x, &mut mixed, &mut numeric, &mut scratch, |j, d| {
+                    changed[at] = spec.switch_field(field, x, &mut mixed, &mut numeric, &mut scratch, |j, d| {
                         for (zi, c) in z.iter_mut().zip(&columns[j * h..(j + 1) * h]) {
                             *zi += d * c;
                         }
