@@ -103,12 +103,12 @@ impl Store {
     }
 
     async fn client_from_env() -> aws_sdk_s3::Client {
-        let region = aws_config::meta::region::RegionProviderChain::default_provider().or_else("us-east-1");
         use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
         let https = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+        // The loader's own region and credential chains get this client too (a chain built
+        // apart from the loader would have none: the SDK's default client is not compiled in).
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(https)
-            .region(region)
             .retry_config(
                 aws_config::retry::RetryConfig::standard()
                     .with_max_attempts(S3_ATTEMPTS)
@@ -122,6 +122,10 @@ impl Store {
             )
             .load()
             .await;
+        let shared = match shared.region() {
+            Some(_) => shared,
+            None => shared.into_builder().region(aws_config::Region::from_static("us-east-1")).build(),
+        };
         // A custom endpoint (a local or on-premises S3 server) rarely resolves virtual-hosted
         // bucket names; path-style addressing works everywhere.
         let custom = std::env::var_os("AWS_ENDPOINT_URL_S3").or_else(|| std::env::var_os("AWS_ENDPOINT_URL")).is_some();
