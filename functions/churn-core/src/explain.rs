@@ -22,7 +22,8 @@
 //! transforming and scoring every mix (tens of microseconds per customer); tested equal to the
 //! reference path to 1e-5.
 //!
-//! **Occlusion against a typical customer** ([`occlusion_rows`]): the API's fast method. For each input field, the record is scored
+//! **Occlusion against a typical customer** ([`occlusion_rows`]): the API's opt-in
+//! microsecond method. For each input field, the record is scored
 //! again with that one field replaced by its typical training value (the median for a number,
 //! the most frequent category for a category), through the same transform — so derived features
 //! that use the field (ratios, buckets, counts) change with it — and the same model. A field's
@@ -375,21 +376,14 @@ impl Explainer {
         let mut explainer = Explainer { layers, sigmoid, columns, starts: Vec::with_capacity(background.rows.len()) };
         let mut buffers = Buffers::default();
         for (i, row) in background.rows.iter().enumerate() {
-            let slots = explainer
-                .slots(spec, &BackgroundRow(row))
+            let mut slots = SlotValues::default();
+            spec.checked_slot_values(&BackgroundRow(row), &mut slots)
                 .map_err(|e| CoreError::Model(format!("{BACKGROUND}: row {i}: {e}")))?;
             let (z, numeric) = explainer.first_layer(spec, &slots);
             let p = explainer.finish(&z, &mut buffers)?;
             explainer.starts.push(WalkStart { slots, numeric, z, p });
         }
         Ok(Some(explainer))
-    }
-
-    fn slots(&self, spec: &FeatureSpec, row: &(impl RawRow + ?Sized)) -> std::result::Result<SlotValues, crate::error::RowError> {
-        let mut slots = SlotValues::default();
-        let mut problems = Vec::new();
-        spec.slot_values(row, &mut slots, &mut problems);
-        if problems.is_empty() { Ok(slots) } else { Err(crate::error::RowError { problems }) }
     }
 
     /// The first layer's pre-activation for `slots`, and the numeric part of the model input.
@@ -440,7 +434,8 @@ impl Explainer {
     /// Shapley values of `row`: equal to [`shapley`] with the same `params` and background, up
     /// to float rounding (tests/explain.rs checks 1e-5 on Telco customers).
     pub fn explain(&self, spec: &FeatureSpec, row: &(impl RawRow + ?Sized), params: ShapleyParams) -> Result<Attribution> {
-        let x = self.slots(spec, row).map_err(|e| CoreError::Model(format!("this customer does not transform: {e}")))?;
+        let mut x = SlotValues::default();
+        spec.checked_slot_values(row, &mut x).map_err(|e| CoreError::Model(format!("this customer does not transform: {e}")))?;
         self.explain_slots(spec, &x, params)
     }
 

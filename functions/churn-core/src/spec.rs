@@ -672,13 +672,17 @@ impl FeatureSpec {
         out: &mut [f32],
         warnings: Option<&mut Vec<Warning>>,
     ) -> std::result::Result<(), RowError> {
-        let mut problems = Vec::new();
-        self.slot_values(row, scratch, &mut problems);
-        if !problems.is_empty() {
-            return Err(RowError { problems });
-        }
+        self.checked_slot_values(row, scratch)?;
         self.encode(scratch, out, warnings);
         Ok(())
+    }
+
+    /// Steps 1–2 as [`slot_values`](Self::slot_values), with every problem of the record
+    /// returned as one error.
+    pub fn checked_slot_values(&self, row: &(impl RawRow + ?Sized), out: &mut SlotValues) -> std::result::Result<(), RowError> {
+        let mut problems = Vec::new();
+        self.slot_values(row, out, &mut problems);
+        if problems.is_empty() { Ok(()) } else { Err(RowError { problems }) }
     }
 
     /// Convenience form of [`transform_into`](Self::transform_into) that allocates.
