@@ -105,12 +105,18 @@ impl Predictor {
             Reasons::Occlusion => None,
         };
         let per_customer = if occlusion { 1 + spec.inputs.len() } else { 1 };
-        let mut features = Vec::with_capacity(customers.len() * per_customer * width);
+        // The explainer evaluates the customer itself (the end of every walk), so with it the
+        // model inputs are only written for the transform's checks and warnings, into one row.
+        let rows = if explainer.is_some() { 1 } else { customers.len() * per_customer };
+        let mut features = Vec::with_capacity(rows * width);
         let mut warnings = Vec::with_capacity(customers.len());
         // The explainer starts from each customer's slot values, kept from the transform.
         let mut slots = Vec::with_capacity(if explainer.is_some() { customers.len() } else { 0 });
         let mut scratch = SlotValues::default();
         for c in customers {
+            if explainer.is_some() {
+                features.clear();
+            }
             let start = features.len();
             features.resize(start + width, 0.0);
             let mut w: Vec<Warning> = Vec::new();
@@ -128,26 +134,31 @@ impl Predictor {
             tracing::error!(error = %e, "inference failed");
             ApiError::new(500, "internal", "the model could not score this request; it has been logged", vec![])
         };
-        let p = self.bundle.scorer.predict(&features).map_err(internal)?;
+        // Model outputs per customer: its probability, then (occlusion) one per occluded field.
+        let p = match explainer {
+            Some(_) => vec![0.0; customers.len()],
+            None => self.bundle.scorer.predict(&features).map_err(internal)?,
+        };
         customers
             .iter()
             .enumerate()
             .zip(p.chunks(per_customer))
             .zip(warnings)
             .map(|(((i, c), p), w)| {
-                let prob = p[0];
-                let tier = self.bundle.playbook.tier(f64::from(prob));
-                let contributions = match (self.reasons, explainer, &self.bundle.background) {
+                let (prob, contributions) = match (self.reasons, explainer, &self.bundle.background) {
                     (Reasons::Shapley { permutations }, Some(explainer), _) => {
                         let params = explain::ShapleyParams { permutations, seed: 0 };
-                        explainer.explain_slots(spec, &slots[i], params).map_err(internal)?.values
+                        let a = explainer.explain_slots(spec, &slots[i], params).map_err(internal)?;
+                        (a.prediction, a.values)
                     }
                     (Reasons::Shapley { permutations }, None, Some(background)) => {
                         let params = explain::ShapleyParams { permutations, seed: 0 };
-                        explain::shapley(spec, &self.bundle.scorer, background, &c.record, params).map_err(internal)?.values
+                        let a = explain::shapley(spec, &self.bundle.scorer, background, &c.record, params).map_err(internal)?;
+                        (f64::from(p[0]), a.values)
                     }
-                    _ => explain::occlusion_contributions(prob, &p[1..]),
+                    _ => (f64::from(p[0]), explain::occlusion_contributions(p[0], &p[1..])),
                 };
+                let tier = self.bundle.playbook.tier(prob);
                 // Every positive reason feeds the offer choice; the answer lists the top ones.
                 let mut reasons = explain::top_reasons(spec, &c.record, &contributions, spec.inputs.len());
                 let playbook = &self.bundle.playbook;
@@ -156,14 +167,14 @@ impl Predictor {
                         name: o.name.clone(),
                         action: o.action.clone(),
                         addresses: field.to_string(),
-                        expected_value: o.expected_value(f64::from(prob), &playbook.business),
+                        expected_value: o.expected_value(prob, &playbook.business),
                     }
                 });
                 reasons.truncate(self.top_reasons);
                 let reasons = reasons.into_iter().map(|r| Reason { feature: r.feature, value: r.value, contribution: r.contribution }).collect();
                 Ok(Prediction {
                     customer_id: c.id.clone(),
-                    churn_probability: f64::from(prob),
+                    churn_probability: prob,
                     risk_tier: tier.name.clone(),
                     action: tier.action.clone(),
                     reasons,
