@@ -322,7 +322,7 @@ struct WalkStart {
     numeric: Vec<f32>,
     /// First layer pre-activation (bias included).
     z: Vec<f32>,
-    p: f32,
+    logit: f32,
 }
 
 /// `a · b` with eight running sums, which the compiler can keep in vector registers (a single
@@ -380,8 +380,8 @@ impl Explainer {
             spec.checked_slot_values(&BackgroundRow(row), &mut slots)
                 .map_err(|e| CoreError::Model(format!("{BACKGROUND}: row {i}: {e}")))?;
             let (z, numeric) = explainer.first_layer(spec, &slots);
-            let p = explainer.finish(&z, &mut buffers)?;
-            explainer.starts.push(WalkStart { slots, numeric, z, p });
+            let logit = explainer.logit(&z, &mut buffers);
+            explainer.starts.push(WalkStart { slots, numeric, z, logit });
         }
         Ok(Some(explainer))
     }
@@ -458,46 +458,45 @@ impl Explainer {
         let mut numeric = vec![0.0f32; spec.numeric.len()];
         let mut scratch = SwitchScratch::default();
         let orders = orders(m, params);
-        // Two passes: the walks record the logit of every step that changed something, one
-        // call of tract's vectorised sigmoid turns them all into probabilities, and the second
-        // pass credits the differences along the same walks.
+        // Two passes: the walks record the logit of every mix (a step that changes nothing
+        // repeats the previous one, so the crediting pass needs no branch), one call of tract's
+        // vectorised sigmoid turns them all into probabilities, and the second pass credits the
+        // differences along the same walks. Slot 0 of each walk is its start.
         let steps = m - 1;
-        let mut logits = vec![0.0f32; orders.len() * n * steps];
-        let mut changed = vec![false; logits.len()];
-        let mut at = 0;
+        let stride = steps + 1;
+        let mut logits = vec![0.0f32; orders.len() * n * stride];
+        let mut walk = logits.chunks_exact_mut(stride);
         for order in &orders {
-            for start in &self.starts {
+            for (start, walk) in self.starts.iter().zip(&mut walk) {
                 // Field by field: reuses the buffers (a derived `clone_from` would not).
                 mixed.numeric.clone_from(&start.slots.numeric);
                 mixed.categorical.clone_from(&start.slots.categorical);
                 z.copy_from_slice(&start.z);
                 numeric.copy_from_slice(&start.numeric);
-                for &field in &order[..steps] {
+                let mut last = start.logit;
+                walk[0] = last;
+                for (&field, slot) in order[..steps].iter().zip(&mut walk[1..]) {
                     let columns = &self.columns;
-                    changed[at] = spec.switch_field(field, x, &mut mixed, &mut numeric, &mut scratch, |j, d| {
+                    let changed = spec.switch_field(field, x, &mut mixed, &mut numeric, &mut scratch, |j, d| {
                         for (zi, c) in z.iter_mut().zip(&columns[j * h..(j + 1) * h]) {
                             *zi += d * c;
                         }
                     });
-                    if changed[at] {
-                        logits[at] = self.logit(&z, &mut buffers);
+                    if changed {
+                        last = self.logit(&z, &mut buffers);
                     }
-                    at += 1;
+                    *slot = last;
                 }
             }
         }
         self.sigmoids(&mut logits)?;
-        let mut at = 0;
-        for order in &orders {
-            for start in &self.starts {
-                let mut prev = start.p;
+        for (order, walks) in orders.iter().zip(logits.chunks_exact(n * stride)) {
+            for walk in walks.chunks_exact(stride) {
+                let mut prev = walk[0];
                 base += f64::from(prev);
-                for &field in &order[..steps] {
-                    if changed[at] {
-                        values[field] += f64::from(logits[at]) - f64::from(prev);
-                        prev = logits[at];
-                    }
-                    at += 1;
+                for (&field, &p) in order[..steps].iter().zip(&walk[1..]) {
+                    values[field] += f64::from(p) - f64::from(prev);
+                    prev = p;
                 }
                 // The walk ends at the customer.
                 values[order[steps]] += f64::from(p_x) - f64::from(prev);

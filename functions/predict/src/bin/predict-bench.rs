@@ -40,6 +40,9 @@ enum Cmd {
         model: PathBuf,
         #[arg(long, default_value_t = 20000)]
         iterations: usize,
+        /// Only this reason method (for `perf record`); both when absent.
+        #[arg(long, value_parser = ["shapley", "occlusion"])]
+        reasons: Option<String>,
     },
     /// Exec to first answer through the runtime API emulator.
     Cold {
@@ -57,7 +60,7 @@ const EVENT: &str = include_str!("../../../../events/apigw-http-predict.json");
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Cmd::Warm { model, iterations } => warm(&model, iterations),
+        Cmd::Warm { model, iterations, reasons } => warm(&model, iterations, reasons.as_deref()),
         Cmd::Cold { binary, model, repeat } => cold(&binary, &model, repeat),
     }
 }
@@ -67,8 +70,9 @@ fn percentile(v: &mut [f64], q: f64) -> f64 {
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
-fn warm(model: &PathBuf, iterations: usize) -> anyhow::Result<()> {
-    for reasons in [Reasons::Shapley { permutations: Reasons::DEFAULT_PERMUTATIONS }, Reasons::Occlusion] {
+fn warm(model: &PathBuf, iterations: usize, only: Option<&str>) -> anyhow::Result<()> {
+    let methods = [("shapley", Reasons::Shapley { permutations: Reasons::DEFAULT_PERMUTATIONS }), ("occlusion", Reasons::Occlusion)];
+    for (_, reasons) in methods.into_iter().filter(|(name, _)| only.is_none_or(|o| o == *name)) {
         let p = Predictor::new(churn_core::Bundle::load_dir(model)?, None, 1000, 3).with_reasons(reasons);
         anyhow::ensure!(p.reasons() == reasons, "{} has no background sample for Shapley reasons", model.display());
         warm_with(&p, &format!("{reasons:?}"), iterations)?;
