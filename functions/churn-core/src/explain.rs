@@ -409,6 +409,7 @@ impl Explainer {
     }
 
     /// The logit from the first layer's pre-activation `z`.
+    #[inline]
     fn logit(&self, z: &[f32], b: &mut Buffers) -> f32 {
         match &self.layers[..] {
             [_] => z[0],
