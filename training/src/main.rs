@@ -393,7 +393,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Score { model, input, output } => {
             let start = Instant::now();
             let bundle = rt.block_on(track::resolve_model(&store, mlflow.as_ref(), &model))?;
-            let reader = churn_core::table::TableReader::open(&input)?;
+            let reader = churn_core::table::TableReader::open_for(&input, &bundle.spec)?;
             let s = churn_core::scoring::score_table(&bundle, reader, &output)?;
             let secs = start.elapsed().as_secs_f64();
             println!(
@@ -450,7 +450,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Drift { model, data, threshold, json, fail_on_drift } => {
             anyhow::ensure!(threshold.is_finite() && threshold > 0.0, "--threshold must be a number > 0, not {threshold}");
             let bundle = rt.block_on(track::resolve_model(&store, mlflow.as_ref(), &model))?;
-            let reader = churn_core::table::TableReader::open(&data)?;
+            let reader = churn_core::table::TableReader::open_for(&data, &bundle.spec)?;
             let r = churn_core::scoring::drift_table(&bundle, reader, threshold)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);

@@ -30,6 +30,7 @@ use churn_core::scoring::BatchScorer;
 use churn_core::table::{self, Encoder, FileFormat, TableReader};
 use futures::StreamExt;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use serde::{Deserialize, Serialize};
 
@@ -296,7 +297,7 @@ impl Scorer {
         let label = Self::uri(&task.bucket, &task.key);
         match format {
             FileFormat::Parquet => {
-                let reader = S3Reader {
+                let mut reader = S3Reader {
                     client: self.client.clone(),
                     bucket: task.bucket.clone(),
                     key: task.key.clone(),
@@ -304,7 +305,10 @@ impl Scorer {
                     size: info.size,
                     fetched: fetched.clone(),
                 };
-                let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| parquet_failure(&label, e))?;
+                let meta = ArrowReaderMetadata::load_async(&mut reader, Default::default()).await.map_err(|e| parquet_failure(&label, e))?;
+                let categorical: Vec<&str> = self.bundle.spec.categorical_input_names().collect();
+                let meta = table::dictionary_columns(meta, &categorical).map_err(|e| parquet_failure(&label, e))?;
+                let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta);
                 let groups = builder.metadata().row_groups();
                 let columns: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
                 let (range, first_row) = match task.row_groups {

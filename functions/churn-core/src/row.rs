@@ -37,6 +37,14 @@ pub fn format_number(x: f64) -> String {
 /// name, such as JSON objects, use it).
 pub trait RawRow {
     fn value(&self, index: usize, name: &str) -> RawValue<'_>;
+
+    /// Input `index`'s category, when the source resolved it already with
+    /// [`FeatureSpec::resolve_category`](crate::spec::FeatureSpec::resolve_category) of the
+    /// spec that reads this row (a parquet dictionary column: its few distinct values are
+    /// resolved once per batch instead of once per row). `None`: read [`value`](Self::value).
+    fn resolved_category(&self, _index: usize) -> Option<&crate::spec::CatValue> {
+        None
+    }
 }
 
 impl RawRow for serde_json::Map<String, serde_json::Value> {
@@ -69,5 +77,9 @@ impl RawRow for [(&str, &str)] {
 impl<T: RawRow + ?Sized> RawRow for &T {
     fn value(&self, index: usize, name: &str) -> RawValue<'_> {
         (**self).value(index, name)
+    }
+
+    fn resolved_category(&self, index: usize) -> Option<&crate::spec::CatValue> {
+        (**self).resolved_category(index)
     }
 }

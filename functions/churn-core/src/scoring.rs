@@ -95,7 +95,8 @@ impl<'a> BatchScorer<'a> {
     pub fn score(&mut self, batch: &RecordBatch, first_row: usize, locate: &dyn Fn(usize) -> String) -> Result<RecordBatch> {
         let spec = &self.bundle.spec;
         let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        let bound = Bound::new(batch, &names)?;
+        let mut bound = Bound::new(batch, &names)?;
+        bound.resolve_categories(spec);
         let n = batch.num_rows();
         let width = spec.width();
         self.features.clear();

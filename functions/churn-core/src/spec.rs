@@ -309,6 +309,11 @@ impl FeatureSpec {
         self.inputs.iter().map(|c| c.name.as_str())
     }
 
+    /// The names of the categorical inputs.
+    pub fn categorical_input_names(&self) -> impl Iterator<Item = &str> + Clone {
+        self.inputs.iter().filter(|c| matches!(c.kind, InputKind::Categorical)).map(|c| c.name.as_str())
+    }
+
     /// Parses the JSON of a bundle's `feature_spec.json` and prepares it for use.
     pub fn from_json(text: &str) -> Result<Self> {
         let mut spec: FeatureSpec = serde_json::from_str(text)
@@ -482,6 +487,10 @@ impl FeatureSpec {
         out.categorical.resize(self.categorical.len(), CatValue::Missing);
         out.imputed.clear();
         for (i, input) in self.inputs.iter().enumerate() {
+            if let (Slot::Categorical(s), Some(c)) = (self.plan.input_slot[i], row.resolved_category(i)) {
+                out.categorical[s] = c.clone();
+                continue;
+            }
             let raw = row.value(i, &input.name);
             match (self.plan.input_slot[i], &input.kind) {
                 (Slot::Numeric(s), InputKind::Numeric { valid_min, valid_max }) => match parse_number(&raw) {
@@ -497,15 +506,8 @@ impl FeatureSpec {
                     }
                     Err(p) => problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p }),
                 },
-                (Slot::Categorical(s), _) if matches!(raw, RawValue::Number(_)) => {
-                    let RawValue::Number(x) = raw else { unreachable!() };
-                    out.categorical[s] = match self.plan.vocab_index[s].find_number(x) {
-                        Some(k) => CatValue::Known(k),
-                        None => self.resolve(s, Some(Cow::Owned(crate::row::format_number(x)))),
-                    };
-                }
-                (Slot::Categorical(s), _) => match category_of(&raw) {
-                    Ok(c) => out.categorical[s] = self.resolve(s, c),
+                (Slot::Categorical(s), _) => match self.category_value(s, &raw) {
+                    Ok(c) => out.categorical[s] = c,
                     Err(p) => problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p }),
                 },
                 (Slot::Numeric(_), InputKind::Categorical) => unreachable!("plan built from the same inputs"),
@@ -544,6 +546,28 @@ impl FeatureSpec {
                 let x = out.numeric[*src];
                 out.categorical[*o] = if x.is_finite() { values[bucket_index(edges, x)].clone() } else { CatValue::Missing };
             }
+        }
+    }
+
+    /// Steps 1–2 for a raw value of categorical slot `s`.
+    fn category_value(&self, s: usize, raw: &RawValue<'_>) -> std::result::Result<CatValue, String> {
+        if let RawValue::Number(x) = raw {
+            return Ok(match self.plan.vocab_index[s].find_number(*x) {
+                Some(k) => CatValue::Known(k),
+                None => self.resolve(s, Some(Cow::Owned(crate::row::format_number(*x)))),
+            });
+        }
+        Ok(self.resolve(s, category_of(raw)?))
+    }
+
+    /// What [`slot_values`](Self::slot_values) makes of `raw` as the value of input `input`:
+    /// `None` when the input is not categorical, `Some(Err(problem))` when the value is not a
+    /// category. Sources that hold a column's distinct values once (parquet dictionaries)
+    /// resolve them here and hand the results back through [`RawRow::resolved_category`].
+    pub fn resolve_category(&self, input: usize, raw: &RawValue<'_>) -> Option<std::result::Result<CatValue, String>> {
+        match self.plan.input_slot.get(input)? {
+            Slot::Categorical(s) => Some(self.category_value(*s, raw)),
+            Slot::Numeric(_) => None,
         }
     }
 

@@ -12,12 +12,13 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::{Array, AsArray, Float64Array, Int32Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use arrow::error::ArrowError;
 
 use crate::error::{CoreError, Result};
 use crate::row::{RawRow, RawValue};
+use crate::spec::{CatValue, FeatureSpec};
 
 pub const BATCH_ROWS: usize = 8192;
 
@@ -83,11 +84,32 @@ impl TableReader {
         Ok(TableReader { file: label.into(), format: FileFormat::Csv, columns, batches: Box::new(reader), rows_read: 0 })
     }
 
+    /// [`open`](Self::open) for scoring with `spec`: parquet text columns that are the spec's
+    /// categorical inputs are read as dictionaries (see [`dictionary_columns`]).
+    pub fn open_for(path: &Path, spec: &FeatureSpec) -> Result<Self> {
+        match FileFormat::from_path(path)? {
+            FileFormat::Parquet => {
+                let file = path.display().to_string();
+                let source = File::open(path).map_err(|e| CoreError::io(&file, e))?;
+                Self::parquet_with(&file, source, &spec.categorical_input_names().collect::<Vec<_>>())
+            }
+            FileFormat::Csv => Self::open(path),
+        }
+    }
+
     /// A parquet source (a file, or bytes already in memory).
     pub fn parquet<R: parquet::file::reader::ChunkReader + 'static>(label: &str, source: R) -> Result<Self> {
-        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(source)
-            .map_err(|e| CoreError::format(label, format!("not a readable parquet file: {e}")))?;
+        Self::parquet_with(label, source, &[])
+    }
+
+    /// [`parquet`](Self::parquet), reading the text columns named in `dictionary` as
+    /// dictionaries.
+    pub fn parquet_with<R: parquet::file::reader::ChunkReader + 'static>(label: &str, source: R, dictionary: &[&str]) -> Result<Self> {
+        use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+        let unreadable = |e: parquet::errors::ParquetError| CoreError::format(label, format!("not a readable parquet file: {e}"));
+        let meta = ArrowReaderMetadata::load(&source, Default::default()).map_err(unreadable)?;
+        let meta = dictionary_columns(meta, dictionary).map_err(unreadable)?;
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(source, meta);
         let columns = builder.schema().fields().iter().map(|f| f.name().to_string()).collect();
         let reader = builder.with_batch_size(BATCH_ROWS).build().map_err(|e| CoreError::format(label, e))?;
         Ok(TableReader { file: label.into(), format: FileFormat::Parquet, columns, batches: Box::new(reader), rows_read: 0 })
@@ -106,6 +128,34 @@ impl TableReader {
     pub fn rows_read(&self) -> usize {
         self.rows_read
     }
+}
+
+/// Parquet reading options that return the text columns named in `names` as dictionary arrays
+/// (the file's own dictionary pages, not one string per row), so that a categorical column's
+/// few distinct values are resolved once per batch ([`Bound::resolve_categories`]) instead of
+/// once per row. Other columns, and files without such columns, read as before.
+pub fn dictionary_columns(
+    meta: parquet::arrow::arrow_reader::ArrowReaderMetadata,
+    names: &[&str],
+) -> std::result::Result<parquet::arrow::arrow_reader::ArrowReaderMetadata, parquet::errors::ParquetError> {
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+    let schema = meta.schema();
+    let wanted = |f: &Field| names.contains(&f.name().as_str()) && f.data_type() == &DataType::Utf8;
+    if !schema.fields().iter().any(|f| wanted(f)) {
+        return Ok(meta);
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| if wanted(f) { f.as_ref().clone().with_data_type(dictionary_type()) } else { f.as_ref().clone() })
+        .collect();
+    let hint = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    ArrowReaderMetadata::try_new(meta.metadata().clone(), ArrowReaderOptions::new().with_schema(hint))
+}
+
+/// The dictionary type categorical columns are read as.
+fn dictionary_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
 }
 
 /// Fails with every missing name if `columns` lacks one of `names`.
@@ -192,10 +242,12 @@ impl Iterator for TableReader {
     }
 }
 
-/// One column of a batch in one of the two forms the transform reads.
+/// One column of a batch in one of the forms the transform reads.
 pub enum ColData {
     Num(Float64Array),
     Text(StringArray),
+    /// Text as a dictionary: `keys` index `values`.
+    Dict { keys: Int32Array, values: StringArray },
 }
 
 impl ColData {
@@ -205,6 +257,11 @@ impl ColData {
         };
         Ok(match array.data_type() {
             DataType::Utf8 => ColData::Text(array.as_string::<i32>().clone()),
+            DataType::Dictionary(_, v) if v.as_ref() == &DataType::Utf8 => {
+                let d = cast(&dictionary_type())?;
+                let d = d.as_dictionary::<Int32Type>();
+                ColData::Dict { keys: d.keys().clone(), values: d.values().as_string::<i32>().clone() }
+            }
             t if t.is_numeric() => ColData::Num(cast(&DataType::Float64)?.as_primitive().clone()),
             _ => ColData::Text(cast(&DataType::Utf8)?.as_string::<i32>().clone()),
         })
@@ -216,6 +273,11 @@ impl ColData {
             ColData::Num(a) => RawValue::Number(a.value(row)),
             ColData::Text(a) if a.is_null(row) => RawValue::Missing,
             ColData::Text(a) => RawValue::Text(std::borrow::Cow::Borrowed(a.value(row))),
+            ColData::Dict { keys, .. } if keys.is_null(row) => RawValue::Missing,
+            ColData::Dict { keys, values } => {
+                let k = keys.value(row) as usize;
+                if values.is_null(k) { RawValue::Missing } else { RawValue::Text(std::borrow::Cow::Borrowed(values.value(k))) }
+            }
         }
     }
 }
@@ -224,6 +286,9 @@ impl ColData {
 pub struct Bound {
     cols: Vec<Option<ColData>>,
     rows: usize,
+    /// For dictionary columns after [`resolve_categories`](Self::resolve_categories): each
+    /// dictionary value's category (`None`: not a category; rows read it as text and report it).
+    resolved: Vec<Option<Vec<Option<CatValue>>>>,
 }
 
 impl Bound {
@@ -232,7 +297,29 @@ impl Bound {
             .iter()
             .map(|n| batch.column_by_name(n).map(|a| ColData::of(a.as_ref(), n)).transpose())
             .collect::<Result<_>>()?;
-        Ok(Bound { cols, rows: batch.num_rows() })
+        Ok(Bound { cols, rows: batch.num_rows(), resolved: Vec::new() })
+    }
+
+    /// Resolves the distinct values of every dictionary column against `spec` once; rows then
+    /// hand them to the transform through [`RawRow::resolved_category`]. The names this bound
+    /// must be `spec`'s inputs, in order.
+    pub fn resolve_categories(&mut self, spec: &FeatureSpec) {
+        self.resolved = self
+            .cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c {
+                Some(ColData::Dict { values, .. }) => Some(
+                    (0..values.len())
+                        .map(|k| {
+                            let raw = if values.is_null(k) { RawValue::Missing } else { RawValue::Text(std::borrow::Cow::Borrowed(values.value(k))) };
+                            spec.resolve_category(i, &raw).and_then(|r| r.ok())
+                        })
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect();
     }
 
     pub fn row(&self, row: usize) -> BatchRow<'_> {
@@ -260,6 +347,14 @@ impl RawRow for BatchRow<'_> {
         match &self.bound.cols[index] {
             Some(c) => c.value(self.row),
             None => RawValue::Missing,
+        }
+    }
+
+    fn resolved_category(&self, index: usize) -> Option<&CatValue> {
+        let table = self.bound.resolved.get(index)?.as_ref()?;
+        match &self.bound.cols[index] {
+            Some(ColData::Dict { keys, .. }) if !keys.is_null(self.row) => table[keys.value(self.row) as usize].as_ref(),
+            _ => None,
         }
     }
 }
@@ -451,6 +546,7 @@ impl Drop for TableWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::ArrayRef;
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);
@@ -522,5 +618,46 @@ mod tests {
         let v = t.view(&["x"]).unwrap();
         assert_eq!(v.row(0).value(0, "x"), RawValue::Number(1.0));
         assert_eq!(v.row(1).value(0, "x"), RawValue::Missing);
+    }
+
+    #[test]
+    fn dictionary_columns_give_the_text_columns_slot_values() {
+        let spec = crate::spec::tests::fitted();
+        let names: Vec<&str> = spec.input_names().collect();
+        let text = |v: Vec<Option<&str>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+        // Known, unseen, blank, padded and null categories; a number that does not parse.
+        let columns = vec![
+            text(vec![Some("1"), Some("20"), Some("0"), Some("abc"), Some("5"), Some("7")]),
+            text(vec![Some("10"), Some("400"), Some(" "), Some("30"), None, Some("70")]),
+            text(vec![Some("a"), Some("b"), Some("z"), Some(" "), None, Some(" b ")]),
+            text(vec![Some("Yes"), Some("No"), None, Some("No"), Some("maybe"), Some("Yes")]),
+        ];
+        let schema = Arc::new(Schema::new(names.iter().map(|n| Field::new(*n, DataType::Utf8, true)).collect::<Vec<_>>()));
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.parquet");
+        let mut w = TableWriter::create(&p, schema.clone()).unwrap();
+        w.write(&RecordBatch::try_new(schema, columns).unwrap()).unwrap();
+        w.finish().unwrap();
+
+        let read = |reader: TableReader| -> Vec<String> {
+            let mut out = Vec::new();
+            for batch in reader {
+                let mut bound = Bound::new(&batch.unwrap(), &names).unwrap();
+                bound.resolve_categories(&spec);
+                for r in 0..bound.rows() {
+                    let mut sv = crate::spec::SlotValues::default();
+                    let result = spec.checked_slot_values(&bound.row(r), &mut sv).map(|()| sv);
+                    out.push(format!("{result:?}"));
+                }
+            }
+            out
+        };
+        let dict = TableReader::open_for(&p, &spec).unwrap();
+        let mut probe = TableReader::open_for(&p, &spec).unwrap();
+        let batch = probe.next().unwrap().unwrap();
+        let bound = Bound::new(&batch, &names).unwrap();
+        assert!(matches!(bound.column(2), Some(ColData::Dict { .. })), "categorical inputs read as dictionaries");
+        assert!(matches!(bound.column(0), Some(ColData::Text(_))), "numeric inputs stay text");
+        assert_eq!(read(dict), read(TableReader::open(&p).unwrap()));
     }
 }
