@@ -46,6 +46,10 @@ impl std::fmt::Debug for Scorer {
     }
 }
 
+fn inference(e: TractError) -> CoreError {
+    CoreError::Model(format!("inference: {e:#}"))
+}
+
 impl Scorer {
     /// Loads, optimises and plans an ONNX model taking `[N, width]` features.
     pub fn from_onnx(bytes: &[u8], width: usize) -> Result<Self> {
@@ -71,10 +75,30 @@ impl Scorer {
         if rows == 0 {
             return Ok(Vec::new());
         }
-        let err = |e: TractError| CoreError::Model(format!("inference: {e:#}"));
-        let input = Tensor::from_shape(&[rows, self.width], features).map_err(err)?;
-        let out = self.plan_for(rows).run(tvec!(input.into_tvalue())).map_err(err)?;
-        Ok(out[0].to_plain_array_view::<f32>().map_err(err)?.iter().copied().collect())
+        self.run(Tensor::from_shape(&[rows, self.width], features).map_err(inference)?)
+    }
+
+    /// Probabilities for `rows` rows whose features `fill` writes, row after row, straight into
+    /// the model's input tensor (zeroed first); `fill`'s result comes back with them. The batch
+    /// scorer's way: [`predict`](Self::predict) copies its input, which for a batch is most of
+    /// the data the model reads.
+    pub fn predict_filled<T>(&self, rows: usize, fill: impl FnOnce(&mut [f32]) -> T) -> Result<(T, Vec<f32>)> {
+        if self.width == 0 {
+            return Err(CoreError::Model("the model takes no inputs".into()));
+        }
+        let mut input = Tensor::zero::<f32>(&[rows, self.width]).map_err(inference)?;
+        let filled = {
+            let mut plain = input.try_as_plain_ram_mut().map_err(inference)?;
+            fill(plain.as_slice_mut::<f32>().map_err(inference)?)
+        };
+        let p = if rows == 0 { Vec::new() } else { self.run(input)? };
+        Ok((filled, p))
+    }
+
+    fn run(&self, input: Tensor) -> Result<Vec<f32>> {
+        let rows = input.shape()[0];
+        let out = self.plan_for(rows).run(tvec!(input.into_tvalue())).map_err(inference)?;
+        Ok(out[0].to_plain_array_view::<f32>().map_err(inference)?.iter().copied().collect())
     }
 
     /// The plan for `rows` rows: a fixed-size one when the batch is large enough and one exists

@@ -43,7 +43,6 @@ pub struct BatchScorer<'a> {
     names: Vec<String>,
     id_column: Option<String>,
     schema: SchemaRef,
-    features: Vec<f32>,
     scratch: SlotValues,
     drift: Option<DriftCounter>,
     probability_sum: f64,
@@ -73,7 +72,6 @@ impl<'a> BatchScorer<'a> {
             names: bundle.spec.input_names().map(String::from).collect(),
             id_column,
             schema,
-            features: Vec::new(),
             scratch: SlotValues::default(),
             drift: bundle.reference.as_ref().map(|r| DriftCounter::new(&bundle.spec, r)),
             probability_sum: 0.0,
@@ -99,27 +97,28 @@ impl<'a> BatchScorer<'a> {
         bound.resolve_categories(spec);
         let n = batch.num_rows();
         let width = spec.width();
-        self.features.clear();
-        self.features.resize(n * width, 0.0);
-        let mut errors: Vec<Option<String>> = vec![None; n];
-        let mut warnings: Vec<Option<String>> = vec![None; n];
-        let mut warn_buf = Vec::new();
-        for (r, out) in self.features.chunks_mut(width).enumerate() {
-            warn_buf.clear();
-            match spec.transform_into(&bound.row(r), &mut self.scratch, out, Some(&mut warn_buf)) {
-                Ok(()) => {
-                    if let Some(d) = &mut self.drift {
-                        d.observe(&self.scratch);
+        let (scratch, drift) = (&mut self.scratch, &mut self.drift);
+        let ((errors, warnings), probs) = self.bundle.scorer.predict_filled(n, |features| {
+            let mut errors: Vec<Option<String>> = vec![None; n];
+            let mut warnings: Vec<Option<String>> = vec![None; n];
+            let mut warn_buf = Vec::new();
+            for (r, out) in features.chunks_mut(width).enumerate() {
+                warn_buf.clear();
+                match spec.transform_into(&bound.row(r), scratch, out, Some(&mut warn_buf)) {
+                    Ok(()) => {
+                        if let Some(d) = drift.as_mut() {
+                            d.observe(scratch);
+                        }
+                        if !warn_buf.is_empty() {
+                            let w: Vec<String> = warn_buf.iter().map(|w| format!("{}: {}", w.field, w.message)).collect();
+                            warnings[r] = Some(w.join("; "));
+                        }
                     }
-                    if !warn_buf.is_empty() {
-                        let w: Vec<String> = warn_buf.iter().map(|w| format!("{}: {}", w.field, w.message)).collect();
-                        warnings[r] = Some(w.join("; "));
-                    }
+                    Err(e) => errors[r] = Some(format!("{}: {e}", locate(first_row + r))),
                 }
-                Err(e) => errors[r] = Some(format!("{}: {e}", locate(first_row + r))),
             }
-        }
-        let probs = self.bundle.scorer.predict(&self.features)?;
+            (errors, warnings)
+        })?;
 
         // The id column is passed through when it is text (no copy); other types are written as
         // the transform reads them.
