@@ -59,8 +59,8 @@ impl<'a> BatchScorer<'a> {
             None => Field::new(ROW_COLUMN, DataType::Utf8, false),
         };
         let schema = Arc::new(Schema::new(vec![
-            id_field,
-            Field::new("churn_probability", DataType::Float64, true),
+            crate::table::without_dictionary(id_field),
+            crate::table::without_dictionary(Field::new("churn_probability", DataType::Float64, true)),
             Field::new("risk_tier", DataType::Utf8, true),
             Field::new("recommended_action", DataType::Utf8, true),
             Field::new("warnings", DataType::Utf8, true),

@@ -168,13 +168,28 @@ pub fn require<'a>(file: &str, columns: &[String], names: impl IntoIterator<Item
     }
 }
 
+/// Field metadata key: `"false"` writes the column without a parquet dictionary.
+const DICTIONARY: &str = "churn:dictionary";
+
+/// `field`, marked to be written without a parquet dictionary: for columns whose values are
+/// (nearly) all distinct, such as ids and probabilities, where building a dictionary costs
+/// hashing every value and then falls back to plain encoding anyway.
+pub fn without_dictionary(field: Field) -> Field {
+    let mut metadata = field.metadata().clone();
+    metadata.insert(DICTIONARY.to_string(), "false".to_string());
+    field.with_metadata(metadata)
+}
+
 /// Parquet settings of every table the project writes.
-fn writer_properties() -> parquet::file::properties::WriterProperties {
-    parquet::file::properties::WriterProperties::builder()
+fn writer_properties(schema: &Schema) -> parquet::file::properties::WriterProperties {
+    let mut props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::SNAPPY)
         // Row groups of 128 Ki rows bound the writer's buffer and let readers split files.
-        .set_max_row_group_row_count(Some(128 * 1024))
-        .build()
+        .set_max_row_group_row_count(Some(128 * 1024));
+    for f in schema.fields().iter().filter(|f| f.metadata().get(DICTIONARY).is_some_and(|v| v == "false")) {
+        props = props.set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(f.name().as_str()), false);
+    }
+    props.build()
 }
 
 /// Encodes a table into bytes batch by batch, for a destination that is not a local file (an
@@ -189,7 +204,7 @@ impl Encoder {
         Ok(match format {
             FileFormat::Csv => Encoder::Csv { header: true },
             FileFormat::Parquet => Encoder::Parquet(
-                parquet::arrow::ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties())).map_err(|e| CoreError::Model(e.to_string()))?,
+                parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), Some(writer_properties(&schema))).map_err(|e| CoreError::Model(e.to_string()))?,
             ),
         })
     }
@@ -500,7 +515,7 @@ impl TableWriter {
             FileFormat::Csv => Sink::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(BufWriter::new(file))),
             FileFormat::Parquet => {
                 Sink::Parquet(
-                    parquet::arrow::ArrowWriter::try_new(file, schema, Some(writer_properties()))
+                    parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(writer_properties(&schema)))
                         .map_err(|e| CoreError::format(path.display(), e))?,
                 )
             }
@@ -659,5 +674,27 @@ mod tests {
         assert!(matches!(bound.column(2), Some(ColData::Dict { .. })), "categorical inputs read as dictionaries");
         assert!(matches!(bound.column(0), Some(ColData::Text(_))), "numeric inputs stay text");
         assert_eq!(read(dict), read(TableReader::open(&p).unwrap()));
+    }
+
+    #[test]
+    fn columns_marked_without_dictionary_are_written_plain() {
+        let schema = Arc::new(Schema::new(vec![
+            without_dictionary(Field::new("id", DataType::Utf8, false)),
+            Field::new("tier", DataType::Utf8, false),
+        ]));
+        let ids: Vec<String> = (0..100).map(|i| format!("id-{i}")).collect();
+        let tiers: Vec<&str> = (0..100).map(|i| if i % 2 == 0 { "low" } else { "high" }).collect();
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(ids)), Arc::new(StringArray::from(tiers))]).unwrap();
+        let mut enc = Encoder::new(FileFormat::Parquet, schema.clone()).unwrap();
+        let mut bytes = enc.encode(&batch).unwrap();
+        bytes.extend(enc.finish(schema).unwrap());
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.parquet");
+        std::fs::write(&p, bytes).unwrap();
+        let reader = parquet::file::serialized_reader::SerializedFileReader::new(File::open(&p).unwrap()).unwrap();
+        let group = parquet::file::reader::FileReader::metadata(&reader).row_group(0).clone();
+        let dictionary = |c: usize| group.column(c).dictionary_page_offset().is_some();
+        assert!(!dictionary(0), "the id column has no dictionary");
+        assert!(dictionary(1), "other columns keep theirs");
     }
 }
