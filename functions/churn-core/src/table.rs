@@ -275,7 +275,12 @@ impl ColData {
             DataType::Dictionary(_, v) if v.as_ref() == &DataType::Utf8 => {
                 let d = cast(&dictionary_type())?;
                 let d = d.as_dictionary::<Int32Type>();
-                ColData::Dict { keys: d.keys().clone(), values: d.values().as_string::<i32>().clone() }
+                let values = d.values().as_string::<i32>().clone();
+                // Rows index the values directly: a damaged file must not index past them.
+                if d.keys().iter().flatten().any(|k| k < 0 || k as usize >= values.len()) {
+                    return Err(CoreError::Data(format!("column `{name}`: a dictionary key points past the column's {} values (damaged file?)", values.len())));
+                }
+                ColData::Dict { keys: d.keys().clone(), values }
             }
             t if t.is_numeric() => ColData::Num(cast(&DataType::Float64)?.as_primitive().clone()),
             _ => ColData::Text(cast(&DataType::Utf8)?.as_string::<i32>().clone()),
