@@ -136,6 +136,7 @@ impl Predictor {
         };
         // Model outputs per customer: its probability, then (occlusion) one per occluded field.
         let p = match explainer {
+            // Placeholders that keep one slot per customer; the explainer gives the probability.
             Some(_) => vec![0.0; customers.len()],
             None => self.bundle.scorer.predict(&features).map_err(internal)?,
         };
