@@ -52,12 +52,22 @@ pub struct TableReader {
 
 impl TableReader {
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, &[])
+    }
+
+    /// [`open`](Self::open) for scoring with `spec`: parquet text columns that are the spec's
+    /// categorical inputs are read as dictionaries (see [`dictionary_columns`]).
+    pub fn open_for(path: &Path, spec: &FeatureSpec) -> Result<Self> {
+        Self::open_with(path, &spec.categorical_input_names().collect::<Vec<_>>())
+    }
+
+    fn open_with(path: &Path, dictionary: &[&str]) -> Result<Self> {
         let format = FileFormat::from_path(path)?;
         let file = path.display().to_string();
         let open = || File::open(path).map_err(|e| CoreError::io(&file, e));
         match format {
             FileFormat::Csv => Self::csv(&file, open()?, open()?),
-            FileFormat::Parquet => Self::parquet(&file, open()?),
+            FileFormat::Parquet => Self::parquet_with(&file, open()?, dictionary),
         }
     }
 
@@ -82,19 +92,6 @@ impl TableReader {
             .build(BufReader::new(body))
             .map_err(|e| CoreError::format(label, e))?;
         Ok(TableReader { file: label.into(), format: FileFormat::Csv, columns, batches: Box::new(reader), rows_read: 0 })
-    }
-
-    /// [`open`](Self::open) for scoring with `spec`: parquet text columns that are the spec's
-    /// categorical inputs are read as dictionaries (see [`dictionary_columns`]).
-    pub fn open_for(path: &Path, spec: &FeatureSpec) -> Result<Self> {
-        match FileFormat::from_path(path)? {
-            FileFormat::Parquet => {
-                let file = path.display().to_string();
-                let source = File::open(path).map_err(|e| CoreError::io(&file, e))?;
-                Self::parquet_with(&file, source, &spec.categorical_input_names().collect::<Vec<_>>())
-            }
-            FileFormat::Csv => Self::open(path),
-        }
     }
 
     /// A parquet source (a file, or bytes already in memory).
@@ -294,12 +291,14 @@ impl ColData {
             ColData::Text(a) if a.is_null(row) => RawValue::Missing,
             ColData::Text(a) => RawValue::Text(std::borrow::Cow::Borrowed(a.value(row))),
             ColData::Dict { keys, .. } if keys.is_null(row) => RawValue::Missing,
-            ColData::Dict { keys, values } => {
-                let k = keys.value(row) as usize;
-                if values.is_null(k) { RawValue::Missing } else { RawValue::Text(std::borrow::Cow::Borrowed(values.value(k))) }
-            }
+            ColData::Dict { keys, values } => dictionary_value(values, keys.value(row) as usize),
         }
     }
+}
+
+/// Value `k` of a dictionary column's values.
+fn dictionary_value(values: &StringArray, k: usize) -> RawValue<'_> {
+    if values.is_null(k) { RawValue::Missing } else { RawValue::Text(std::borrow::Cow::Borrowed(values.value(k))) }
 }
 
 /// Columns of one batch bound, in order, to a list of names (absent names bind to `None`).
@@ -331,10 +330,7 @@ impl Bound {
             .map(|(i, c)| match c {
                 Some(ColData::Dict { values, .. }) => Some(
                     (0..values.len())
-                        .map(|k| {
-                            let raw = if values.is_null(k) { RawValue::Missing } else { RawValue::Text(std::borrow::Cow::Borrowed(values.value(k))) };
-                            spec.resolve_category(i, &raw).and_then(|r| r.ok())
-                        })
+                        .map(|k| spec.resolve_category(i, &dictionary_value(values, k)).and_then(|r| r.ok()))
                         .collect(),
                 ),
                 _ => None,
