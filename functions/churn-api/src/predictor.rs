@@ -99,66 +99,61 @@ impl Predictor {
     pub fn predict(&self, customers: &[Customer]) -> Result<Vec<Prediction>, ApiError> {
         let spec = &self.bundle.spec;
         let width = spec.width();
-        let occlusion = self.reasons == Reasons::Occlusion;
-        let explainer = match self.reasons {
-            Reasons::Shapley { .. } => self.bundle.explainer.as_ref(),
-            Reasons::Occlusion => None,
-        };
-        let per_customer = if occlusion { 1 + spec.inputs.len() } else { 1 };
-        // The explainer evaluates the customer itself (the end of every walk), so with it the
-        // model inputs are only written for the transform's checks and warnings, into one row.
-        let rows = if explainer.is_some() { 1 } else { customers.len() * per_customer };
-        let mut features = Vec::with_capacity(rows * width);
-        let mut warnings = Vec::with_capacity(customers.len());
-        // The explainer starts from each customer's slot values, kept from the transform.
-        let mut slots = Vec::with_capacity(if explainer.is_some() { customers.len() } else { 0 });
-        let mut scratch = SlotValues::default();
-        for c in customers {
-            if explainer.is_some() {
-                features.clear();
-            }
-            let start = features.len();
-            features.resize(start + width, 0.0);
-            let mut w: Vec<Warning> = Vec::new();
-            spec.transform_into(&c.record, &mut scratch, &mut features[start..], Some(&mut w))
-                .map_err(|e| ApiError::invalid(format!("{}: {e}", c.path), vec![]))?;
-            warnings.push(w);
-            if explainer.is_some() {
-                slots.push(scratch.clone());
-            }
-            if occlusion {
-                explain::occlusion_rows(spec, &c.record, &mut scratch, &mut features);
-            }
-        }
         let internal = |e: churn_core::CoreError| {
             tracing::error!(error = %e, "inference failed");
             ApiError::new(500, "internal", "the model could not score this request; it has been logged", vec![])
         };
-        // Model outputs per customer: its probability, then (occlusion) one per occluded field.
-        let p = match explainer {
-            // Placeholders that keep one slot per customer; the explainer gives the probability.
-            Some(_) => vec![0.0; customers.len()],
-            None => self.bundle.scorer.predict(&features).map_err(internal)?,
+        let transform = |c: &Customer, scratch: &mut SlotValues, out: &mut [f32], w: &mut Vec<Warning>| {
+            spec.transform_into(&c.record, scratch, out, Some(w)).map_err(|e| ApiError::invalid(format!("{}: {e}", c.path), vec![]))
         };
-        customers
-            .iter()
-            .enumerate()
-            .zip(p.chunks(per_customer))
-            .zip(warnings)
-            .map(|(((i, c), p), w)| {
-                let (prob, contributions) = match (self.reasons, explainer, &self.bundle.background) {
-                    (Reasons::Shapley { permutations }, Some(explainer), _) => {
+        let mut warnings = vec![Vec::new(); customers.len()];
+        let mut scratch = SlotValues::default();
+        // (probability, contributions) per customer.
+        let mut scored = Vec::with_capacity(customers.len());
+        let explainer = match self.reasons {
+            Reasons::Shapley { permutations } => self.bundle.explainer.as_ref().map(|e| (e, permutations)),
+            Reasons::Occlusion => None,
+        };
+        if let Some((explainer, permutations)) = explainer {
+            // The explainer evaluates the customer itself (the end of every walk): no model call
+            // here, the model inputs are written only for the transform's checks and warnings.
+            let mut row = vec![0.0; width];
+            for (c, w) in customers.iter().zip(&mut warnings) {
+                transform(c, &mut scratch, &mut row, w)?;
+                let params = explain::ShapleyParams { permutations, seed: 0 };
+                let a = explainer.explain_slots(spec, &scratch, params).map_err(internal)?;
+                scored.push((a.prediction, a.values));
+            }
+        } else {
+            let occlusion = self.reasons == Reasons::Occlusion;
+            let per_customer = if occlusion { 1 + spec.inputs.len() } else { 1 };
+            let mut features = Vec::with_capacity(customers.len() * per_customer * width);
+            for (c, w) in customers.iter().zip(&mut warnings) {
+                let start = features.len();
+                features.resize(start + width, 0.0);
+                transform(c, &mut scratch, &mut features[start..], w)?;
+                if occlusion {
+                    explain::occlusion_rows(spec, &c.record, &mut scratch, &mut features);
+                }
+            }
+            // Model outputs per customer: its probability, then (occlusion) one per occluded field.
+            let p = self.bundle.scorer.predict(&features).map_err(internal)?;
+            for (c, p) in customers.iter().zip(p.chunks(per_customer)) {
+                let contributions = match (self.reasons, &self.bundle.background) {
+                    (Reasons::Shapley { permutations }, Some(background)) => {
                         let params = explain::ShapleyParams { permutations, seed: 0 };
-                        let a = explainer.explain_slots(spec, &slots[i], params).map_err(internal)?;
-                        (a.prediction, a.values)
+                        explain::shapley(spec, &self.bundle.scorer, background, &c.record, params).map_err(internal)?.values
                     }
-                    (Reasons::Shapley { permutations }, None, Some(background)) => {
-                        let params = explain::ShapleyParams { permutations, seed: 0 };
-                        let a = explain::shapley(spec, &self.bundle.scorer, background, &c.record, params).map_err(internal)?;
-                        (f64::from(p[0]), a.values)
-                    }
-                    _ => (f64::from(p[0]), explain::occlusion_contributions(p[0], &p[1..])),
+                    _ => explain::occlusion_contributions(p[0], &p[1..]),
                 };
+                scored.push((f64::from(p[0]), contributions));
+            }
+        }
+        Ok(customers
+            .iter()
+            .zip(scored)
+            .zip(warnings)
+            .map(|((c, (prob, contributions)), w)| {
                 let tier = self.bundle.playbook.tier(prob);
                 // Every positive reason feeds the offer choice; the answer lists the top ones.
                 let mut reasons = explain::top_reasons(spec, &c.record, &contributions, spec.inputs.len());
@@ -173,7 +168,7 @@ impl Predictor {
                 });
                 reasons.truncate(self.top_reasons);
                 let reasons = reasons.into_iter().map(|r| Reason { feature: r.feature, value: r.value, contribution: r.contribution }).collect();
-                Ok(Prediction {
+                Prediction {
                     customer_id: c.id.clone(),
                     churn_probability: prob,
                     risk_tier: tier.name.clone(),
@@ -181,9 +176,9 @@ impl Predictor {
                     reasons,
                     offer,
                     warnings: w.into_iter().map(|w| InputWarning { field: w.field, message: w.message }).collect(),
-                })
+                }
             })
-            .collect()
+            .collect())
     }
 
     /// `GET /model`.
