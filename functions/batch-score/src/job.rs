@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::BatchConfig;
 use crate::event::Task;
-use crate::s3io::{self, S3Error, S3Reader, Upload};
+use crate::s3io::{self, Prefetch, S3Error, S3Reader, Upload};
 
 /// Metadata keys on the summary object that make re-deliveries idempotent.
 pub const META_SOURCE_ETAG: &str = "source-etag";
@@ -158,7 +158,7 @@ impl Keys {
 }
 
 enum Source {
-    Parquet(ParquetRecordBatchStream<S3Reader>),
+    Parquet(ParquetRecordBatchStream<Prefetch>),
     // The spool file lives as long as its reader.
     Table(TableReader, #[allow(dead_code)] tempfile::NamedTempFile),
 }
@@ -245,13 +245,15 @@ impl Scorer {
     pub async fn run(&self, task: &Task, deadline_ms: u64) -> Result<Summary, JobError> {
         let start = Instant::now();
         let keys = Keys::of(task, &self.config);
-        let Some(info) = s3io::head(&self.client, &task.bucket, &task.key).await? else {
+        // Both at once: one round trip.
+        let (info, done) = tokio::join!(s3io::head(&self.client, &task.bucket, &task.key), s3io::head(&self.client, &task.bucket, &keys.summary));
+        let Some(info) = info? else {
             let mut s = self.summary(task, &keys, Status::Failed, "", 0);
             s.error = Some(format!("s3://{}/{}: the object does not exist (deleted after the event was sent?)", task.bucket, task.key));
             // Nothing to record next to a missing object; the response and the log say it.
             return Ok(s);
         };
-        if let Some(done) = s3io::head(&self.client, &task.bucket, &keys.summary).await? {
+        if let Some(done) = done? {
             if done.metadata.get(META_SOURCE_ETAG) == Some(&info.etag) && done.metadata.get(META_MODEL_SHA) == Some(&self.model.sha256) {
                 let mut s = self.summary(task, &keys, Status::AlreadyScored, &info.etag, info.size);
                 s.timings.total_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -308,9 +310,7 @@ impl Scorer {
                 let meta = ArrowReaderMetadata::load_async(&mut reader, Default::default()).await.map_err(|e| parquet_failure(&label, e))?;
                 let categorical: Vec<&str> = self.bundle.spec.categorical_input_names().collect();
                 let meta = table::dictionary_columns(meta, &categorical).map_err(|e| parquet_failure(&label, e))?;
-                let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta);
-                let groups = builder.metadata().row_groups();
-                let columns: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
+                let groups = meta.metadata().row_groups();
                 let (range, first_row) = match task.row_groups {
                     None => (0..groups.len(), 0usize),
                     Some([a, b]) => {
@@ -320,6 +320,10 @@ impl Scorer {
                         (a..b, groups[..a].iter().map(|g| g.num_rows() as usize).sum())
                     }
                 };
+                let reader = Prefetch::new(reader, s3io::row_group_spans(meta.metadata(), range.clone()));
+                let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta);
+                let groups = builder.metadata().row_groups();
+                let columns: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
                 let rows: u64 = groups[range.clone()].iter().map(|g| g.num_rows() as u64).sum();
                 if task.row_groups.is_none() && rows > self.config.max_rows {
                     return Err(Failure::Refused(format!(
@@ -443,25 +447,32 @@ impl Scorer {
         }
         summary.timings.read_and_score_ms = started.elapsed().as_secs_f64() * 1e3;
 
-        // Complete the outputs: rejected rows first, so that scored output never exists without them.
+        // Complete the outputs: rejected rows first, so that scored output never exists without
+        // them. Without rejected rows, the stale rejected file of an earlier run is deleted while
+        // the scored output completes.
         let s = &scorer.summary;
-        if let Some((enc, mut up, schema)) = rejected {
+        let finish_scored = async {
+            let tail = scored_enc.finish(scored_schema).map_err(|e| Failure::Input(e.to_string()))?;
+            scored_up.write(&tail).await.map_err(|e| Failure::Job(e.into()))?;
+            scored_up.finish().await.map_err(|e| Failure::Job(e.into()))
+        };
+        let scored_bytes = if let Some((enc, mut up, schema)) = rejected {
             let tail = enc.finish(schema).map_err(|e| Failure::Input(e.to_string()))?;
             up.write(&tail).await.map_err(|e| Failure::Job(e.into()))?;
             summary.timings.bytes_written += up.finish().await.map_err(|e| Failure::Job(e.into()))?;
             summary.rejected_uri = Some(Self::uri(&task.bucket, &keys.rejected));
+            finish_scored.await?
         } else {
-            self.client
-                .delete_object()
-                .bucket(&task.bucket)
-                .key(&keys.rejected)
-                .send()
-                .await
-                .map_err(|e| Failure::Job(s3io::s3_error("DeleteObject", &task.bucket, &keys.rejected, e).into()))?;
-        }
-        let tail = scored_enc.finish(scored_schema).map_err(|e| Failure::Input(e.to_string()))?;
-        scored_up.write(&tail).await.map_err(|e| Failure::Job(e.into()))?;
-        summary.timings.bytes_written += scored_up.finish().await.map_err(|e| Failure::Job(e.into()))?;
+            let delete_stale = async {
+                self.client.delete_object().bucket(&task.bucket).key(&keys.rejected).send().await.map_err(|e| {
+                    Failure::Job(s3io::s3_error("DeleteObject", &task.bucket, &keys.rejected, e).into())
+                })
+            };
+            let (deleted, scored) = tokio::join!(delete_stale, finish_scored);
+            deleted?;
+            scored?
+        };
+        summary.timings.bytes_written += scored_bytes;
         summary.scored_uri = Some(Self::uri(&task.bucket, &keys.scored));
 
         summary.rows_in = s.rows as u64;

@@ -4,6 +4,13 @@
 //!
 //! Every ranged read carries `If-Match: <etag>`, so an object replaced while it is being read
 //! fails the run instead of mixing two versions.
+//!
+//! Waiting on S3 is overlapped with scoring: [`Prefetch`] asks for the next row group while the
+//! current one is decoded and scored, and [`Upload`] sends a full part in the background while
+//! the next one fills. Each keeps at most one transfer in flight, so memory stays bounded. Those
+//! transfers run on a thread of their own ([`spawn_io`]): the function's runtime has one thread,
+//! which scoring keeps busy between awaits, so a transfer spawned there would not even send its
+//! request until the next await.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -147,8 +154,112 @@ impl AsyncFileReader for S3Reader {
     }
 }
 
+/// Runs `transfer` on the S3 transfer thread (started on first use), or on the caller's runtime
+/// if that thread cannot be started.
+pub fn spawn_io<T: Send + 'static>(transfer: impl std::future::Future<Output = T> + Send + 'static) -> tokio::task::JoinHandle<T> {
+    static IO: std::sync::OnceLock<Option<tokio::runtime::Handle>> = std::sync::OnceLock::new();
+    let io = IO.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        let handle = rt.handle().clone();
+        std::thread::Builder::new().name("s3-transfers".into()).spawn(move || rt.block_on(std::future::pending::<()>())).ok()?;
+        Some(handle)
+    });
+    match io {
+        Some(handle) => handle.spawn(transfer),
+        None => tokio::spawn(transfer),
+    }
+}
+
+/// A parquet reader over [`S3Reader`] that fetches the next row group's bytes while the current
+/// one is being scored. `spans` are the byte spans of the row groups in the order the parquet
+/// stream reads them; a request the plan does not foresee is fetched directly.
+pub struct Prefetch {
+    inner: S3Reader,
+    spans: std::collections::VecDeque<Range<u64>>,
+    pending: Option<(Range<u64>, tokio::task::JoinHandle<Result<Bytes, S3Error>>)>,
+}
+
+impl Prefetch {
+    pub fn new(inner: S3Reader, spans: impl IntoIterator<Item = Range<u64>>) -> Self {
+        Prefetch { inner, spans: spans.into_iter().collect(), pending: None }
+    }
+
+    /// The bytes of `span`: from the transfer started earlier when it covers them.
+    async fn span(&mut self, span: Range<u64>) -> Result<Bytes, S3Error> {
+        let bytes = match self.pending.take() {
+            Some((r, handle)) if r.start <= span.start && span.end <= r.end => {
+                let whole = handle.await.map_err(|e| S3Error::transfer("GetObject", &self.inner.bucket, &self.inner.key, e))??;
+                whole.slice((span.start - r.start) as usize..(span.end - r.start) as usize)
+            }
+            other => {
+                self.pending = other;
+                self.inner.range(span.clone()).await?
+            }
+        };
+        // Spans up to this one are done with; start the next.
+        while self.spans.front().is_some_and(|r| r.start <= span.start) {
+            self.spans.pop_front();
+        }
+        if self.pending.is_none() {
+            if let Some(next) = self.spans.pop_front() {
+                let reader = self.inner.clone();
+                let r = next.clone();
+                self.pending = Some((next, spawn_io(async move { reader.range(r).await })));
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        if let Some((_, handle)) = self.pending.take() {
+            handle.abort();
+        }
+    }
+}
+
+impl AsyncFileReader for Prefetch {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move { self.span(range).await.map_err(|e| ParquetError::External(Box::new(e))) }.boxed()
+    }
+
+    fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            let (Some(start), Some(end)) = (ranges.iter().map(|r| r.start).min(), ranges.iter().map(|r| r.end).max()) else {
+                return Ok(vec![]);
+            };
+            let wanted: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+            if end - start > wanted + SPAN_SLACK {
+                return self.inner.get_byte_ranges(ranges).await;
+            }
+            let span = self.span(start..end).await.map_err(|e| ParquetError::External(Box::new(e)))?;
+            Ok(ranges.iter().map(|r| span.slice((r.start - start) as usize..(r.end - start) as usize)).collect())
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(&'a mut self, options: Option<&'a ArrowReaderOptions>) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        self.inner.get_metadata(options)
+    }
+}
+
+/// The byte span of each row group's column chunks, for [`Prefetch`].
+pub fn row_group_spans(meta: &ParquetMetaData, groups: impl IntoIterator<Item = usize>) -> Vec<Range<u64>> {
+    groups
+        .into_iter()
+        .filter_map(|g| {
+            let cols = meta.row_group(g).columns();
+            let start = cols.iter().map(|c| c.byte_range().0).min()?;
+            let end = cols.iter().map(|c| c.byte_range().0 + c.byte_range().1).max()?;
+            Some(start..end)
+        })
+        .collect()
+}
+
 /// An object written in parts; nothing is visible under its key until [`finish`](Self::finish).
-/// Small outputs (under one part) are written with one `PutObject`, which is atomic too.
+/// Small outputs (under one part) are written with one `PutObject`, which is atomic too. A full
+/// part is sent in the background while the next one fills; at most one is in flight.
 pub struct Upload {
     client: Client,
     bucket: String,
@@ -158,6 +269,7 @@ pub struct Upload {
     buf: Vec<u8>,
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
+    in_flight: Option<tokio::task::JoinHandle<Result<CompletedPart, S3Error>>>,
     pub bytes: u64,
 }
 
@@ -172,6 +284,7 @@ impl Upload {
             buf: Vec::new(),
             upload_id: None,
             parts: Vec::new(),
+            in_flight: None,
             bytes: 0,
         }
     }
@@ -180,44 +293,61 @@ impl Upload {
         &self.key
     }
 
-    /// Appends bytes; uploads a part whenever a full one is buffered.
+    /// Appends bytes; starts uploading a part whenever a full one is buffered.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), S3Error> {
         self.buf.extend_from_slice(bytes);
         self.bytes += bytes.len() as u64;
         while self.buf.len() >= self.part_size {
             let rest = self.buf.split_off(self.part_size);
             let part = std::mem::replace(&mut self.buf, rest);
-            self.upload_part(part).await?;
+            self.start_part(part).await?;
         }
         Ok(())
     }
 
-    async fn upload_part(&mut self, part: Vec<u8>) -> Result<(), S3Error> {
-        if self.upload_id.is_none() {
-            let out = self
-                .client
-                .create_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .content_type(self.content_type)
+    /// Waits for the part in flight, if any, and records it.
+    async fn settle(&mut self) -> Result<(), S3Error> {
+        if let Some(handle) = self.in_flight.take() {
+            let part = handle.await.map_err(|e| S3Error::transfer("UploadPart", &self.bucket, &self.key, e))??;
+            self.parts.push(part);
+        }
+        Ok(())
+    }
+
+    async fn start_part(&mut self, part: Vec<u8>) -> Result<(), S3Error> {
+        self.settle().await?;
+        let upload_id = match &self.upload_id {
+            Some(id) => id.clone(),
+            None => {
+                let out = self
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .content_type(self.content_type)
+                    .send()
+                    .await
+                    .map_err(|e| s3_error("CreateMultipartUpload", &self.bucket, &self.key, e))?;
+                let id = out.upload_id().unwrap_or_default().to_string();
+                self.upload_id = Some(id.clone());
+                id
+            }
+        };
+        let number = self.parts.len() as i32 + 1;
+        let (client, bucket, key) = (self.client.clone(), self.bucket.clone(), self.key.clone());
+        self.in_flight = Some(spawn_io(async move {
+            let out = client
+                .upload_part()
+                .bucket(&bucket)
+                .key(&key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(part))
                 .send()
                 .await
-                .map_err(|e| s3_error("CreateMultipartUpload", &self.bucket, &self.key, e))?;
-            self.upload_id = out.upload_id().map(str::to_string);
-        }
-        let number = self.parts.len() as i32 + 1;
-        let out = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .upload_id(self.upload_id.as_deref().unwrap_or_default())
-            .part_number(number)
-            .body(ByteStream::from(part))
-            .send()
-            .await
-            .map_err(|e| s3_error("UploadPart", &self.bucket, &self.key, e))?;
-        self.parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_string)).build());
+                .map_err(|e| s3_error("UploadPart", &bucket, &key, e))?;
+            Ok(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_string)).build())
+        }));
         Ok(())
     }
 
@@ -238,8 +368,9 @@ impl Upload {
         }
         if !self.buf.is_empty() {
             let last = std::mem::take(&mut self.buf);
-            self.upload_part(last).await?;
+            self.start_part(last).await?;
         }
+        self.settle().await?;
         let done = CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.parts))).build();
         self.client
             .complete_multipart_upload()
@@ -254,7 +385,10 @@ impl Upload {
     }
 
     /// Drops the parts uploaded so far; nothing becomes visible.
-    pub async fn abort(self) {
+    pub async fn abort(mut self) {
+        if let Some(handle) = self.in_flight.take() {
+            handle.abort();
+        }
         if let Some(id) = &self.upload_id {
             if let Err(e) = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(id).send().await {
                 // The bucket's lifecycle rule removes stale parts if this fails too.
