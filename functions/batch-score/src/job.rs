@@ -524,7 +524,7 @@ fn read_failure(label: &str, at: &str, e: String) -> Failure {
 /// The scored output's schema: the scorer's columns without `error`, plus `model_version`.
 fn scored_schema(scorer: &Schema) -> SchemaRef {
     let mut fields: Vec<Field> = scorer.fields().iter().take(scorer.fields().len() - 1).map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new("model_version", DataType::Utf8, false));
+    fields.push(table::without_statistics(Field::new("model_version", DataType::Utf8, false)));
     Arc::new(Schema::new(fields))
 }
 

@@ -61,9 +61,9 @@ impl<'a> BatchScorer<'a> {
         let schema = Arc::new(Schema::new(vec![
             crate::table::without_dictionary(id_field),
             crate::table::without_dictionary(Field::new("churn_probability", DataType::Float64, true)),
-            Field::new("risk_tier", DataType::Utf8, true),
-            Field::new("recommended_action", DataType::Utf8, true),
-            Field::new("warnings", DataType::Utf8, true),
+            crate::table::without_statistics(Field::new("risk_tier", DataType::Utf8, true)),
+            crate::table::without_statistics(Field::new("recommended_action", DataType::Utf8, true)),
+            crate::table::without_statistics(Field::new("warnings", DataType::Utf8, true)),
             Field::new("error", DataType::Utf8, true),
         ]));
         let tiers = bundle.playbook.tiers.iter().map(|t| (t.name.clone(), 0)).collect();
@@ -98,9 +98,10 @@ impl<'a> BatchScorer<'a> {
         let n = batch.num_rows();
         let width = spec.width();
         let (scratch, drift) = (&mut self.scratch, &mut self.drift);
+        // Errors and warnings are rare: kept as (row, message), in row order.
         let ((errors, warnings), probs) = self.bundle.scorer.predict_filled(n, |features| {
-            let mut errors: Vec<Option<String>> = vec![None; n];
-            let mut warnings: Vec<Option<String>> = vec![None; n];
+            let mut errors: Vec<(usize, String)> = Vec::new();
+            let mut warnings: Vec<(usize, String)> = Vec::new();
             let mut warn_buf = Vec::new();
             for (r, out) in features.chunks_mut(width).enumerate() {
                 warn_buf.clear();
@@ -111,10 +112,10 @@ impl<'a> BatchScorer<'a> {
                         }
                         if !warn_buf.is_empty() {
                             let w: Vec<String> = warn_buf.iter().map(|w| format!("{}: {}", w.field, w.message)).collect();
-                            warnings[r] = Some(w.join("; "));
+                            warnings.push((r, w.join("; ")));
                         }
                     }
-                    Err(e) => errors[r] = Some(format!("{}: {e}", locate(first_row + r))),
+                    Err(e) => errors.push((r, format!("{}: {e}", locate(first_row + r)))),
                 }
             }
             (errors, warnings)
@@ -133,11 +134,11 @@ impl<'a> BatchScorer<'a> {
         let tiers = &self.bundle.playbook.tiers;
         let mut p_col = Float64Builder::with_capacity(n);
         let mut tier_idx = UInt32Builder::with_capacity(n);
-        let mut warn_col = StringBuilder::new();
         let mut err_col = StringBuilder::new();
+        let mut failed = errors.iter().peekable();
         for r in 0..n {
-            match &errors[r] {
-                Some(e) => {
+            match failed.next_if(|(at, _)| *at == r) {
+                Some((_, e)) => {
                     p_col.append_null();
                     tier_idx.append_null();
                     err_col.append_value(e);
@@ -155,14 +156,16 @@ impl<'a> BatchScorer<'a> {
                     self.summary.tiers[t].1 += 1;
                 }
             }
-            match &warnings[r] {
-                Some(w) => {
-                    warn_col.append_value(w);
-                    self.summary.warned += 1;
-                }
-                None => warn_col.append_null(),
-            }
         }
+        let mut warn_col = StringBuilder::new();
+        let mut next = 0;
+        for (r, w) in &warnings {
+            warn_col.extend(std::iter::repeat_n(None::<&str>, r - next));
+            warn_col.append_value(w);
+            next = r + 1;
+        }
+        warn_col.extend(std::iter::repeat_n(None::<&str>, n - next));
+        self.summary.warned += warnings.len();
         self.summary.rows += n;
         self.summary.mean_probability = if self.summary.scored == 0 { 0.0 } else { self.probability_sum / self.summary.scored as f64 };
         // Tier names and actions are gathered from the playbook by index: one copy per row, no

@@ -177,6 +177,18 @@ pub fn without_dictionary(field: Field) -> Field {
     field.with_metadata(metadata)
 }
 
+/// Field metadata key: `"false"` writes the column without min/max statistics.
+const STATISTICS: &str = "churn:statistics";
+
+/// `field`, marked to be written without min/max statistics: for text columns of a handful of
+/// values (tiers, actions, the model version) that every row group holds all of, where
+/// statistics prune nothing and cost a comparison of every value.
+pub fn without_statistics(field: Field) -> Field {
+    let mut metadata = field.metadata().clone();
+    metadata.insert(STATISTICS.to_string(), "false".to_string());
+    field.with_metadata(metadata)
+}
+
 /// Parquet settings of every table the project writes.
 fn writer_properties(schema: &Schema) -> parquet::file::properties::WriterProperties {
     let mut props = parquet::file::properties::WriterProperties::builder()
@@ -185,6 +197,10 @@ fn writer_properties(schema: &Schema) -> parquet::file::properties::WriterProper
         .set_max_row_group_row_count(Some(128 * 1024));
     for f in schema.fields().iter().filter(|f| f.metadata().get(DICTIONARY).is_some_and(|v| v == "false")) {
         props = props.set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(f.name().as_str()), false);
+    }
+    for f in schema.fields().iter().filter(|f| f.metadata().get(STATISTICS).is_some_and(|v| v == "false")) {
+        let path = parquet::schema::types::ColumnPath::from(f.name().as_str());
+        props = props.set_column_statistics_enabled(path, parquet::file::properties::EnabledStatistics::None);
     }
     props.build()
 }
@@ -678,14 +694,19 @@ mod tests {
     }
 
     #[test]
-    fn columns_marked_without_dictionary_are_written_plain() {
+    fn columns_marked_without_dictionary_or_statistics_are_written_so() {
         let schema = Arc::new(Schema::new(vec![
             without_dictionary(Field::new("id", DataType::Utf8, false)),
             Field::new("tier", DataType::Utf8, false),
+            without_statistics(Field::new("action", DataType::Utf8, false)),
         ]));
         let ids: Vec<String> = (0..100).map(|i| format!("id-{i}")).collect();
         let tiers: Vec<&str> = (0..100).map(|i| if i % 2 == 0 { "low" } else { "high" }).collect();
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(ids)), Arc::new(StringArray::from(tiers))]).unwrap();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(ids)), Arc::new(StringArray::from(tiers.clone())), Arc::new(StringArray::from(tiers))],
+        )
+        .unwrap();
         let mut enc = Encoder::new(FileFormat::Parquet, schema.clone()).unwrap();
         let mut bytes = enc.encode(&batch).unwrap();
         bytes.extend(enc.finish(schema).unwrap());
@@ -697,5 +718,9 @@ mod tests {
         let dictionary = |c: usize| group.column(c).dictionary_page_offset().is_some();
         assert!(!dictionary(0), "the id column has no dictionary");
         assert!(dictionary(1), "other columns keep theirs");
+        let statistics = |c: usize| group.column(c).statistics().is_some_and(|s| s.min_bytes_opt().is_some());
+        assert!(statistics(0) && statistics(1), "unmarked columns keep their statistics");
+        assert!(!statistics(2), "the marked column has none");
+        assert!(dictionary(2), "and keeps its dictionary");
     }
 }
