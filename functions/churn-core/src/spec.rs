@@ -481,34 +481,45 @@ impl FeatureSpec {
     /// Steps 1–2: raw values and derived features. Problems are collected, not returned early,
     /// so that a caller can list every bad field of a record at once.
     pub fn slot_values(&self, row: &(impl RawRow + ?Sized), out: &mut SlotValues, problems: &mut Vec<FieldProblem>) {
-        out.numeric.clear();
-        out.numeric.resize(self.numeric.len(), f64::NAN);
-        out.categorical.clear();
-        out.categorical.resize(self.categorical.len(), CatValue::Missing);
+        // Every slot is written below (each is an input's or a derived feature's, the plan
+        // checks that), so buffers of the right length are reused without resetting them.
+        if out.numeric.len() != self.numeric.len() || out.categorical.len() != self.categorical.len() {
+            out.numeric = vec![f64::NAN; self.numeric.len()];
+            out.categorical = vec![CatValue::Missing; self.categorical.len()];
+        }
         out.imputed.clear();
         for (i, input) in self.inputs.iter().enumerate() {
             if let (Slot::Categorical(s), Some(c)) = (self.plan.input_slot[i], row.resolved_category(i)) {
-                out.categorical[s] = c.clone();
+                out.categorical[s].clone_from(c);
                 continue;
             }
             let raw = row.value(i, &input.name);
             match (self.plan.input_slot[i], &input.kind) {
                 (Slot::Numeric(s), InputKind::Numeric { valid_min, valid_max }) => match parse_number(&raw) {
-                    Ok(Some(x)) if x < *valid_min || x > *valid_max => problems.push(FieldProblem {
-                        field: input.name.clone(),
-                        value: raw.display(),
-                        problem: format!("out of the valid range [{valid_min}, {valid_max}]"),
-                    }),
+                    Ok(Some(x)) if x < *valid_min || x > *valid_max => {
+                        out.numeric[s] = f64::NAN;
+                        problems.push(FieldProblem {
+                            field: input.name.clone(),
+                            value: raw.display(),
+                            problem: format!("out of the valid range [{valid_min}, {valid_max}]"),
+                        })
+                    }
                     Ok(Some(x)) => out.numeric[s] = x,
                     Ok(None) => {
                         out.numeric[s] = self.numeric[s].impute;
                         out.imputed.push(s);
                     }
-                    Err(p) => problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p }),
+                    Err(p) => {
+                        out.numeric[s] = f64::NAN;
+                        problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p })
+                    }
                 },
                 (Slot::Categorical(s), _) => match self.category_value(s, &raw) {
                     Ok(c) => out.categorical[s] = c,
-                    Err(p) => problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p }),
+                    Err(p) => {
+                        out.categorical[s] = CatValue::Missing;
+                        problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p })
+                    }
                 },
                 (Slot::Numeric(_), InputKind::Categorical) => unreachable!("plan built from the same inputs"),
             }

@@ -233,7 +233,9 @@ impl Encoder {
             }
             Encoder::Parquet(w) => {
                 w.write(batch).map_err(|e| err(e.to_string()))?;
-                Ok(std::mem::take(w.inner_mut()))
+                // The next batch's bytes are about as many: no regrowing from empty.
+                let cap = w.inner().len();
+                Ok(std::mem::replace(w.inner_mut(), Vec::with_capacity(cap)))
             }
         }
     }
