@@ -1113,6 +1113,33 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn reused_scratch_gives_the_vectors_of_fresh_ones() {
+        // Rows with errors, unseen and blank values in between leave nothing behind: each
+        // row's slot values are its own whatever came before.
+        let s = fitted();
+        let mut rows: Vec<Vec<(&str, &str)>> = rows();
+        rows.insert(1, vec![("tenure", "abc"), ("total", "-"), ("plan", "zzz"), ("tv", "Yes")]);
+        rows.insert(3, vec![("tenure", "7"), ("total", "70"), ("plan", ""), ("tv", "maybe")]);
+        rows.push(vec![("tenure", "-3"), ("total", "5"), ("plan", "b"), ("tv", "No")]);
+        let mut scratch = SlotValues::default();
+        for order in [rows.clone(), rows.iter().rev().cloned().collect()] {
+            for r in &order {
+                let mut reused = vec![9.0; s.width()];
+                let got = s.transform_into(r.as_slice(), &mut scratch, &mut reused, None).map(|()| reused);
+                let mut fresh_values = SlotValues::default();
+                let mut fresh = vec![0.0; s.width()];
+                let want = s.transform_into(r.as_slice(), &mut fresh_values, &mut fresh, None).map(|()| fresh);
+                assert_eq!(got.as_ref().map_err(|e| e.to_string()), want.as_ref().map_err(|e| e.to_string()), "{r:?}");
+                if want.is_ok() {
+                    assert_eq!(scratch.numeric, fresh_values.numeric, "{r:?}");
+                    assert_eq!(scratch.categorical, fresh_values.categorical, "{r:?}");
+                    assert_eq!(scratch.imputed, fresh_values.imputed, "{r:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn json_round_trip_gives_the_same_vectors() {
         let s = fitted();
         let back = FeatureSpec::from_json(&s.to_json()).unwrap();
