@@ -20,7 +20,10 @@ use crate::error::{CoreError, Result};
 use crate::row::{RawRow, RawValue};
 use crate::spec::{CatValue, FeatureSpec};
 
-pub const BATCH_ROWS: usize = 8192;
+/// Rows per record batch read and scored. Measured with `batch-bench score` on 1 M rows: 4096
+/// keeps a batch's model input (4096 × ~50 floats) within the core's L2 cache and was about
+/// 6 % faster end to end than 8192 (and than 2048 or 1024, whose per-batch costs add up).
+pub const BATCH_ROWS: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileFormat {
