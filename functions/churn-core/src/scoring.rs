@@ -134,37 +134,25 @@ impl<'a> BatchScorer<'a> {
         let tiers = &self.bundle.playbook.tiers;
         let mut p_col = Float64Builder::with_capacity(n);
         let mut tier_idx = UInt32Builder::with_capacity(n);
-        let mut err_col = StringBuilder::new();
         let mut failed = errors.iter().peekable();
         for r in 0..n {
-            match failed.next_if(|(at, _)| *at == r) {
-                Some((_, e)) => {
-                    p_col.append_null();
-                    tier_idx.append_null();
-                    err_col.append_value(e);
-                    self.summary.failed += 1;
-                }
-                None => {
-                    let p = probs[r] as f64;
-                    let t = self.bundle.playbook.tier_index(p);
-                    p_col.append_value(p);
-                    tier_idx.append_value(t as u32);
-                    err_col.append_null();
-                    self.summary.scored += 1;
-                    self.summary.probability_histogram[((p * 10.0) as usize).min(9)] += 1;
-                    self.probability_sum += p;
-                    self.summary.tiers[t].1 += 1;
-                }
+            if failed.next_if(|(at, _)| *at == r).is_some() {
+                p_col.append_null();
+                tier_idx.append_null();
+                self.summary.failed += 1;
+            } else {
+                let p = probs[r] as f64;
+                let t = self.bundle.playbook.tier_index(p);
+                p_col.append_value(p);
+                tier_idx.append_value(t as u32);
+                self.summary.scored += 1;
+                self.summary.probability_histogram[((p * 10.0) as usize).min(9)] += 1;
+                self.probability_sum += p;
+                self.summary.tiers[t].1 += 1;
             }
         }
-        let mut warn_col = StringBuilder::new();
-        let mut next = 0;
-        for (r, w) in &warnings {
-            warn_col.extend(std::iter::repeat_n(None::<&str>, r - next));
-            warn_col.append_value(w);
-            next = r + 1;
-        }
-        warn_col.extend(std::iter::repeat_n(None::<&str>, n - next));
+        let err_col = sparse_text(n, &errors);
+        let warn_col = sparse_text(n, &warnings);
         self.summary.warned += warnings.len();
         self.summary.rows += n;
         self.summary.mean_probability = if self.summary.scored == 0 { 0.0 } else { self.probability_sum / self.summary.scored as f64 };
@@ -177,11 +165,27 @@ impl<'a> BatchScorer<'a> {
             Arc::new(p_col.finish()),
             gather(tiers.iter().map(|t| Some(t.name.as_str())).collect()),
             gather(tiers.iter().map(|t| Some(t.action.as_str())).collect()),
-            Arc::new(warn_col.finish()),
-            Arc::new(err_col.finish()),
+            Arc::new(warn_col),
+            Arc::new(err_col),
         ];
         Ok(RecordBatch::try_new(self.schema.clone(), columns).expect("columns match the schema"))
     }
+}
+
+/// A text column of `n` rows that is null except at the given (row, text) pairs, in row order.
+fn sparse_text(n: usize, values: &[(usize, String)]) -> StringArray {
+    if values.is_empty() {
+        return StringArray::new_null(n);
+    }
+    let mut b = StringBuilder::with_capacity(n, values.iter().map(|(_, v)| v.len()).sum());
+    let mut next = 0;
+    for (r, v) in values {
+        b.append_nulls(r - next);
+        b.append_value(v);
+        next = r + 1;
+    }
+    b.append_nulls(n - next);
+    b.finish()
 }
 
 /// Streams every batch of `reader` through a [`BatchScorer`], handing each scored batch to `sink`.

@@ -295,7 +295,13 @@ impl ColData {
                 let d = d.as_dictionary::<Int32Type>();
                 let values = d.values().as_string::<i32>().clone();
                 // Rows index the values directly: a damaged file must not index past them.
-                if d.keys().iter().flatten().any(|k| k < 0 || k as usize >= values.len()) {
+                // Keys of null rows are unspecified, so they are only skipped when nulls exist.
+                let past = |k: i32| k < 0 || k as usize >= values.len();
+                let bad = match d.keys().nulls() {
+                    None => d.keys().values().iter().fold(false, |bad, &k| bad | past(k)),
+                    Some(_) => d.keys().iter().flatten().any(past),
+                };
+                if bad {
                     return Err(CoreError::Data(format!("column `{name}`: a dictionary key points past the column's {} values (damaged file?)", values.len())));
                 }
                 ColData::Dict { keys: d.keys().clone(), values }
