@@ -31,6 +31,10 @@ struct FixedPlans {
     seen: Vec<(usize, u32)>,
 }
 
+/// The input tensor of [`Scorer::predict_filled`], kept between calls.
+#[derive(Default)]
+pub struct InputBuffer(Option<Arc<Tensor>>);
+
 /// Smallest batch that gets a plan of its own: below it, building one costs more than it saves.
 pub const FIXED_PLAN_MIN_ROWS: usize = 1024;
 /// Most fixed-size plans kept; other sizes use the general plan.
@@ -79,25 +83,39 @@ impl Scorer {
     }
 
     /// Probabilities for `rows` rows whose features `fill` writes, row after row, straight into
-    /// the model's input tensor (zeroed first); `fill`'s result comes back with them. The batch
-    /// scorer's way: [`predict`](Self::predict) copies its input, which for a batch is most of
-    /// the data the model reads.
-    pub fn predict_filled<T>(&self, rows: usize, fill: impl FnOnce(&mut [f32]) -> T) -> Result<(T, Vec<f32>)> {
+    /// the model's input tensor; `fill`'s result comes back with them. The batch scorer's way:
+    /// [`predict`](Self::predict) copies its input, which for a batch is most of the data the
+    /// model reads. The tensor is `buffer`'s from the previous call when that had as many rows
+    /// (no allocation, page faults or zeroing per batch), so it holds that call's values:
+    /// `fill` must write every value of every row whose probability it will use.
+    pub fn predict_filled<T>(&self, rows: usize, buffer: &mut InputBuffer, fill: impl FnOnce(&mut [f32]) -> T) -> Result<(T, Vec<f32>)> {
         if self.width == 0 {
             return Err(CoreError::Model("the model takes no inputs".into()));
         }
-        let mut input = Tensor::zero::<f32>(&[rows, self.width]).map_err(inference)?;
+        let shape = [rows, self.width];
+        let reusable = buffer.0.as_mut().filter(|t| t.shape() == shape).and_then(Arc::get_mut).is_some();
+        if !reusable {
+            buffer.0 = Some(Arc::new(Tensor::zero::<f32>(&shape).map_err(inference)?));
+        }
+        let input = buffer.0.as_mut().and_then(Arc::get_mut).expect("made exclusive above");
         let filled = {
             let mut plain = input.try_as_plain_ram_mut().map_err(inference)?;
             fill(plain.as_slice_mut::<f32>().map_err(inference)?)
         };
-        let p = if rows == 0 { Vec::new() } else { self.run(input)? };
+        let p = match &buffer.0 {
+            Some(t) if rows > 0 => self.run_value(TValue::from_const(t.clone()))?,
+            _ => Vec::new(),
+        };
         Ok((filled, p))
     }
 
     fn run(&self, input: Tensor) -> Result<Vec<f32>> {
+        self.run_value(input.into_tvalue())
+    }
+
+    fn run_value(&self, input: TValue) -> Result<Vec<f32>> {
         let rows = input.shape()[0];
-        let out = self.plan_for(rows).run(tvec!(input.into_tvalue())).map_err(inference)?;
+        let out = self.plan_for(rows).run(tvec!(input)).map_err(inference)?;
         Ok(out[0].to_plain_array_view::<f32>().map_err(inference)?.iter().copied().collect())
     }
 
@@ -205,6 +223,29 @@ mod tests {
             }
         }
         assert_eq!(s.plans.lock().unwrap().fixed.len(), FIXED_PLANS, "at most FIXED_PLANS sizes are kept");
+    }
+
+    #[test]
+    fn filled_input_is_reused_between_calls_of_one_size() {
+        let layers = vec![Dense { weight: vec![1.0, -2.0], bias: vec![0.5], inputs: 2, outputs: 1, relu: false }];
+        let s = Scorer::from_onnx(&dense_stack_to_onnx(&layers, &[]).unwrap(), 2).unwrap();
+        let mut buffer = InputBuffer::default();
+        let x = [0.5f32, 1.0, -1.0, 0.25, 2.0, 0.0];
+        for (call, want_before) in [(0, [0.0f32; 6]), (1, x)] {
+            let (before, p) = s
+                .predict_filled(3, &mut buffer, |v| {
+                    let before: [f32; 6] = v.try_into().unwrap();
+                    v.copy_from_slice(&x);
+                    before
+                })
+                .unwrap();
+            // The first call starts from zeros, the second from the first call's values.
+            assert_eq!(before, want_before, "call {call}");
+            assert_eq!(p, s.predict(&x).unwrap(), "call {call}");
+        }
+        // Another size gets a fresh, zeroed tensor.
+        let (before, p) = s.predict_filled(1, &mut buffer, |v| v.to_vec()).unwrap();
+        assert_eq!((before, p.len()), (vec![0.0, 0.0], 1));
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub struct BatchScorer<'a> {
     id_column: Option<String>,
     schema: SchemaRef,
     scratch: SlotValues,
+    input: crate::scorer::InputBuffer,
     drift: Option<DriftCounter>,
     probability_sum: f64,
     pub summary: ScoreSummary,
@@ -73,6 +74,7 @@ impl<'a> BatchScorer<'a> {
             id_column,
             schema,
             scratch: SlotValues::default(),
+            input: Default::default(),
             drift: bundle.reference.as_ref().map(|r| DriftCounter::new(&bundle.spec, r)),
             probability_sum: 0.0,
             summary: ScoreSummary { tiers, ..Default::default() },
@@ -99,7 +101,7 @@ impl<'a> BatchScorer<'a> {
         let width = spec.width();
         let (scratch, drift) = (&mut self.scratch, &mut self.drift);
         // Errors and warnings are rare: kept as (row, message), in row order.
-        let ((errors, warnings), probs) = self.bundle.scorer.predict_filled(n, |features| {
+        let ((errors, warnings), probs) = self.bundle.scorer.predict_filled(n, &mut self.input, |features| {
             let mut errors: Vec<(usize, String)> = Vec::new();
             let mut warnings: Vec<(usize, String)> = Vec::new();
             let mut warn_buf = Vec::new();
@@ -115,7 +117,12 @@ impl<'a> BatchScorer<'a> {
                             warnings.push((r, w.join("; ")));
                         }
                     }
-                    Err(e) => errors.push((r, format!("{}: {e}", locate(first_row + r)))),
+                    Err(e) => {
+                        // The buffer holds an earlier batch's values; this row's probability
+                        // is not used, but it is not left to chance either.
+                        out.fill(0.0);
+                        errors.push((r, format!("{}: {e}", locate(first_row + r))))
+                    }
                 }
             }
             (errors, warnings)
