@@ -192,6 +192,15 @@ pub fn without_statistics(field: Field) -> Field {
     field.with_metadata(metadata)
 }
 
+/// A parquet writer with the settings of every table the project writes. The Arrow schema is
+/// not embedded: the parquet schema says everything readers need, and the embedded one would
+/// show users this module's column markers (and make categorical columns that were read as
+/// dictionaries read back as dictionaries instead of the text they are).
+fn parquet_writer<W: std::io::Write + Send>(sink: W, schema: &SchemaRef) -> std::result::Result<parquet::arrow::ArrowWriter<W>, parquet::errors::ParquetError> {
+    let options = parquet::arrow::arrow_writer::ArrowWriterOptions::new().with_properties(writer_properties(schema)).with_skip_arrow_metadata(true);
+    parquet::arrow::ArrowWriter::try_new_with_options(sink, schema.clone(), options)
+}
+
 /// Parquet settings of every table the project writes.
 fn writer_properties(schema: &Schema) -> parquet::file::properties::WriterProperties {
     let mut props = parquet::file::properties::WriterProperties::builder()
@@ -220,7 +229,7 @@ impl Encoder {
         Ok(match format {
             FileFormat::Csv => Encoder::Csv { header: true },
             FileFormat::Parquet => Encoder::Parquet(
-                parquet::arrow::ArrowWriter::try_new(Vec::new(), schema.clone(), Some(writer_properties(&schema))).map_err(|e| CoreError::Model(e.to_string()))?,
+                parquet_writer(Vec::new(), &schema).map_err(|e| CoreError::Model(e.to_string()))?,
             ),
         })
     }
@@ -543,7 +552,7 @@ impl TableWriter {
             FileFormat::Csv => Sink::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(BufWriter::new(file))),
             FileFormat::Parquet => {
                 Sink::Parquet(
-                    parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(writer_properties(&schema)))
+                    parquet_writer(file, &schema)
                         .map_err(|e| CoreError::format(path.display(), e))?,
                 )
             }
@@ -733,5 +742,10 @@ mod tests {
         assert!(statistics(0) && statistics(1), "unmarked columns keep their statistics");
         assert!(!statistics(2), "the marked column has none");
         assert!(dictionary(2), "and keeps its dictionary");
+        // The markers stay in this module: no embedded Arrow schema carries them to users.
+        let kv = parquet::file::reader::FileReader::metadata(&reader).file_metadata().key_value_metadata().cloned().unwrap_or_default();
+        assert!(kv.iter().all(|e| e.key != "ARROW:schema"), "{kv:?}");
+        let back = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(File::open(&p).unwrap()).unwrap();
+        assert!(back.schema().fields().iter().all(|f| f.metadata().is_empty() && f.data_type() == &DataType::Utf8), "{:?}", back.schema());
     }
 }
