@@ -232,7 +232,7 @@ pub struct SlotValues {
 
 /// A categorical value, resolved against the fitted vocabulary so that known categories (the
 /// common case when scoring millions of rows) cost no allocation.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, PartialEq, Default)]
 pub enum CatValue {
     #[default]
     Missing,
@@ -240,6 +240,26 @@ pub enum CatValue {
     Known(usize),
     /// Not in the vocabulary (always the case while fitting, when vocabularies are empty).
     Unseen(String),
+}
+
+impl Clone for CatValue {
+    fn clone(&self) -> Self {
+        match self {
+            CatValue::Missing => CatValue::Missing,
+            CatValue::Known(k) => CatValue::Known(*k),
+            CatValue::Unseen(v) => CatValue::Unseen(v.clone()),
+        }
+    }
+
+    /// The transform copies a resolved category into every row's slot values; a known one over
+    /// a known one (nearly every copy) is a plain store, with nothing to drop.
+    fn clone_from(&mut self, source: &Self) {
+        match (&mut *self, source) {
+            (CatValue::Known(k), CatValue::Known(s)) => *k = *s,
+            (CatValue::Unseen(v), CatValue::Unseen(s)) => v.clone_from(s),
+            (this, source) => *this = source.clone(),
+        }
+    }
 }
 
 /// A non-fatal note about a record, e.g. an unseen category.
