@@ -224,6 +224,7 @@ fn objects_too_large_for_one_invocation_are_refused_then_scored_by_row_groups() 
     let items = plan["items"].as_array().unwrap();
     assert_eq!(items.iter().map(|i| i["row_groups"].clone()).collect::<Vec<_>>(), vec![serde_json::json!([0, 3]), serde_json::json!([3, 5])]);
     let mut total = 0;
+    let mut scored_ids = Vec::new();
     for item in items {
         let (a, b) = (item["row_groups"][0].as_u64().unwrap(), item["row_groups"][1].as_u64().unwrap());
         let task = write(dir.path(), &format!("task-{a}.json"), &item.to_string());
@@ -232,10 +233,17 @@ fn objects_too_large_for_one_invocation_are_refused_then_scored_by_row_groups() 
         assert_eq!(s["status"], "scored", "{s}");
         counts_add_up(s);
         total += s["rows_in"].as_u64().unwrap();
-        let (_, rows) = get_parquet(dir.path(), &bucket, &format!("scored/customers.parquet.rowgroups-{a}-{b}.parquet"));
+        let (cols, rows) = get_parquet(dir.path(), &bucket, &format!("scored/customers.parquet.rowgroups-{a}-{b}.parquet"));
         assert_eq!(rows.len() as u64, s["rows_scored"].as_u64().unwrap());
+        assert_eq!(cols[0], "customerid");
+        scored_ids.extend(rows.into_iter().map(|r| r[0].clone()));
     }
     assert_eq!(total, 4930);
+    // Row groups are fetched ahead while others are scored: every customer comes out once, in
+    // the file's order, whatever the range.
+    let (cols, rows) = get_parquet(dir.path(), &bucket, "incoming/customers.parquet");
+    let id = cols.iter().position(|c| c == "customerid").unwrap();
+    assert_eq!(scored_ids, rows.iter().map(|r| r[id].clone()).collect::<Vec<_>>());
     let task = write(dir.path(), "task-bad.json", &format!(r#"{{"bucket": "{bucket}", "key": "incoming/customers.parquet", "row_groups": [4, 9]}}"#));
     let s = only_object(&invoke(emu.port, Path::new(&task))).clone();
     assert_eq!(s["status"], "failed");

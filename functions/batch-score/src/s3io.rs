@@ -75,6 +75,20 @@ pub async fn head(client: &Client, bucket: &str, key: &str) -> Result<Option<Obj
 /// Bytes a coalesced read may fetch beyond what was asked for.
 const SPAN_SLACK: u64 = 1 << 20;
 
+/// The one span covering `ranges`, when fetching it whole costs at most [`SPAN_SLACK`] bytes
+/// more than they hold; `None` when they are empty or far apart.
+fn coalesced(ranges: &[Range<u64>]) -> Option<Range<u64>> {
+    let start = ranges.iter().map(|r| r.start).min()?;
+    let end = ranges.iter().map(|r| r.end).max()?;
+    let wanted: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+    (end - start <= wanted + SPAN_SLACK).then_some(start..end)
+}
+
+/// `ranges` cut out of `bytes`, which start at offset `start`.
+fn cut(bytes: &Bytes, start: u64, ranges: &[Range<u64>]) -> Vec<Bytes> {
+    ranges.iter().map(|r| bytes.slice((r.start - start) as usize..(r.end - start) as usize)).collect()
+}
+
 /// Reads byte ranges of one version (etag) of an object.
 #[derive(Clone)]
 pub struct S3Reader {
@@ -121,20 +135,16 @@ impl AsyncFileReader for S3Reader {
     /// the whole object for every ranged GET).
     fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         async move {
-            let (Some(start), Some(end)) = (ranges.iter().map(|r| r.start).min(), ranges.iter().map(|r| r.end).max()) else {
-                return Ok(vec![]);
-            };
-            let wanted: u64 = ranges.iter().map(|r| r.end - r.start).sum();
-            if end - start > wanted + SPAN_SLACK {
-                // Far apart (a projection that skips wide columns): fetch them one by one.
-                let mut out = Vec::with_capacity(ranges.len());
-                for r in ranges {
-                    out.push(self.range(r).await.map_err(|e| ParquetError::External(Box::new(e)))?);
-                }
-                return Ok(out);
+            if let Some(span) = coalesced(&ranges) {
+                let bytes = self.range(span.clone()).await.map_err(|e| ParquetError::External(Box::new(e)))?;
+                return Ok(cut(&bytes, span.start, &ranges));
             }
-            let span = self.range(start..end).await.map_err(|e| ParquetError::External(Box::new(e)))?;
-            Ok(ranges.iter().map(|r| span.slice((r.start - start) as usize..(r.end - start) as usize)).collect())
+            // Far apart (a projection that skips wide columns): fetch them one by one.
+            let mut out = Vec::with_capacity(ranges.len());
+            for r in ranges {
+                out.push(self.range(r).await.map_err(|e| ParquetError::External(Box::new(e)))?);
+            }
+            Ok(out)
         }
         .boxed()
     }
@@ -226,15 +236,11 @@ impl AsyncFileReader for Prefetch {
 
     fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         async move {
-            let (Some(start), Some(end)) = (ranges.iter().map(|r| r.start).min(), ranges.iter().map(|r| r.end).max()) else {
-                return Ok(vec![]);
-            };
-            let wanted: u64 = ranges.iter().map(|r| r.end - r.start).sum();
-            if end - start > wanted + SPAN_SLACK {
+            let Some(span) = coalesced(&ranges) else {
                 return self.inner.get_byte_ranges(ranges).await;
-            }
-            let span = self.span(start..end).await.map_err(|e| ParquetError::External(Box::new(e)))?;
-            Ok(ranges.iter().map(|r| span.slice((r.start - start) as usize..(r.end - start) as usize)).collect())
+            };
+            let bytes = self.span(span.clone()).await.map_err(|e| ParquetError::External(Box::new(e)))?;
+            Ok(cut(&bytes, span.start, &ranges))
         }
         .boxed()
     }
@@ -401,5 +407,23 @@ impl Upload {
                 tracing::warn!(key = %self.key, error = %DisplayErrorContext(&e), "could not abort a multipart upload");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neighbouring_ranges_are_fetched_as_one_span_and_cut_back() {
+        assert_eq!(coalesced(&[]), None);
+        let ranges = [10..20, 20..35, 40..50];
+        assert_eq!(coalesced(&ranges), Some(10..50));
+        let bytes = Bytes::from((10u8..50).collect::<Vec<_>>());
+        let parts = cut(&bytes, 10, &ranges);
+        assert_eq!(parts.iter().map(|b| b.to_vec()).collect::<Vec<_>>(), ranges.iter().map(|r| (r.start as u8..r.end as u8).collect::<Vec<_>>()).collect::<Vec<_>>());
+        // A gap wider than the slack is not worth fetching: the ranges go one by one.
+        assert_eq!(coalesced(&[0..10, SPAN_SLACK + 20..SPAN_SLACK + 30]), None);
+        assert_eq!(coalesced(&[0..10, SPAN_SLACK + 10..SPAN_SLACK + 30]), Some(0..SPAN_SLACK + 30));
     }
 }

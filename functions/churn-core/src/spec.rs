@@ -575,7 +575,11 @@ impl FeatureSpec {
             }
             DerivedOp::Bucket { src, edges, values, out: o } => {
                 let x = out.numeric[*src];
-                out.categorical[*o] = if x.is_finite() { values[bucket_index(edges, x)].clone() } else { CatValue::Missing };
+                if x.is_finite() {
+                    out.categorical[*o].clone_from(&values[bucket_index(edges, x)]);
+                } else {
+                    out.categorical[*o] = CatValue::Missing;
+                }
             }
         }
     }
@@ -648,7 +652,7 @@ impl FeatureSpec {
         scratch.categorical.extend(a.categorical.iter().map(|&s| known(&mixed.categorical[s])));
         match self.plan.input_slot[field] {
             Slot::Numeric(s) => mixed.numeric[s] = from.numeric[s],
-            Slot::Categorical(s) => mixed.categorical[s] = from.categorical[s].clone(),
+            Slot::Categorical(s) => mixed.categorical[s].clone_from(&from.categorical[s]),
         }
         for &op in &a.ops {
             self.apply_derived(&self.plan.derived[op], mixed);
