@@ -171,25 +171,32 @@ pub fn require<'a>(file: &str, columns: &[String], names: impl IntoIterator<Item
 /// Field metadata key: `"false"` writes the column without a parquet dictionary.
 const DICTIONARY: &str = "churn:dictionary";
 
+/// Field metadata key: `"false"` writes the column without min/max statistics.
+const STATISTICS: &str = "churn:statistics";
+
+/// `field` with the writer setting `key` ([`DICTIONARY`] or [`STATISTICS`]) turned off.
+fn turned_off(field: Field, key: &str) -> Field {
+    let mut metadata = field.metadata().clone();
+    metadata.insert(key.to_string(), "false".to_string());
+    field.with_metadata(metadata)
+}
+
+fn is_turned_off(field: &Field, key: &str) -> bool {
+    field.metadata().get(key).is_some_and(|v| v == "false")
+}
+
 /// `field`, marked to be written without a parquet dictionary: for columns whose values are
 /// (nearly) all distinct, such as ids and probabilities, where building a dictionary costs
 /// hashing every value and then falls back to plain encoding anyway.
 pub fn without_dictionary(field: Field) -> Field {
-    let mut metadata = field.metadata().clone();
-    metadata.insert(DICTIONARY.to_string(), "false".to_string());
-    field.with_metadata(metadata)
+    turned_off(field, DICTIONARY)
 }
-
-/// Field metadata key: `"false"` writes the column without min/max statistics.
-const STATISTICS: &str = "churn:statistics";
 
 /// `field`, marked to be written without min/max statistics: for text columns of a handful of
 /// values (tiers, actions, the model version) that every row group holds all of, where
 /// statistics prune nothing and cost a comparison of every value.
 pub fn without_statistics(field: Field) -> Field {
-    let mut metadata = field.metadata().clone();
-    metadata.insert(STATISTICS.to_string(), "false".to_string());
-    field.with_metadata(metadata)
+    turned_off(field, STATISTICS)
 }
 
 /// A parquet writer with the settings of every table the project writes. The Arrow schema is
@@ -207,12 +214,14 @@ fn writer_properties(schema: &Schema) -> parquet::file::properties::WriterProper
         .set_compression(parquet::basic::Compression::SNAPPY)
         // Row groups of 128 Ki rows bound the writer's buffer and let readers split files.
         .set_max_row_group_row_count(Some(128 * 1024));
-    for f in schema.fields().iter().filter(|f| f.metadata().get(DICTIONARY).is_some_and(|v| v == "false")) {
-        props = props.set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(f.name().as_str()), false);
-    }
-    for f in schema.fields().iter().filter(|f| f.metadata().get(STATISTICS).is_some_and(|v| v == "false")) {
-        let path = parquet::schema::types::ColumnPath::from(f.name().as_str());
-        props = props.set_column_statistics_enabled(path, parquet::file::properties::EnabledStatistics::None);
+    for f in schema.fields() {
+        let path = || parquet::schema::types::ColumnPath::from(f.name().as_str());
+        if is_turned_off(f, DICTIONARY) {
+            props = props.set_column_dictionary_enabled(path(), false);
+        }
+        if is_turned_off(f, STATISTICS) {
+            props = props.set_column_statistics_enabled(path(), parquet::file::properties::EnabledStatistics::None);
+        }
     }
     props.build()
 }
