@@ -1,7 +1,8 @@
 //! Where model bundles live and how runs and versions are recorded:
 //!
-//! - [`store`]: a bundle in a local directory or under `s3://bucket/prefix` (aws-sdk-s3), written
-//!   once, verified against its manifest on every read;
+//! - [`store`]: a bundle in a local directory or under `s3://bucket/prefix`, written once
+//!   (aws-sdk-s3, feature `sdk`), verified against its manifest on every read (a SigV4-signed
+//!   GET, in every build: the prediction function is built without the SDK, see `s3read`);
 //! - [`mlflow`]: the MLflow REST API (tracking, artifacts through the server's proxy, model
 //!   registry with aliases) with bounded retries;
 //! - [`registry`]: the aliases and version tags `churn` uses, and resolving a model address.
@@ -9,6 +10,8 @@
 pub mod function;
 pub mod mlflow;
 pub mod registry;
+mod retry;
+mod s3read;
 pub mod store;
 
 pub use mlflow::Mlflow;
@@ -35,7 +38,7 @@ impl StoreError {
     pub fn is_unreachable(&self) -> bool {
         match self {
             StoreError::Mlflow { message, .. } => message.starts_with("unreachable"),
-            StoreError::S3 { code: None, message, .. } => message.contains("dispatch failure") || message.contains("timeout"),
+            StoreError::S3 { code: None, message, .. } => message.starts_with("unreachable") || message.contains("dispatch failure") || message.contains("timeout"),
             _ => false,
         }
     }

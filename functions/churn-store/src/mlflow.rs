@@ -15,10 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::StoreError;
+use crate::retry::{self, ATTEMPTS, Failure};
 
-/// Attempts per call: a connection failure, a 5xx or a 429 is retried with doubling backoff.
-const ATTEMPTS: u32 = 4;
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Debug)]
 pub struct Mlflow {
@@ -121,30 +119,12 @@ impl Mlflow {
 
     /// Sends a request built by `make`, retrying transient failures; returns the status and body.
     async fn send(&self, what: &str, make: impl Fn() -> reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), StoreError> {
-        let mut backoff = FIRST_BACKOFF;
-        for attempt in 1..=ATTEMPTS {
-            let last = attempt == ATTEMPTS;
-            match make().send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let transient = status >= 500 || status == 429;
-                    if !transient || last {
-                        let body = resp.bytes().await.map_err(|e| self.err(format!("{what}: reading the answer: {e}")))?;
-                        return Ok((status, body.to_vec()));
-                    }
-                    tracing::warn!(what, status, attempt, "MLflow answered with a transient error; retrying");
-                }
-                Err(e) if last => {
-                    return Err(self.err(format!(
-                        "unreachable ({what}: {e}) after {ATTEMPTS} attempts; is the tracking server running at this address?"
-                    )));
-                }
-                Err(e) => tracing::warn!(what, error = %e, attempt, "MLflow unreachable; retrying"),
-            }
-            tokio::time::sleep(backoff).await;
-            backoff *= 2;
-        }
-        unreachable!("the last attempt returns")
+        retry::send("MLflow", what, make).await.map_err(|f| match f {
+            Failure::Body(e) => self.err(format!("{what}: reading the answer: {e}")),
+            Failure::Unreachable(e) => self.err(format!(
+                "unreachable ({what}: {e}) after {ATTEMPTS} attempts; is the tracking server running at this address?"
+            )),
+        })
     }
 
     /// A JSON call; a non-2xx answer becomes an error carrying MLflow's `error_code` and message.

@@ -6,15 +6,19 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+#[cfg(feature = "sdk")]
 use std::time::Duration;
 
+#[cfg(feature = "sdk")]
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+#[cfg(feature = "sdk")]
 use aws_sdk_s3::primitives::ByteStream;
 use churn_core::bundle::{self, Manifest};
 use churn_core::{Bundle, CoreError};
 use futures::future::try_join_all;
 
 use crate::StoreError;
+use crate::s3read::{self, S3Reader};
 
 /// Where a bundle (or a prefix of bundles) lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,39 +74,83 @@ impl fmt::Display for Location {
     }
 }
 
-/// Reads and writes bundles at a [`Location`]. The S3 client is built once from the standard
-/// AWS environment (region, credentials, `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`).
+/// Reads and writes bundles at a [`Location`]. S3 settings come from the standard AWS
+/// environment (region, credentials, `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`). Objects are
+/// read with a signed GET ([`crate::s3read`]); writing and streaming use the SDK client, which
+/// only the `sdk` feature builds.
 #[derive(Clone, Default)]
 pub struct Store {
-    // Built on first S3 use: loading the AWS configuration may probe the network (instance
+    // Both built on first S3 use: loading the AWS configuration may probe the network (instance
     // metadata for a region), which a run on local files must never do.
-    s3: std::sync::Arc<tokio::sync::OnceCell<aws_sdk_s3::Client>>,
+    reader: std::sync::Arc<tokio::sync::OnceCell<S3Reader>>,
+    #[cfg(feature = "sdk")]
+    sdk: std::sync::Arc<tokio::sync::OnceCell<(aws_config::SdkConfig, aws_sdk_s3::Client)>>,
 }
 
 /// Bounded retries with exponential backoff for transient S3 errors (the SDK's standard mode).
+#[cfg(feature = "sdk")]
 const S3_ATTEMPTS: u32 = 4;
 
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 impl Store {
-    /// A store whose S3 client, when first needed, is built from the standard AWS environment.
+    /// A store whose S3 access, when first needed, is set up from the standard AWS environment.
     pub fn new() -> Store {
         Store::default()
     }
 
+    async fn reader(&self) -> Result<&S3Reader, StoreError> {
+        self.reader
+            .get_or_try_init(|| async {
+                let region = match s3read::env_region(env) {
+                    Some(r) => r,
+                    #[cfg(feature = "sdk")]
+                    None => self.sdk().await.0.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into()),
+                    #[cfg(not(feature = "sdk"))]
+                    None => "us-east-1".into(),
+                };
+                S3Reader::new(s3read::env_endpoint(env), region)
+            })
+            .await
+    }
+
+    /// Credentials for a signed request: the standard variables (what Lambda gives a function),
+    /// else, with the `sdk` feature, the SDK's whole chain (profiles, SSO, instance roles).
+    async fn credentials(&self, loc: &Location) -> Result<aws_credential_types::Credentials, StoreError> {
+        if let Some(c) = s3read::env_credentials(env) {
+            return Ok(c);
+        }
+        let missing = |message: String| StoreError::S3 { op: "credentials".into(), uri: loc.to_string(), code: None, message };
+        #[cfg(feature = "sdk")]
+        {
+            use aws_credential_types::provider::ProvideCredentials;
+            let provider = self.sdk().await.0.credentials_provider().ok_or_else(|| missing("no credentials provider is configured".into()))?;
+            provider.provide_credentials().await.map_err(|e| missing(DisplayErrorContext(&e).to_string()))
+        }
+        #[cfg(not(feature = "sdk"))]
+        Err(missing("no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones)".into()))
+    }
+
+    #[cfg(feature = "sdk")]
+    async fn sdk(&self) -> &(aws_config::SdkConfig, aws_sdk_s3::Client) {
+        self.sdk.get_or_init(Self::client_from_env).await
+    }
+
+    #[cfg(feature = "sdk")]
     async fn client(&self) -> &aws_sdk_s3::Client {
-        self.s3.get_or_init(Self::client_from_env).await
+        &self.sdk().await.1
     }
 
     /// The S3 client (built on first use), for callers that stream objects themselves.
+    #[cfg(feature = "sdk")]
     pub async fn s3(&self) -> &aws_sdk_s3::Client {
         self.client().await
     }
 
-    /// Builds the S3 client now (a Lambda does it during init, not on the first request).
-    pub async fn connect(&self) {
-        self.client().await;
-    }
-
-    async fn client_from_env() -> aws_sdk_s3::Client {
+    #[cfg(feature = "sdk")]
+    async fn client_from_env() -> (aws_config::SdkConfig, aws_sdk_s3::Client) {
         use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
         let https = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
         // The loader's own region and credential chains get this client too (a chain built
@@ -128,11 +176,13 @@ impl Store {
         };
         // A custom endpoint (a local or on-premises S3 server) rarely resolves virtual-hosted
         // bucket names; path-style addressing works everywhere.
-        let custom = std::env::var_os("AWS_ENDPOINT_URL_S3").or_else(|| std::env::var_os("AWS_ENDPOINT_URL")).is_some();
+        let custom = s3read::env_endpoint(env).is_some();
         let config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(custom).build();
-        aws_sdk_s3::Client::from_conf(config)
+        let client = aws_sdk_s3::Client::from_conf(config);
+        (shared, client)
     }
 
+    #[cfg(feature = "sdk")]
     fn s3_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
         op: &str,
         loc: &Location,
@@ -147,14 +197,8 @@ impl Store {
         match loc {
             Location::Local(p) => tokio::fs::read(p).await.map_err(|e| StoreError::Io { path: p.display().to_string(), error: e }),
             Location::S3 { bucket, prefix } => {
-                let out = self.client().await.get_object().bucket(bucket).key(prefix).send().await.map_err(|e| Self::s3_error("GetObject", loc, e))?;
-                let body = out.body.collect().await.map_err(|e| StoreError::S3 {
-                    op: "GetObject body".into(),
-                    uri: loc.to_string(),
-                    code: None,
-                    message: e.to_string(),
-                })?;
-                Ok(body.into_bytes().to_vec())
+                let credentials = self.credentials(loc).await?;
+                self.reader().await?.get(&credentials, bucket, prefix).await
             }
         }
     }
@@ -172,6 +216,9 @@ impl Store {
                 }
                 tokio::fs::write(p, bytes).await.map_err(|e| StoreError::Io { path: p.display().to_string(), error: e })
             }
+            #[cfg(not(feature = "sdk"))]
+            Location::S3 { .. } => Err(StoreError::Uri { uri: loc.to_string(), problem: "this build only reads from S3 (churn-store without its sdk feature)".into() }),
+            #[cfg(feature = "sdk")]
             Location::S3 { bucket, prefix } => {
                 match self.get(loc).await {
                     Ok(existing) => {
