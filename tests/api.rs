@@ -234,6 +234,28 @@ fn occlusion_reasons_are_exact_what_ifs() {
 }
 
 #[test]
+fn without_reasons_the_scores_tiers_and_actions_are_the_same() {
+    // REASONS_METHOD=none: the same answer as with Shapley reasons, minus reasons and offers.
+    let bundle = || Bundle::load_dir(trained_bundle()).unwrap();
+    let plain = Predictor::new(bundle(), None, 50, 3).with_reasons(churn_api::Reasons::None);
+    assert_eq!(plain.reasons(), churn_api::Reasons::None);
+    let explained = Predictor::new(bundle(), None, 50, 3);
+    let body = serde_json::to_vec(&json!({ "customers": customers(40) })).unwrap();
+    let a = serde_json::to_value(plain.predict_body(&body).unwrap()).unwrap();
+    let b = serde_json::to_value(explained.predict_body(&body).unwrap()).unwrap();
+    let (a, b) = (a["predictions"].as_array().unwrap(), b["predictions"].as_array().unwrap());
+    assert_eq!(a.len(), 40);
+    assert!(b.iter().any(|p| !p["reasons"].as_array().unwrap().is_empty()), "the explained run gives reasons");
+    for (p, q) in a.iter().zip(b) {
+        assert_eq!(p["customer_id"], q["customer_id"]);
+        assert_eq!(p["churn_probability"].as_f64(), q["churn_probability"].as_f64());
+        assert_eq!((&p["risk_tier"], &p["action"]), (&q["risk_tier"], &q["action"]));
+        assert_eq!(p["reasons"], json!([]), "{p}");
+        assert!(p["offer"].is_null(), "{p}");
+    }
+}
+
+#[test]
 fn unseen_category_is_scored_with_a_warning() {
     let mut c = customers(1).remove(0);
     c["paymentmethod"] = json!("Crypto wallet");

@@ -217,6 +217,11 @@ fn sam_build_cross_compiles_both_functions_to_arm64() {
         // e_machine at offset 18: 0xB7 is AArch64.
         assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), 0xB7, "{f} is not an arm64 binary");
         println!("{f}: bootstrap {:.1} MiB (test profile override)", bytes.len() as f64 / (1 << 20) as f64);
+        // Panic locations keep crate paths in a stripped binary. The prediction function reads
+        // its bundle without the AWS SDK (a smaller zip); the batch scorer streams with it, which
+        // also shows the search finds the SDK when it is there.
+        let has_sdk = bytes.windows(b"aws-sdk-s3-".len()).any(|w| w == b"aws-sdk-s3-");
+        assert_eq!(has_sdk, f == "BatchScoreFunction", "{f}: AWS SDK linked: {has_sdk}");
     }
     let built = std::fs::read_to_string(build.join("template.yaml")).unwrap();
     assert!(built.contains("CodeUri: PredictFunction") && built.contains("CodeUri: BatchScoreFunction"), "{built}");

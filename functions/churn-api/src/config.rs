@@ -52,7 +52,8 @@ impl ServeConfig {
         let reasons = match get("REASONS_METHOD").as_deref().map(str::trim) {
             None | Some("") | Some("shapley") => crate::Reasons::Shapley { permutations },
             Some("occlusion") => crate::Reasons::Occlusion,
-            Some(other) => return Err(ConfigError::new("REASONS_METHOD", other, "must be shapley or occlusion")),
+            Some("none") => crate::Reasons::None,
+            Some(other) => return Err(ConfigError::new("REASONS_METHOD", other, "must be shapley, occlusion or none")),
         };
         let pseudonyms = churn_core::privacy::Pseudonymizer::from_vars(&get)?;
         Ok(ServeConfig { model_uri, mlflow_uri, max_batch, max_body_bytes, top_reasons, bind, reasons, pseudonyms })
@@ -87,6 +88,8 @@ mod tests {
         assert_eq!(e.variable, "REASONS_METHOD");
         let c = ServeConfig::from_env(env(&[("MODEL_URI", "m"), ("REASONS_METHOD", "occlusion")])).unwrap();
         assert_eq!(c.reasons, crate::Reasons::Occlusion);
+        let c = ServeConfig::from_env(env(&[("MODEL_URI", "m"), ("REASONS_METHOD", "none")])).unwrap();
+        assert_eq!(c.reasons, crate::Reasons::None);
         let e = ServeConfig::from_env(env(&[("MODEL_URI", "m"), ("BIND", "localhost")])).unwrap_err();
         assert_eq!(e.variable, "BIND");
     }

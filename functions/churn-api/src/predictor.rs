@@ -10,6 +10,7 @@
 //! [`Reasons::Occlusion`] is the microsecond path (one model call for the whole request), but
 //! its reasons agree poorly with the Shapley ones (Spearman about 0.6), so it is opt-in
 //! (`REASONS_METHOD=occlusion`) and the fallback for bundles without a background sample.
+//! [`Reasons::None`] skips them.
 
 use churn_core::Bundle;
 use churn_core::explain;
@@ -26,6 +27,9 @@ pub enum Reasons {
     Shapley { permutations: usize },
     /// Occlusion against a typical customer.
     Occlusion,
+    /// No reasons (`REASONS_METHOD=none`): probability, tier and action only, for callers that
+    /// score in volume and never show an explanation. Without reasons no offer is personalised.
+    None,
 }
 
 impl Reasons {
@@ -112,7 +116,7 @@ impl Predictor {
         let mut scored = Vec::with_capacity(customers.len());
         let explainer = match self.reasons {
             Reasons::Shapley { permutations } => self.bundle.explainer.as_ref().map(|e| (e, permutations)),
-            Reasons::Occlusion => None,
+            Reasons::Occlusion | Reasons::None => None,
         };
         if let Some((explainer, permutations)) = explainer {
             // The explainer evaluates the customer itself (the end of every walk): no model call
@@ -144,6 +148,7 @@ impl Predictor {
                         let params = explain::ShapleyParams { permutations, seed: 0 };
                         explain::shapley(spec, &self.bundle.scorer, background, &c.record, params).map_err(internal)?.values
                     }
+                    (Reasons::None, _) => Vec::new(),
                     _ => explain::occlusion_contributions(p[0], &p[1..]),
                 };
                 scored.push((f64::from(p[0]), contributions));

@@ -32,13 +32,27 @@ pub fn main<E: Display>(start: impl Future<Output = Result<(), E>>) -> ExitCode 
     }
 }
 
+/// Levels from `RUST_LOG` as `target=level` directives (`info`, `warn,churn_api=debug`).
+/// A `Targets` filter rather than an `EnvFilter`: the latter's span and field matching brings a
+/// regex engine into the Lambda binary, which has a size budget.
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use tracing_subscriber::prelude::*;
+    let default = || tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO);
+    let (filter, bad) = match std::env::var("RUST_LOG") {
+        Ok(v) => match v.parse::<tracing_subscriber::filter::Targets>() {
+            Ok(t) => (t, None),
+            Err(e) => (default(), Some(format!("RUST_LOG={v} is not a list of target=level directives ({e}); logging at info"))),
+        },
+        Err(_) => (default(), None),
+    };
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false);
     if json {
-        // CloudWatch reads JSON lines; no ANSI colours, no time (Lambda stamps every line).
-        builder.json().flatten_event(true).without_time().with_ansi(false).init();
+        // CloudWatch reads JSON lines; no time (Lambda stamps every line).
+        tracing_subscriber::registry().with(fmt.json().flatten_event(true).without_time()).with(filter).init();
     } else {
-        builder.with_ansi(false).init();
+        tracing_subscriber::registry().with(fmt).with(filter).init();
+    }
+    if let Some(message) = bad {
+        tracing::warn!("{message}");
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! - `warm`: in-process handler time (`Predictor::predict_body`) for one customer and for a
 //!   batch of 100, median and p99 over many calls, with each reason method (Shapley values,
-//!   the default, and occlusion);
+//!   the default, occlusion, and none);
 //! - `cold`: exec of a function binary to its first successful answer through the Lambda runtime
 //!   API of `cargo lambda watch --only-lambda-apis` (which must be on PATH), repeated; also the
 //!   binary's peak RSS. Run it for `predict` and for the hello-world baseline built with the
@@ -40,8 +40,8 @@ enum Cmd {
         model: PathBuf,
         #[arg(long, default_value_t = 20000)]
         iterations: usize,
-        /// Only this reason method (for `perf record`); both when absent.
-        #[arg(long, value_parser = ["shapley", "occlusion"])]
+        /// Only this reason method (for `perf record`); every one when absent.
+        #[arg(long, value_parser = ["shapley", "occlusion", "none"])]
         reasons: Option<String>,
     },
     /// Exec to first answer through the runtime API emulator.
@@ -71,7 +71,7 @@ fn percentile(v: &mut [f64], q: f64) -> f64 {
 }
 
 fn warm(model: &PathBuf, iterations: usize, only: Option<&str>) -> anyhow::Result<()> {
-    let methods = [("shapley", Reasons::Shapley { permutations: Reasons::DEFAULT_PERMUTATIONS }), ("occlusion", Reasons::Occlusion)];
+    let methods = [("shapley", Reasons::Shapley { permutations: Reasons::DEFAULT_PERMUTATIONS }), ("occlusion", Reasons::Occlusion), ("none", Reasons::None)];
     for (_, reasons) in methods.into_iter().filter(|(name, _)| only.is_none_or(|o| o == *name)) {
         let p = Predictor::new(churn_core::Bundle::load_dir(model)?, None, 1000, 3).with_reasons(reasons);
         anyhow::ensure!(p.reasons() == reasons, "{} has no background sample for Shapley reasons", model.display());
