@@ -59,7 +59,8 @@ fn sample_events_through_the_lambda_runtime_api() {
     }
 
     // Logs: JSON lines with the Lambda request id and model version, and no raw customer id.
-    let lines: Vec<String> = logs.try_iter().collect();
+    // Until the function has been quiet for a moment: its two streams are read by two threads.
+    let lines: Vec<String> = std::iter::from_fn(|| logs.recv_timeout(std::time::Duration::from_millis(300)).ok()).collect();
     let scored: Vec<Value> = lines.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v["message"] == "scored").collect();
     assert!(scored.len() >= 4, "{lines:#?}");
     for v in &scored {
@@ -67,6 +68,24 @@ fn sample_events_through_the_lambda_runtime_api() {
         assert!(v["model_version"].is_string(), "{v}");
     }
     assert!(!lines.iter().any(|l| l.contains("8879-ZKJOF")), "raw customer ids must not be logged");
+
+    // Metrics: one CloudWatch EMF line per scored request, every declared metric with a value.
+    let emf: Vec<Value> = lines.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v.get("_aws").is_some()).collect();
+    assert_eq!(emf.len(), scored.len(), "{lines:#?}");
+    for v in &emf {
+        let directive = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "ChurnPrediction", "{v}");
+        assert!(v["_aws"]["Timestamp"].as_u64().is_some_and(|t| t > 1_700_000_000_000), "{v}");
+        assert_eq!((v["Function"].as_str(), v["ModelVersion"].is_string()), (Some("predict"), true), "{v}");
+        assert!(v["Latency"].as_f64().is_some_and(|l| l > 0.0), "{v}");
+        let names: Vec<&str> = directive["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
+        assert_eq!(names.len(), 12, "{v}");
+        for n in &names {
+            assert!(v[n].is_number(), "{n} has no value: {v}");
+        }
+        let histogram: u64 = names.iter().filter(|n| n.starts_with("Probability")).map(|n| v[n].as_u64().unwrap()).sum();
+        assert_eq!(histogram, v["BatchSize"].as_u64().unwrap(), "every scored customer lands in one bucket: {v}");
+    }
 }
 
 #[test]

@@ -94,23 +94,28 @@ pub fn lambda_env(c: &mut Command, port: u16, function: &str) {
         .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{function}"));
 }
 
-/// Starts the workspace binary `name` inside the emulator with `env`; its stderr (JSON logs)
-/// arrives on the returned channel.
+/// Starts the workspace binary `name` inside the emulator with `env`; the lines of its stderr
+/// (JSON logs) and stdout (EMF metric lines), both of which Lambda sends to CloudWatch, arrive
+/// on the returned channel.
 pub fn start_function(name: &str, port: u16, env: &[(&str, &str)]) -> (Proc, Receiver<String>) {
     let mut c = Command::new(binary(name));
     lambda_env(&mut c, port, name);
-    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
     for (k, v) in env {
         c.env(k, v);
     }
     let mut p = spawn(c);
-    let stderr = p.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let stderr: Box<dyn std::io::Read + Send> = Box::new(p.0.stderr.take().unwrap());
+    let stdout: Box<dyn std::io::Read + Send> = Box::new(p.0.stdout.take().unwrap());
+    for stream in [stderr, stdout] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
     (p, rx)
 }
 
