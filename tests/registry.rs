@@ -182,3 +182,41 @@ fn s3_unreachable_or_corrupt_registers_nothing() {
     let err = failed(&churn_in(d, &[], &["score", "--model", &uri, "--input", telco_csv().to_str().unwrap(), "--output", "x.csv"]));
     assert!(err.contains("model.onnx"), "{err}");
 }
+
+/// With no credentials in the environment, bundle reads (the signed GETs) and writes (the SDK)
+/// take them from the SDK's chain: here a shared credentials file, as a developer's profile
+/// gives them. With none anywhere, the error says so.
+#[test]
+fn credentials_come_from_a_profile_when_the_environment_has_none() {
+    require_servers();
+    let (Ok(id), Ok(secret)) = (std::env::var("AWS_ACCESS_KEY_ID"), std::env::var("AWS_SECRET_ACCESS_KEY")) else {
+        // CHURN_REMOTE=1 with a profile: the whole suite already runs on the chain.
+        eprintln!("skipped: the suite's own credentials are not in the environment");
+        return;
+    };
+    let dir = scratch("profile-credentials");
+    let d = dir.path();
+    let file = d.join("credentials");
+    let token = std::env::var("AWS_SESSION_TOKEN").map(|t| format!("aws_session_token = {t}\n")).unwrap_or_default();
+    std::fs::write(&file, format!("[churn-test]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n{token}")).unwrap();
+    let missing = d.join("no-such-file").to_string_lossy().to_string();
+    let file = file.to_string_lossy().to_string();
+    let base = [("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", ""), ("AWS_SESSION_TOKEN", ""), ("AWS_CONFIG_FILE", missing.as_str()), ("AWS_EC2_METADATA_DISABLED", "true")];
+    let with_profile: Vec<(&str, &str)> = base.iter().copied().chain([("AWS_SHARED_CREDENTIALS_FILE", file.as_str()), ("AWS_PROFILE", "churn-test")]).collect();
+    let bundle = trained_bundle().to_string_lossy().to_string();
+    let dest = format!("s3://{}/profile", test_bucket("churn-profile"));
+    let upload = ["upload", "--bundle", bundle.as_str(), "--out", dest.as_str()];
+    let out = ok(&churn_in(d, &with_profile, &upload));
+    let uri = word_after(&out, "bundle uploaded to ").to_string();
+    // Again: every object is now read back and found identical (signed GETs only).
+    let again = ok(&churn_in(d, &with_profile, &upload));
+    assert_eq!(word_after(&again, "bundle uploaded to "), uri, "{again}");
+    let data = telco_csv().to_string_lossy().to_string();
+    let evaluated = ok(&churn_in(d, &with_profile, &["evaluate", "--model", &uri, "--data", &data, "--json"]));
+    let figures: Value = serde_json::from_str(&evaluated).unwrap_or_else(|e| panic!("{e}: {evaluated}"));
+    assert!(figures.to_string().contains("roc_auc"), "{figures}");
+
+    let nowhere: Vec<(&str, &str)> = base.iter().copied().chain([("AWS_SHARED_CREDENTIALS_FILE", missing.as_str())]).collect();
+    let err = failed(&churn_in(d, &nowhere, &upload));
+    assert!(err.contains("credentials") && err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+}

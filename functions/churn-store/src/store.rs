@@ -85,6 +85,9 @@ pub struct Store {
     reader: std::sync::Arc<tokio::sync::OnceCell<S3Reader>>,
     #[cfg(feature = "sdk")]
     sdk: std::sync::Arc<tokio::sync::OnceCell<(aws_config::SdkConfig, aws_sdk_s3::Client)>>,
+    // The chain's last answer: resolving it can mean a network call (instance metadata, SSO).
+    #[cfg(feature = "sdk")]
+    chain_credentials: std::sync::Arc<tokio::sync::Mutex<Option<aws_credential_types::Credentials>>>,
 }
 
 /// Bounded retries with exponential backoff for transient S3 errors (the SDK's standard mode).
@@ -93,6 +96,22 @@ const S3_ATTEMPTS: u32 = 4;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
+}
+
+/// An error and its sources, as text (the SDK's `DisplayErrorContext` adds a debug dump that
+/// buries the provider list a user needs).
+#[cfg(feature = "sdk")]
+fn display_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = s.source();
+    }
+    text
 }
 
 impl Store {
@@ -126,8 +145,16 @@ impl Store {
         #[cfg(feature = "sdk")]
         {
             use aws_credential_types::provider::ProvideCredentials;
+            let mut cached = self.chain_credentials.lock().await;
+            // Temporary credentials are renewed five minutes before they expire.
+            let fresh = |c: &aws_credential_types::Credentials| c.expiry().is_none_or(|t| t > std::time::SystemTime::now() + Duration::from_secs(300));
+            if let Some(c) = cached.as_ref().filter(|c| fresh(c)) {
+                return Ok(c.clone());
+            }
             let provider = self.sdk().await.0.credentials_provider().ok_or_else(|| missing("no credentials provider is configured".into()))?;
-            provider.provide_credentials().await.map_err(|e| missing(DisplayErrorContext(&e).to_string()))
+            let c = provider.provide_credentials().await.map_err(|e| missing(display_chain(&e)))?;
+            *cached = Some(c.clone());
+            Ok(c)
         }
         #[cfg(not(feature = "sdk"))]
         Err(missing("no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones)".into()))
