@@ -220,3 +220,34 @@ fn credentials_come_from_a_profile_when_the_environment_has_none() {
     let err = failed(&churn_in(d, &nowhere, &upload));
     assert!(err.contains("credentials") && err.contains("AWS_ACCESS_KEY_ID"), "{err}");
 }
+
+/// A scorer requests the files it loads together with the manifest; a file the manifest does not
+/// list (a bundle written before explanations has no background sample) is simply absent.
+#[test]
+fn a_bundle_without_optional_files_loads_from_s3() {
+    require_servers();
+    let dir = scratch("s3-old-bundle");
+    let d = dir.path();
+    let old = d.join("old");
+    std::fs::create_dir_all(&old).unwrap();
+    for f in std::fs::read_dir(trained_bundle()).unwrap().flatten() {
+        if f.file_name() != "background.json" {
+            std::fs::copy(f.path(), old.join(f.file_name())).unwrap();
+        }
+    }
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(old.join("manifest.json")).unwrap()).unwrap();
+    assert!(manifest["files"].as_object_mut().unwrap().remove("background.json").is_some(), "the trained bundle has a background sample");
+    std::fs::write(old.join("manifest.json"), serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    let dest = format!("s3://{}/old", test_bucket("churn-old"));
+    let out = ok(&churn_in(d, &[], &["upload", "--bundle", old.to_str().unwrap(), "--out", &dest]));
+    let uri = word_after(&out, "bundle uploaded to ").to_string();
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let store = churn_store::Store::new();
+    let loaded = rt.block_on(store.load_bundle(&churn_store::Location::parse(&uri).unwrap())).unwrap();
+    assert!(loaded.background.is_none());
+    let full = rt.block_on(store.load_bundle(&churn_store::Location::parse(&dest).unwrap().join("missing"))).err().expect("no bundle there");
+    assert!(full.to_string().contains("manifest.json") && full.to_string().contains("NoSuchKey"), "{full}");
+    let with_background = Bundle::load_dir(trained_bundle()).unwrap();
+    assert!(with_background.background.is_some());
+}

@@ -274,10 +274,7 @@ impl Store {
     pub async fn upload_bundle(&self, local: &Path, dest: &Location) -> Result<Manifest, StoreError> {
         let files = read_verified(local)?;
         let manifest_bytes = files.get(bundle::MANIFEST).cloned().expect("read_verified returns the manifest");
-        let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| StoreError::Core(CoreError::Bundle {
-            dir: local.display().to_string(),
-            message: format!("{}: {e}", bundle::MANIFEST),
-        }))?;
+        let manifest = parse_manifest(&local.display().to_string(), &manifest_bytes)?;
         let uploads = files
             .iter()
             .filter(|(name, _)| name.as_str() != bundle::MANIFEST)
@@ -297,13 +294,10 @@ impl Store {
     }
 
     /// The files of the bundle at `loc` that `wanted` selects (and the manifest), each checked
-    /// against the manifest.
+    /// against the manifest. The manifest is read first: it names the files.
     async fn fetch_bundle_files_where(&self, loc: &Location, wanted: impl Fn(&str) -> bool) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
         let manifest_bytes = self.get(&loc.join(bundle::MANIFEST)).await?;
-        let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| StoreError::Core(CoreError::Bundle {
-            dir: loc.to_string(),
-            message: format!("{} is not valid: {e}", bundle::MANIFEST),
-        }))?;
+        let manifest = parse_manifest(&loc.to_string(), &manifest_bytes)?;
         let names: Vec<String> = manifest.files.keys().filter(|n| wanted(n)).cloned().collect();
         let bodies = try_join_all(names.iter().map(|n| {
             let l = loc.join(n);
@@ -311,17 +305,33 @@ impl Store {
         }))
         .await?;
         let mut files: BTreeMap<String, Vec<u8>> = names.into_iter().zip(bodies).collect();
-        for (name, expected) in manifest.files.iter().filter(|(n, _)| files.contains_key(*n)) {
-            let actual = churn_core::sha256_hex(&files[name]);
-            if &actual != expected {
-                return Err(StoreError::Core(CoreError::Checksum {
-                    dir: loc.to_string(),
-                    file: name.clone(),
-                    expected: expected.clone(),
-                    actual,
-                }));
+        verify(&loc.to_string(), &manifest, &files)?;
+        files.insert(bundle::MANIFEST.into(), manifest_bytes);
+        Ok(files)
+    }
+
+    /// The files a scorer loads, requested together with the manifest: one round of requests
+    /// instead of two, which a cold start pays for. A file the manifest does not list (a bundle
+    /// from before explanations has no background sample) is left out whatever its request gave.
+    async fn fetch_loaded_files(&self, loc: &Location) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+        let manifest_loc = loc.join(bundle::MANIFEST);
+        let (manifest_bytes, bodies) = futures::future::join(
+            self.get(&manifest_loc),
+            futures::future::join_all(bundle::LOADED_FILES.iter().map(|n| {
+                let l = loc.join(n);
+                async move { self.get(&l).await }
+            })),
+        )
+        .await;
+        let manifest_bytes = manifest_bytes?;
+        let manifest = parse_manifest(&loc.to_string(), &manifest_bytes)?;
+        let mut files = BTreeMap::new();
+        for (name, body) in bundle::LOADED_FILES.iter().zip(bodies) {
+            if manifest.files.contains_key(*name) {
+                files.insert(name.to_string(), body?);
             }
         }
+        verify(&loc.to_string(), &manifest, &files)?;
         files.insert(bundle::MANIFEST.into(), manifest_bytes);
         Ok(files)
     }
@@ -331,7 +341,7 @@ impl Store {
         if let Location::Local(dir) = loc {
             return Ok(Bundle::load_dir(dir)?);
         }
-        let files = self.fetch_bundle_files_where(loc, |n| bundle::LOADED_FILES.contains(&n)).await?;
+        let files = self.fetch_loaded_files(loc).await?;
         let bundle = Bundle::load_with(&loc.to_string(), |name| {
             files.get(name).cloned().ok_or_else(|| CoreError::Bundle { dir: loc.to_string(), message: format!("{name} is missing") })
         })?;
@@ -354,26 +364,30 @@ impl Store {
 pub fn read_verified(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
     let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| StoreError::Io { path: dir.join(name).display().to_string(), error: e });
     let manifest_bytes = read(bundle::MANIFEST)?;
-    let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| StoreError::Core(CoreError::Bundle {
-        dir: dir.display().to_string(),
-        message: format!("{} is not valid: {e}", bundle::MANIFEST),
-    }))?;
+    let manifest = parse_manifest(&dir.display().to_string(), &manifest_bytes)?;
     let mut files = BTreeMap::new();
-    for (name, expected) in &manifest.files {
-        let bytes = read(name)?;
-        let actual = churn_core::sha256_hex(&bytes);
-        if &actual != expected {
-            return Err(StoreError::Core(CoreError::Checksum {
-                dir: dir.display().to_string(),
-                file: name.clone(),
-                expected: expected.clone(),
-                actual,
-            }));
-        }
-        files.insert(name.clone(), bytes);
+    for name in manifest.files.keys() {
+        files.insert(name.clone(), read(name)?);
     }
+    verify(&dir.display().to_string(), &manifest, &files)?;
     files.insert(bundle::MANIFEST.into(), manifest_bytes);
     Ok(files)
+}
+
+fn parse_manifest(dir: &str, bytes: &[u8]) -> Result<Manifest, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Core(CoreError::Bundle { dir: dir.to_string(), message: format!("{} is not valid: {e}", bundle::MANIFEST) }))
+}
+
+/// Every file in `files` has the SHA-256 the manifest gives it.
+fn verify(dir: &str, manifest: &Manifest, files: &BTreeMap<String, Vec<u8>>) -> Result<(), StoreError> {
+    for (name, expected) in manifest.files.iter().filter(|(n, _)| files.contains_key(*n)) {
+        let actual = churn_core::sha256_hex(&files[name]);
+        if &actual != expected {
+            return Err(StoreError::Core(CoreError::Checksum { dir: dir.to_string(), file: name.clone(), expected: expected.clone(), actual }));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
