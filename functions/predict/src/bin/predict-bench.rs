@@ -165,7 +165,9 @@ fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
             .spawn()?;
         // The invocation waits in the emulator until the function asks for it: the time to the
         // answer is exec + init + first request.
-        let resp = invoke(port)?;
+        let resp = invoke(port).with_context(|| {
+            format!("no answer from {}: it most likely failed at start-up (run it with MODEL_URI={model} to see its error)", binary.display())
+        })?;
         let elapsed = t.elapsed().as_secs_f64() * 1e3;
         if !resp.contains("\\\"statusCode\\\"") && !resp.contains("\"statusCode\":200") && !resp.contains("200") {
             bail!("unexpected answer: {resp}");
