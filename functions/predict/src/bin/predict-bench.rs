@@ -126,6 +126,29 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
     status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// A child ended when dropped, on every way out of [`cold`] (errors included): the emulator with
+/// its whole process group and its scratch project, a function by itself.
+struct Running {
+    child: std::process::Child,
+    group: bool,
+    scratch: Option<PathBuf>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.group {
+            // The explicit form: procps-ng 4.0's kill misreads `kill -TERM -PGID` (see tests/support/lambda.rs).
+            let _ = Command::new("kill").args(["-s", "TERM", "--", &format!("-{}", self.child.id())]).status();
+        } else {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        if let Some(dir) = &self.scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
     let scratch = std::env::temp_dir().join(format!("predict-bench-{}", std::process::id()));
@@ -133,7 +156,7 @@ fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
     std::fs::write(scratch.join("Cargo.toml"), "[package]\nname = \"bench\"\nversion = \"0.1.0\"\nedition = \"2021\"\n")?;
     std::fs::write(scratch.join("src/main.rs"), "fn main() {}\n")?;
     let port = free_port()?;
-    let mut emu = Command::new("cargo")
+    let emu = Command::new("cargo")
         .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
         .current_dir(&scratch)
         .stdout(Stdio::null())
@@ -141,6 +164,7 @@ fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
         .process_group(0)
         .spawn()
         .context("starting cargo lambda watch (pip install cargo-lambda)")?;
+    let _emu = Running { child: emu, group: true, scratch: Some(scratch.clone()) };
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if start.elapsed() > Duration::from_secs(30) {
@@ -152,7 +176,7 @@ fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
     let mut rss = Vec::new();
     for _ in 0..repeat {
         let t = Instant::now();
-        let mut f = Command::new(binary)
+        let f = Command::new(binary)
             .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
             .env("AWS_LAMBDA_FUNCTION_NAME", "_")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
@@ -163,6 +187,7 @@ fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
+        let f = Running { child: f, group: false, scratch: None };
         // The invocation waits in the emulator until the function asks for it: the time to the
         // answer is exec + init + first request.
         let resp = invoke(port).with_context(|| {
@@ -172,15 +197,11 @@ fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
         if !resp.contains("\\\"statusCode\\\"") && !resp.contains("\"statusCode\":200") && !resp.contains("200") {
             bail!("unexpected answer: {resp}");
         }
-        rss.push(peak_rss_kib(f.id()).unwrap_or(0) as f64 / 1024.0);
-        let _ = f.kill();
-        let _ = f.wait();
+        rss.push(peak_rss_kib(f.child.id()).unwrap_or(0) as f64 / 1024.0);
+        drop(f);
         times.push(elapsed);
     }
-    // The explicit form: procps-ng 4.0's kill misreads `kill -TERM -PGID` (see tests/support/lambda.rs).
-    let _ = Command::new("kill").args(["-s", "TERM", "--", &format!("-{}", emu.id())]).status();
-    let _ = emu.wait();
-    let _ = std::fs::remove_dir_all(&scratch);
+    drop(_emu);
     let median = percentile(&mut times, 0.5);
     let max_rss = rss.iter().copied().fold(0.0, f64::max);
     println!(
