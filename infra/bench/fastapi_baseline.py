@@ -2,7 +2,7 @@
 onnxruntime, the way a Python team would serve it. It re-implements the bundle's feature transform
 from feature_spec.json (imputation, range checks, derived features, clipping, scaling, one-hot)
 and the playbook's tiers. It does less than the Rust function: no per-field validation report and
-no reasons (the Rust function also scores one occlusion row per feature for the reasons).
+no reasons. For equal work run the Rust function with REASONS_METHOD=none (README, Benchmarks).
 
   pip install fastapi uvicorn onnxruntime numpy
   MODEL_DIR=out/model uvicorn --app-dir infra/bench fastapi_baseline:app --host 127.0.0.1 --port 8081 --workers 1

@@ -1,5 +1,6 @@
 -- wrk script for the prediction function in local HTTP mode (one customer per request):
---   target/release/predict  (MODEL_URI=out/model BIND=127.0.0.1:8080)
+--   target/release/predict  (MODEL_URI=out/model BIND=127.0.0.1:8080; REASONS_METHOD=none for the
+--   same work as infra/bench/fastapi_baseline.py, which computes no reasons)
 --   wrk -t2 -c16 -d20s --latency -s infra/bench/wrk-predict.lua http://127.0.0.1:8080/predict
 -- The body is the first customer of the bundled Telco data (events/apigw-http-predict.json).
 wrk.method = "POST"
