@@ -288,26 +288,21 @@ impl Store {
         self.put_immutable(&loc, bytes).await
     }
 
-    /// Every file of the bundle at `loc`, keyed by name, each checked against the manifest.
+    /// Every file of the bundle at `loc`, keyed by name, each checked against the manifest. The
+    /// manifest is read first: it names the files.
     pub async fn fetch_bundle_files(&self, loc: &Location) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
-        self.fetch_bundle_files_where(loc, |_| true).await
-    }
-
-    /// The files of the bundle at `loc` that `wanted` selects (and the manifest), each checked
-    /// against the manifest. The manifest is read first: it names the files.
-    async fn fetch_bundle_files_where(&self, loc: &Location, wanted: impl Fn(&str) -> bool) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
         let manifest_bytes = self.get(&loc.join(bundle::MANIFEST)).await?;
         let manifest = parse_manifest(&loc.to_string(), &manifest_bytes)?;
-        let names: Vec<String> = manifest.files.keys().filter(|n| wanted(n)).cloned().collect();
-        let bodies = try_join_all(names.iter().map(|n| {
-            let l = loc.join(n);
-            async move { self.get(&l).await }
-        }))
-        .await?;
+        let names: Vec<String> = manifest.files.keys().cloned().collect();
+        let bodies = try_join_all(names.iter().map(|n| self.get_owned(loc.join(n)))).await?;
         let mut files: BTreeMap<String, Vec<u8>> = names.into_iter().zip(bodies).collect();
         verify(&loc.to_string(), &manifest, &files)?;
         files.insert(bundle::MANIFEST.into(), manifest_bytes);
         Ok(files)
+    }
+
+    async fn get_owned(&self, loc: Location) -> Result<Vec<u8>, StoreError> {
+        self.get(&loc).await
     }
 
     /// The files a scorer loads, requested together with the manifest: one round of requests
@@ -317,10 +312,7 @@ impl Store {
         let manifest_loc = loc.join(bundle::MANIFEST);
         let (manifest_bytes, bodies) = futures::future::join(
             self.get(&manifest_loc),
-            futures::future::join_all(bundle::LOADED_FILES.iter().map(|n| {
-                let l = loc.join(n);
-                async move { self.get(&l).await }
-            })),
+            futures::future::join_all(bundle::LOADED_FILES.iter().map(|n| self.get_owned(loc.join(n)))),
         )
         .await;
         let manifest_bytes = manifest_bytes?;
