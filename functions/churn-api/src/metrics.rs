@@ -8,8 +8,9 @@ use serde::ser::{SerializeMap, Serializer};
 /// Namespace of every metric.
 pub const NAMESPACE: &str = "ChurnPrediction";
 
-/// Buckets of the probability histogram: `[0, 0.1), [0.1, 0.2), … [0.9, 1]`. A shift between
-/// buckets over days is the drift signal the monitoring dashboards watch.
+/// Buckets of the probability histogram: `[0, 0.1), [0.1, 0.2), … [0.9, 1]`
+/// (`churn_core::metrics::probability_bin`). A shift between buckets over days is the drift
+/// signal the monitoring dashboards watch.
 pub const BUCKETS: usize = 10;
 
 const BUCKET_NAMES: [&str; BUCKETS] = [
@@ -103,7 +104,7 @@ impl Serialize for Line<'_> {
 pub fn emf_line(function: &str, model_version: &str, latency_ms: f64, probabilities: &[f64], timestamp_ms: u128) -> String {
     let mut histogram = [0u64; BUCKETS];
     for p in probabilities {
-        histogram[((p * BUCKETS as f64) as usize).min(BUCKETS - 1)] += 1;
+        histogram[churn_core::metrics::probability_bin(*p, BUCKETS)] += 1;
     }
     let line = Line { function, model_version, latency_ms, batch_size: probabilities.len(), histogram, timestamp_ms: timestamp_ms as u64 };
     // Static keys, strings and numbers (a non-finite one becomes null): this cannot fail.

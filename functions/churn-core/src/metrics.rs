@@ -112,12 +112,19 @@ pub struct CalibrationBin {
     pub fraction_positive: f64,
 }
 
+/// Which of `bins` equal-width bins over `[0, 1]` holds probability `p` (1 in the last). Shared
+/// by calibration, the batch summary's histogram and the API's metric lines, so that every
+/// probability histogram the project shows cuts at the same edges.
+pub fn probability_bin(p: f64, bins: usize) -> usize {
+    ((p * bins as f64) as usize).min(bins - 1)
+}
+
 pub fn calibration_bins(p: &[f32], y: &[bool], bins: usize) -> Vec<CalibrationBin> {
     let mut sum_p = vec![0.0; bins];
     let mut pos = vec![0usize; bins];
     let mut n = vec![0usize; bins];
     for (p, y) in p.iter().zip(y) {
-        let b = ((*p as f64 * bins as f64) as usize).min(bins - 1);
+        let b = probability_bin(*p as f64, bins);
         sum_p[b] += *p as f64;
         n[b] += 1;
         pos[b] += *y as usize;
@@ -373,6 +380,12 @@ impl Evaluation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probability_bins_have_closed_lower_edges_and_hold_one_in_the_last() {
+        let bins: Vec<usize> = [0.0, 0.0999, 0.1, 0.55, 0.9, 0.999, 1.0].iter().map(|&p| probability_bin(p, 10)).collect();
+        assert_eq!(bins, [0, 0, 1, 5, 9, 9, 9]);
+    }
 
     // Reference values from scikit-learn 1.5 on these arrays:
     //   roc_auc_score([0,0,1,1],[0.1,0.4,0.35,0.8]) = 0.75

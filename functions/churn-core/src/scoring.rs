@@ -153,7 +153,7 @@ impl<'a> BatchScorer<'a> {
                 p_col.append_value(p);
                 tier_idx.append_value(t as u32);
                 self.summary.scored += 1;
-                self.summary.probability_histogram[((p * 10.0) as usize).min(9)] += 1;
+                self.summary.probability_histogram[crate::metrics::probability_bin(p, 10)] += 1;
                 self.probability_sum += p;
                 self.summary.tiers[t].1 += 1;
             }
