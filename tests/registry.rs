@@ -246,8 +246,8 @@ fn a_bundle_without_optional_files_loads_from_s3() {
     let store = churn_store::Store::new();
     let loaded = rt.block_on(store.load_bundle(&churn_store::Location::parse(&uri).unwrap())).unwrap();
     assert!(loaded.background.is_none());
-    let full = rt.block_on(store.load_bundle(&churn_store::Location::parse(&dest).unwrap().join("missing"))).err().expect("no bundle there");
-    assert!(full.to_string().contains("manifest.json") && full.to_string().contains("NoSuchKey"), "{full}");
+    let missing = rt.block_on(store.load_bundle(&churn_store::Location::parse(&dest).unwrap().join("missing"))).err().expect("no bundle there");
+    assert!(missing.to_string().contains("manifest.json") && missing.to_string().contains("NoSuchKey"), "{missing}");
     let with_background = Bundle::load_dir(trained_bundle()).unwrap();
     assert!(with_background.background.is_some());
 }

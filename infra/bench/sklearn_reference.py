@@ -55,23 +55,20 @@ def main():
         hgb = HistGradientBoostingClassifier(max_depth=3, learning_rate=0.05, max_iter=200).fit(x_tr, y_tr)
         mlps = [MLPClassifier(hidden_layer_sizes=(16,), alpha=1.0, max_iter=500, random_state=s).fit(s_tr, y_tr) for s in range(5)]
         p_mlp = [m.predict_proba(s_te)[:, 1] for m in mlps]
+        p_lr = lr.predict_proba(s_te)[:, 1]
         scores = {
-            "logistic": lr.predict_proba(s_te)[:, 1],
+            "logistic": p_lr,
             "logistic (train+val)": lr_tv.predict_proba(sc_tv.transform(x_te))[:, 1],
             "gradient boosting": hgb.predict_proba(x_te)[:, 1],
             "MLP [16]": p_mlp[0],
             "5 MLPs averaged": np.mean(p_mlp, axis=0),
-            "logistic + 5 MLPs": (np.mean(p_mlp, axis=0) + scores_lr(lr, s_te)) / 2,
+            "logistic + 5 MLPs": (np.mean(p_mlp, axis=0) + p_lr) / 2,
         }
         for name, p in scores.items():
             aucs.setdefault(name, []).append(roc_auc_score(y_te, p))
     print(f"test ROC AUC, scikit-learn splits (mean over seeds 1..5 | 1..{seeds})")
     for name, v in aucs.items():
         print(f"{name:<22} {np.mean(v[:5]):.4f} | {np.mean(v):.4f}")
-
-
-def scores_lr(lr, s):
-    return lr.predict_proba(s)[:, 1]
 
 
 if __name__ == "__main__":
