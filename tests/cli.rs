@@ -96,12 +96,16 @@ fn evaluate_on_the_test_rows_reproduces_the_training_figures() {
     let out = churn_ok(&["evaluate", "--model", dir.to_str().unwrap(), "--data", &path, "--json"]);
     let e: Value = serde_json::from_str(&out).unwrap();
     let metrics: Value = serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
-    for k in ["roc_auc", "brier", "ece", "log_loss"] {
+    for k in ["roc_auc", "brier", "ece", "ece_floor", "ece_floor_p90", "log_loss"] {
         let (a, b) = (e[k].as_f64().unwrap(), metrics["test"][k].as_f64().unwrap());
         assert!((a - b).abs() < 1e-5, "{k}: evaluate {a} vs training {b}");
     }
+    // The calibration noise of ~1,000 test rows: about 0.03 (why the ECE <= 0.03 is at
+    // the edge of what this test split can show), above it in a tenth of the draws.
+    let (floor, p90) = (e["ece_floor"].as_f64().unwrap(), e["ece_floor_p90"].as_f64().unwrap());
+    assert!((0.015..0.045).contains(&floor) && floor < p90, "ECE floor {floor}, 90th percentile {p90}");
     let table = churn_ok(&["evaluate", "--model", dir.to_str().unwrap(), "--data", &path]);
-    assert!(table.contains("PR AUC") && table.contains("campaign profit"), "{table}");
+    assert!(table.contains("PR AUC") && table.contains("campaign profit") && table.contains("sampling noise"), "{table}");
 }
 
 /// A churn-like table that is not Telco: other names, a 0/1 target, types inferred.

@@ -77,6 +77,7 @@ nb.table(&["test figure", "MLP", "logistic"], &[
     row("log loss", &|e| e.log_loss),
     row("Brier", &|e| e.brier),
     row("ECE", &|e| e.ece),
+    row("ECE of a calibrated model (noise)", &|e| e.ece_floor),
     row("top-decile lift", &|e| e.top_decile_lift),
     row("profit at threshold", &|e| e.profit_at_threshold),
 ]);

@@ -150,7 +150,7 @@ pub fn model_report(r: &ReportInput<'_>) -> String {
         ("PR AUC (average precision)", f(e.pr_auc)),
         ("log loss", f(e.log_loss)),
         ("Brier score", f(e.brier)),
-        ("expected calibration error", f(e.ece)),
+        ("expected calibration error", format!("{} (a perfectly calibrated model shows {} on these rows by sampling noise, 90 % of the time ≤ {})", f(e.ece), f(e.ece_floor), f(e.ece_floor_p90))),
         ("top-decile lift / capture", format!("{:.2} / {:.1} %", e.top_decile_lift, 100.0 * e.top_decile_capture)),
         (
             "at chosen threshold",
@@ -195,6 +195,8 @@ pub fn model_report(r: &ReportInput<'_>) -> String {
     let diag = vec![(0.0, 0.0), (1.0, 1.0)];
     let calib: Vec<(f64, f64)> =
         metrics::calibration_bins(p, y, 10).iter().filter(|b| b.count > 0).map(|b| (b.mean_predicted, b.fraction_positive)).collect();
+    let noise = metrics::calibration_noise(p);
+    let band = |pick: fn(&(f64, f64, f64)) -> f64| noise.bands.iter().map(|b| (b.0, pick(b))).collect::<Vec<_>>();
     let epochs = |f: fn(&EpochRecord) -> f64| r.history.iter().map(|h| (h.epoch as f64, f(h))).collect::<Vec<_>>();
     let charts = [
         line_chart("ROC", "false positive rate", "true positive rate", &[
@@ -208,6 +210,8 @@ pub fn model_report(r: &ReportInput<'_>) -> String {
         line_chart("Calibration (10 bins)", "mean predicted", "observed churn rate", &[
             Series::line("model", calib),
             Series::reference("perfect", diag.clone()),
+            Series::reference("5 % if calibrated", band(|b| b.1)),
+            Series::reference("95 % if calibrated", band(|b| b.2)),
         ]),
         line_chart("Cumulative gains", "share of customers contacted", "share of churners reached", &[
             Series::line("model", metrics::gains(p, y)),

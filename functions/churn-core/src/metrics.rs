@@ -4,7 +4,8 @@
 //!
 //! Conventions follow scikit-learn so figures can be compared: ROC AUC with average ranks for
 //! ties, PR AUC as average precision (step-wise, no interpolation), predictions `p >= threshold`
-//! are positive, ECE over 10 equal-width bins weighted by bin size.
+//! are positive, ECE over 10 equal-width bins weighted by bin size. Beside the ECE: the ECE a
+//! perfectly calibrated model would show on as many rows (sampling noise; [`calibration_noise`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -148,6 +149,75 @@ pub fn expected_calibration_error(p: &[f32], y: &[bool]) -> Result<f64> {
         .iter()
         .map(|b| b.count as f64 / total * (b.fraction_positive - b.mean_predicted).abs())
         .sum())
+}
+
+/// What calibration error sampling noise alone gives on these rows: labels drawn from the
+/// model's own probabilities are perfectly calibrated by construction, so the expected
+/// calibration error they show is the floor an observed ECE has to be read against
+/// (consistency resampling, Bröcker & Smith 2007, "Increasing the reliability of reliability
+/// diagrams"). On ~1,000 test rows that floor is near 0.03: an ECE inside the resampled range
+/// cannot be told apart from perfect calibration on this many rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibrationNoise {
+    /// Label sets drawn.
+    pub draws: usize,
+    /// Mean ECE over the draws.
+    pub ece_mean: f64,
+    /// 90th percentile of the ECE over the draws: a model whose ECE is above it is miscalibrated
+    /// beyond what these rows can show by chance (at 10 % false alarms).
+    pub ece_p90: f64,
+    /// The 10-bin reliability diagram's consistency band: per non-empty bin, its mean predicted
+    /// probability and the 5th and 95th percentiles of the churn rate it would show if calibrated.
+    pub bands: Vec<(f64, f64, f64)>,
+}
+
+/// Seed of the label draws: fixed, so that the floor is a property of the predictions only.
+const NOISE_SEED: u64 = 0x00ec_e5ee_d;
+/// Draws × rows budget: ~500 draws on a test split, fewer (at least 20) on millions of rows.
+const NOISE_BUDGET: usize = 10_000_000;
+
+/// [`CalibrationNoise`] of predictions `p` (no labels needed: the draws are the labels).
+pub fn calibration_noise(p: &[f32]) -> CalibrationNoise {
+    use rand::{Rng, SeedableRng};
+    const BINS: usize = 10;
+    let draws = (NOISE_BUDGET / p.len().max(1)).clamp(20, 500);
+    let bin: Vec<usize> = p.iter().map(|&v| probability_bin(v as f64, BINS)).collect();
+    let mut n = [0usize; BINS];
+    let mut sum_p = [0.0f64; BINS];
+    for (&b, &v) in bin.iter().zip(p) {
+        n[b] += 1;
+        sum_p[b] += v as f64;
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(NOISE_SEED);
+    let mut eces = Vec::with_capacity(draws);
+    let mut rates: Vec<Vec<f64>> = vec![Vec::with_capacity(draws); BINS];
+    for _ in 0..draws {
+        let mut pos = [0usize; BINS];
+        for (&b, &v) in bin.iter().zip(p) {
+            pos[b] += (rng.random::<f64>() < v as f64) as usize;
+        }
+        let mut ece = 0.0;
+        for b in (0..BINS).filter(|&b| n[b] > 0) {
+            let rate = pos[b] as f64 / n[b] as f64;
+            ece += n[b] as f64 / p.len() as f64 * (rate - sum_p[b] / n[b] as f64).abs();
+            rates[b].push(rate);
+        }
+        eces.push(ece);
+    }
+    let quantile = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        v.get(((v.len().saturating_sub(1)) as f64 * q).round() as usize).copied().unwrap_or(0.0)
+    };
+    let bands = (0..BINS)
+        .filter(|&b| n[b] > 0)
+        .map(|b| (sum_p[b] / n[b] as f64, quantile(&mut rates[b], 0.05), quantile(&mut rates[b], 0.95)))
+        .collect();
+    CalibrationNoise {
+        draws,
+        ece_mean: if eces.is_empty() { 0.0 } else { eces.iter().sum::<f64>() / eces.len() as f64 },
+        ece_p90: quantile(&mut eces, 0.9),
+        bands,
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -339,6 +409,12 @@ pub struct Evaluation {
     pub log_loss: f64,
     pub brier: f64,
     pub ece: f64,
+    /// Mean ECE a perfectly calibrated model would show on these rows ([`calibration_noise`]).
+    #[serde(default)]
+    pub ece_floor: f64,
+    /// Its 90th percentile: an `ece` above it is miscalibration these rows can show.
+    #[serde(default)]
+    pub ece_floor_p90: f64,
     pub top_decile_lift: f64,
     pub top_decile_capture: f64,
     /// At the model's chosen threshold.
@@ -356,6 +432,7 @@ impl Evaluation {
         let (pos, _) = check(p, y)?;
         let (lift, capture) = lift_and_capture(p, y, 0.1)?;
         let (bt, bp) = best_profit_threshold(p, y, playbook);
+        let noise = calibration_noise(p);
         Ok(Evaluation {
             rows: p.len(),
             positives: pos,
@@ -365,6 +442,8 @@ impl Evaluation {
             log_loss: log_loss(p, y)?,
             brier: brier(p, y)?,
             ece: expected_calibration_error(p, y)?,
+            ece_floor: noise.ece_mean,
+            ece_floor_p90: noise.ece_p90,
             top_decile_lift: lift,
             top_decile_capture: capture,
             at_threshold: ThresholdMetrics::at(p, y, threshold),
@@ -433,6 +512,36 @@ mod tests {
         // Same customers at 0.8: off by 0.5.
         let p = [0.8f32; 10];
         assert!((expected_calibration_error(&p, &y).unwrap() - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn calibration_noise_of_a_coin_matches_its_closed_form() {
+        // 400 rows at 0.5 fall in one bin: ECE = |mean(y) - 0.5|, whose expectation under
+        // perfect calibration is sqrt(0.25 / 400) * sqrt(2 / pi) = 0.01995 (half-normal mean).
+        let noise = calibration_noise(&[0.5f32; 400]);
+        assert_eq!(noise.draws, 500);
+        assert!((noise.ece_mean - 0.01995).abs() < 0.002, "{}", noise.ece_mean);
+        // Its 90th percentile: 1.645 sd of a binomial rate = 0.0411 (the rate moves in steps of 1/400).
+        assert!((noise.ece_p90 - 0.0411).abs() < 0.004, "{}", noise.ece_p90);
+        let (mean_p, lo, hi) = noise.bands[0];
+        assert_eq!(noise.bands.len(), 1);
+        assert!((mean_p - 0.5).abs() < 1e-9 && (0.45..0.47).contains(&lo) && (0.53..0.55).contains(&hi), "{:?}", noise.bands);
+    }
+
+    #[test]
+    fn calibration_noise_shrinks_with_rows_and_is_reproducible() {
+        let spread = |n: usize| (0..n).map(|i| (i % 97) as f32 / 97.0).collect::<Vec<f32>>();
+        let small = calibration_noise(&spread(300));
+        let large = calibration_noise(&spread(30_000));
+        // Ten times the sd of a rate per hundredfold rows.
+        assert!(large.ece_mean < small.ece_mean / 5.0, "{} vs {}", large.ece_mean, small.ece_mean);
+        assert!(small.ece_mean < small.ece_p90);
+        assert_eq!(calibration_noise(&spread(300)), small);
+        for (mean_p, lo, hi) in &large.bands {
+            assert!(lo <= mean_p && mean_p <= hi, "{:?}", large.bands);
+        }
+        // A million rows: the budget keeps the draws (and the time) bounded.
+        assert_eq!(calibration_noise(&spread(1_000_000)).draws, 20);
     }
 
     #[test]
