@@ -175,6 +175,10 @@ fn missing_column_is_named() {
     });
     let err = train_err(&csv, &[]);
     assert!(err.contains("missing column") && err.contains("tenure") && err.contains("churn"), "{err}");
+    assert!(err.contains("Add the column(s)"), "{err}");
+    // The same table saved with semicolons reads as one column: the error says why.
+    let err = train_err(&telco_with(|_, l| Some(l.replace(',', ";"))), &[]);
+    assert!(err.contains("missing column") && err.contains("one column holding ';'") && err.contains("comma-separated"), "{err}");
 }
 
 #[test]

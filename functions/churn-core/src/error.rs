@@ -50,7 +50,7 @@ pub enum CoreError {
     #[error("{file}: no data rows (only a header, or nothing at all). Give a file with at least one customer row")]
     Empty { file: String },
 
-    #[error("{file}: missing column(s) {missing:?}; the file has {found:?}. Add the column(s) or change the configuration")]
+    #[error("{file}: missing column(s) {missing:?}; the file has {found:?}. {}", missing_columns_fix(.found))]
     MissingColumns { file: String, missing: Vec<String>, found: Vec<String> },
 
     /// `location` is `line N` for CSV (header is line 1) and `row N` (1-based) for parquet.
@@ -83,3 +83,13 @@ impl CoreError {
 }
 
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;
+
+/// How to fix a missing column: usually add it or configure another name, but a header read as
+/// one column holding another separator is a file that is not comma-separated.
+fn missing_columns_fix(found: &[String]) -> String {
+    let other = [';', '\t', '|'].into_iter().find(|c| found.len() == 1 && found[0].contains(*c));
+    match other {
+        Some(c) => format!("The header is one column holding {c:?}: CSV input must be comma-separated; save the file with commas (or as parquet)"),
+        None => "Add the column(s) or change the configuration".to_string(),
+    }
+}
