@@ -182,6 +182,47 @@ fn missing_column_is_named() {
 }
 
 #[test]
+fn inferred_types_name_the_value_that_spoils_a_numeric_column() {
+    // No configuration: types are inferred. monthlycharges (third field from the end) of line 5
+    // becomes "inf" and of line 9 "n/a": bad values in a numeric column, not a category with
+    // thousands of values.
+    let csv = telco_with(|i, l| {
+        let mut f: Vec<String> = l.split(',').map(String::from).collect();
+        let n = f.len();
+        match i {
+            5 => f[n - 3] = "inf".into(),
+            9 => f[n - 3] = "n/a".into(),
+            _ => {}
+        }
+        Some(f.join(","))
+    });
+    let d = scratch("infer");
+    let path = write(d.path(), "bad.csv", &csv);
+    let out = d.path().join("m");
+    let err = churn_err(&["train", "--data", &path, "--target", "churn", "--positive", "Yes", "--out", out.to_str().unwrap()]);
+    assert!(err.contains("bad.csv, line 5") && err.contains("`monthlycharges` = \"inf\"") && err.contains("not a finite number"), "{err}");
+    assert!(err.contains("(2 are not)") && err.contains("categorical"), "{err}");
+}
+
+#[test]
+fn target_labels_in_another_case_are_refused_and_extra_values_named() {
+    // Line 7's label "Yes" written "yes": an error naming the line, not a silent non-churner.
+    let relabel = |l: &str, label: &str| format!("{},{label}", l.rsplit_once(',').unwrap().0);
+    let csv = telco_with(|i, l| Some(if i == 7 { relabel(l, "yes") } else { l.to_string() }));
+    let err = train_err(&csv, &[]);
+    assert!(err.contains("line 7") && err.contains("churn") && err.contains("\"yes\"") && err.contains("only in case"), "{err}");
+    // A third value is allowed, and the warning says it counts as not churned.
+    let csv = telco_with(|i, l| Some(if i > 1 && i % 10 == 0 && l.ends_with(",No") { relabel(l, "Paused") } else { l.to_string() }));
+    let d = scratch("labels");
+    let path = write(d.path(), "three.csv", &csv);
+    let out = d.path().join("m");
+    let o = churn(&["train", "--data", &path, "--config", telco_config().to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("holds 3 values") && stderr.contains("counts as not churned") && stderr.contains("Paused"), "{stderr}");
+}
+
+#[test]
 fn unparseable_value_names_file_line_column_and_value() {
     // monthlycharges (third field from the end) of line 10 becomes text.
     let csv = telco_with(|i, l| {

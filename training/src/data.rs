@@ -61,19 +61,22 @@ pub fn read_labelled(path: &Path, config: &DatasetConfig) -> Result<(Table, Reso
         &table.file,
         &table.columns,
         table.rows,
-        &|c| table.is_numeric(c),
+        &|c| table.numeric_profile(c),
         &|c| table.distinct(c),
     )?;
     let labels = labels(&table, &schema.target_column, &schema.positive_label)?;
     Ok((table, schema, labels))
 }
 
-/// The target column as booleans. Blank labels, an unknown positive label and a single class
-/// are errors: a model trained on them would be meaningless.
+/// The target column as booleans. Blank labels, an unknown positive label, a single class and
+/// a label that is the positive one written in another case are errors: a model trained on them
+/// would be meaningless. More than two values is allowed (with a warning): all but the positive
+/// label are negatives.
 pub fn labels(table: &Table, target: &str, positive: &str) -> Result<Vec<bool>, CoreError> {
     let values = table.column_values(target)?;
     let mut y = Vec::with_capacity(values.len());
     let mut seen = std::collections::BTreeSet::new();
+    let mut case_variant = None;
     for (i, v) in values.iter().enumerate() {
         let text = v.display();
         let text = text.trim();
@@ -90,10 +93,36 @@ pub fn labels(table: &Table, target: &str, positive: &str) -> Result<Vec<bool>, 
                 },
             });
         }
+        if case_variant.is_none() && text != positive && text.eq_ignore_ascii_case(positive) {
+            case_variant = Some((i, text.to_string()));
+        }
         if seen.len() < 20 {
             seen.insert(text.to_string());
         }
         y.push(text == positive);
+    }
+    // With the positive label present, its variant in another case is a data error; without it,
+    // the label given is the wrong one (reported below with the values found).
+    if let Some((i, text)) = case_variant
+        && y.contains(&true)
+    {
+        return Err(CoreError::Row {
+            file: table.file.clone(),
+            location: table.locate(i),
+            error: RowError {
+                problems: vec![FieldProblem {
+                    field: target.into(),
+                    value: text,
+                    problem: format!("differs from the positive label {positive:?} only in case; write labels one way (it would count as not churned)"),
+                }],
+            },
+        });
+    }
+    if seen.len() > 2 {
+        // A status column ("active", "paused", "churned") is a fair target, but say what counts
+        // as not churned: a misspelt label would otherwise vanish into the negatives.
+        let negatives: Vec<&String> = seen.iter().filter(|s| *s != positive).collect();
+        tracing::warn!(column = target, positive, "{}: column `{target}` holds {} values; every value but {positive:?} counts as not churned: {negatives:?}", table.file, seen.len());
     }
     let pos = y.iter().filter(|b| **b).count();
     if seen.len() == 1 {

@@ -924,16 +924,25 @@ impl FeatureSpec {
     }
 }
 
+/// What type inference sees in a column: its non-blank values that are finite numbers, the
+/// others, and the first of those (location, value).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NumericProfile {
+    pub numbers: usize,
+    pub others: usize,
+    pub first_other: Option<(String, String)>,
+}
+
 impl ResolvedSchema {
     /// Builds the schema from a configuration and the columns of a table, inferring what the
-    /// configuration leaves out. `is_numeric(col)` tells whether every non-blank value of a
-    /// column parses as a number; `distinct(col)` counts its distinct non-blank values.
+    /// configuration leaves out: a column is numeric when `numeric(col)` finds only finite
+    /// numbers among its non-blank values; `distinct(col)` counts its distinct non-blank values.
     pub fn resolve(
         config: &DatasetConfig,
         file: &str,
         columns: &[String],
         rows: usize,
-        is_numeric: &dyn Fn(&str) -> bool,
+        numeric: &dyn Fn(&str) -> NumericProfile,
         distinct: &dyn Fn(&str) -> usize,
     ) -> Result<Self> {
         let has = |c: &str| columns.iter().any(|x| x == c);
@@ -973,7 +982,7 @@ impl ResolvedSchema {
                 ColumnKind::Categorical
             } else if config.numeric.is_some() && config.categorical.is_some() {
                 continue; // both lists given: only listed columns are inputs
-            } else if is_numeric(c) {
+            } else if numeric(c).others == 0 {
                 ColumnKind::Numeric
             } else {
                 ColumnKind::Categorical
@@ -981,6 +990,14 @@ impl ResolvedSchema {
             if kind == ColumnKind::Categorical {
                 let n = distinct(c);
                 if n > config.max_categories {
+                    // Mostly numbers with a few that are not: bad values, not a category.
+                    if let NumericProfile { numbers, others, first_other: Some((at, value)) } = numeric(c)
+                        && numbers >= 9 * others
+                    {
+                        return Err(CoreError::Data(format!(
+                            "{file}, {at}: column `{c}` = {value:?} is not a finite number, while {numbers} of its values are numbers ({others} are not). Fix or blank the value(s) (blank counts as missing), or list `{c}` under `categorical` if it is one",
+                        )));
+                    }
                     return Err(CoreError::Config(format!(
                         "{file}: column `{c}` looks categorical with {n} distinct values (limit {}): if it is an identifier set `id_column`, otherwise list it in `exclude` or raise `max_categories`",
                         config.max_categories

@@ -18,7 +18,7 @@ use arrow::error::ArrowError;
 
 use crate::error::{CoreError, Result};
 use crate::row::{RawRow, RawValue};
-use crate::spec::{CatValue, FeatureSpec};
+use crate::spec::{CatValue, FeatureSpec, NumericProfile};
 
 /// Rows per record batch read and scored. Measured with `batch-bench score` on 1 M rows: 4096
 /// keeps a batch's model input (4096 × ~50 floats) within the core's L2 cache and was about
@@ -491,15 +491,26 @@ impl Table {
         Ok(out)
     }
 
-    /// Does every non-blank value of the column parse as a finite number?
-    pub fn is_numeric(&self, name: &str) -> bool {
-        self.column_values(name).map(|v| {
-            v.iter().all(|x| match x {
-                RawValue::Missing | RawValue::Number(_) => true,
-                RawValue::Text(t) => t.trim().is_empty() || t.trim().parse::<f64>().is_ok_and(f64::is_finite),
+    /// How many non-blank values of the column are finite numbers, how many are not, and where
+    /// the first that is not is.
+    pub fn numeric_profile(&self, name: &str) -> NumericProfile {
+        let mut profile = NumericProfile::default();
+        for (i, x) in self.column_values(name).unwrap_or_default().iter().enumerate() {
+            let number = match x {
+                RawValue::Missing => continue,
+                RawValue::Number(v) => v.is_finite(),
+                RawValue::Text(t) if t.trim().is_empty() => continue,
+                RawValue::Text(t) => t.trim().parse::<f64>().is_ok_and(f64::is_finite),
                 RawValue::Invalid(_) => false,
-            })
-        }).unwrap_or(false)
+            };
+            if number {
+                profile.numbers += 1;
+            } else {
+                profile.others += 1;
+                profile.first_other.get_or_insert_with(|| (self.locate(i), x.display()));
+            }
+        }
+        profile
     }
 
     /// Number of distinct non-blank values of the column.
@@ -622,8 +633,8 @@ mod tests {
         let t = Table::read(&p).unwrap();
         assert_eq!(t.columns, vec!["id", "x", "c"]);
         assert_eq!(t.rows, 2);
-        assert!(t.is_numeric("x"));
-        assert!(!t.is_numeric("c"));
+        assert_eq!(t.numeric_profile("x"), NumericProfile { numbers: 1, others: 0, first_other: None });
+        assert_eq!(t.numeric_profile("c"), NumericProfile { numbers: 0, others: 2, first_other: Some(("line 2".into(), "a".into())) });
         assert_eq!(t.distinct("c"), 2);
         let v = t.view(&["x", "nope"]).unwrap();
         assert_eq!(v.row(0).value(0, "x"), RawValue::Text(" ".into()));
