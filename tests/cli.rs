@@ -254,6 +254,15 @@ fn one_class_target_is_refused() {
 }
 
 #[test]
+fn a_missing_model_names_the_file_once() {
+    let d = scratch("nomodel");
+    let model = d.path().join("nowhere");
+    let err = churn_err(&["score", "--model", model.to_str().unwrap(), "--input", telco_csv().to_str().unwrap(), "--output", d.path().join("o.csv").to_str().unwrap()]);
+    assert!(err.contains("nowhere/manifest.json"), "{err}");
+    assert_eq!(err.matches("No such file").count(), 1, "the cause once: {err}");
+}
+
+#[test]
 fn unknown_positive_label_lists_the_labels_found() {
     let err = train_err(&std::fs::read_to_string(telco_csv()).unwrap(), &["--positive", "yes"]);
     assert!(err.contains("\"yes\"") && err.contains("\"Yes\"") && err.contains("--positive"), "{err}");

@@ -41,8 +41,10 @@ impl std::error::Error for RowError {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    // `error`, not `source`: the text is in the message, and a `source` would print it twice
+    // in an error chain (`{:#}`).
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
 
     #[error("{path}: {message}")]
     Format { path: String, message: String },
@@ -74,8 +76,8 @@ pub enum CoreError {
 }
 
 impl CoreError {
-    pub fn io(path: impl fmt::Display, source: std::io::Error) -> Self {
-        CoreError::Io { path: path.to_string(), source }
+    pub fn io(path: impl fmt::Display, error: std::io::Error) -> Self {
+        CoreError::Io { path: path.to_string(), error }
     }
     pub fn format(path: impl fmt::Display, message: impl fmt::Display) -> Self {
         CoreError::Format { path: path.to_string(), message: message.to_string() }
