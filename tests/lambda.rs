@@ -68,6 +68,12 @@ fn sample_events_through_the_lambda_runtime_api() {
         assert!(v["model_version"].is_string(), "{v}");
     }
     assert!(!lines.iter().any(|l| l.contains("8879-ZKJOF")), "raw customer ids must not be logged");
+    // Start-up says where its time went: waiting for S3, then the whole init.
+    let logged = |m: &str| lines.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| v["message"] == m).unwrap_or_else(|| panic!("no {m:?} line: {lines:#?}"));
+    let (fetched, loaded) = (logged("bundle fetched"), logged("model loaded"));
+    let fetch_ms = fetched["fetch_ms"].as_f64().unwrap_or(f64::NAN);
+    assert!(fetched["files"].as_u64().is_some_and(|n| n >= 5) && fetched["bytes"].as_u64().is_some_and(|n| n > 1000), "{fetched}");
+    assert!(fetch_ms > 0.0 && loaded["init_ms"].as_f64().is_some_and(|t| t >= fetch_ms), "{fetched} {loaded}");
 
     // Metrics: one CloudWatch EMF line per scored request, every declared metric with a value.
     let emf: Vec<Value> = lines.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v.get("_aws").is_some()).collect();
