@@ -9,7 +9,7 @@
 // %%
 use churn_core::metrics::{self, Confusion, Evaluation};
 use churn_training::notebook::{self, Notebook, line_chart};
-use churn_training::report::Series;
+use churn_training::report::{Series, calibration_chart};
 
 let mut nb = Notebook::start("03_evaluate")?;
 let bundle = notebook::shared_model(&nb)?;
@@ -28,13 +28,12 @@ nb.text(format!(
 //
 // ROC and precision–recall show how well churners are ranked above stayers; the calibration
 // curve shows whether a predicted 30 % means 30 % (Platt scaling undoes the skew of the
-// positive-class weight). Cumulative gains: the share of churners reached when contacting the
+// positive-class weight); the dashed band is where a perfectly calibrated model's bins would
+// fall on this many customers 90 % of the time. Cumulative gains: the share of churners reached when contacting the
 // riskiest customers first.
 
 // %%
 let diag = vec![(0.0, 0.0), (1.0, 1.0)];
-let calibration: Vec<(f64, f64)> =
-    metrics::calibration_bins(&p, &y, 10).iter().filter(|b| b.count > 0).map(|b| (b.mean_predicted, b.fraction_positive)).collect();
 nb.charts(vec![
     line_chart("ROC", "false positive rate", "true positive rate", &[
         Series::line("model", metrics::roc_curve(&p, &y)),
@@ -44,10 +43,7 @@ nb.charts(vec![
         Series::line("model", metrics::pr_curve(&p, &y)),
         Series::reference("base rate", vec![(0.0, e.base_rate), (1.0, e.base_rate)]),
     ]),
-    line_chart("Calibration (10 bins)", "mean predicted", "observed churn rate", &[
-        Series::line("model", calibration),
-        Series::reference("perfect", diag.clone()),
-    ]),
+    calibration_chart(&p, &y),
     line_chart("Cumulative gains", "share contacted", "share of churners reached", &[
         Series::line("model", metrics::gains(&p, &y)),
         Series::reference("random", diag),

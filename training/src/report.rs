@@ -137,6 +137,20 @@ pub struct ReportInput<'a> {
     pub offers: &'a [crate::explanations::OfferCount],
 }
 
+/// The reliability diagram (10 bins) with the band a perfectly calibrated model would stay in
+/// on these rows 90 % of the time (5th to 95th percentile per bin, [`metrics::calibration_noise`]).
+pub fn calibration_chart(p: &[f32], y: &[bool]) -> String {
+    let observed = metrics::calibration_bins(p, y, 10).iter().filter(|b| b.count > 0).map(|b| (b.mean_predicted, b.fraction_positive)).collect();
+    let noise = metrics::calibration_noise(p);
+    let band = |pick: fn(&(f64, f64, f64)) -> f64| noise.bands.iter().map(|b| (b.0, pick(b))).collect::<Vec<_>>();
+    line_chart("Calibration (10 bins)", "mean predicted", "observed churn rate", &[
+        Series::line("model", observed),
+        Series::reference("perfect", vec![(0.0, 0.0), (1.0, 1.0)]),
+        Series::reference("5 % if calibrated", band(|b| b.1)),
+        Series::reference("95 % if calibrated", band(|b| b.2)),
+    ])
+}
+
 pub fn model_report(r: &ReportInput<'_>) -> String {
     let e = r.test;
     let mut body = String::new();
@@ -193,10 +207,6 @@ pub fn model_report(r: &ReportInput<'_>) -> String {
     body.push_str(&offers_section(r.playbook, r.offers));
     let (p, y) = (r.test_p, r.test_y);
     let diag = vec![(0.0, 0.0), (1.0, 1.0)];
-    let calib: Vec<(f64, f64)> =
-        metrics::calibration_bins(p, y, 10).iter().filter(|b| b.count > 0).map(|b| (b.mean_predicted, b.fraction_positive)).collect();
-    let noise = metrics::calibration_noise(p);
-    let band = |pick: fn(&(f64, f64, f64)) -> f64| noise.bands.iter().map(|b| (b.0, pick(b))).collect::<Vec<_>>();
     let epochs = |f: fn(&EpochRecord) -> f64| r.history.iter().map(|h| (h.epoch as f64, f(h))).collect::<Vec<_>>();
     let charts = [
         line_chart("ROC", "false positive rate", "true positive rate", &[
@@ -207,12 +217,7 @@ pub fn model_report(r: &ReportInput<'_>) -> String {
             Series::line("model", metrics::pr_curve(p, y)),
             Series::reference("base rate", vec![(0.0, e.base_rate), (1.0, e.base_rate)]),
         ]),
-        line_chart("Calibration (10 bins)", "mean predicted", "observed churn rate", &[
-            Series::line("model", calib),
-            Series::reference("perfect", diag.clone()),
-            Series::reference("5 % if calibrated", band(|b| b.1)),
-            Series::reference("95 % if calibrated", band(|b| b.2)),
-        ]),
+        calibration_chart(p, y),
         line_chart("Cumulative gains", "share of customers contacted", "share of churners reached", &[
             Series::line("model", metrics::gains(p, y)),
             Series::reference("random", diag),
