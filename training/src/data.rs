@@ -73,6 +73,8 @@ pub fn read_labelled(path: &Path, config: &DatasetConfig) -> Result<(Table, Reso
 /// would be meaningless. More than two values is allowed (with a warning): all but the positive
 /// label are negatives.
 pub fn labels(table: &Table, target: &str, positive: &str) -> Result<Vec<bool>, CoreError> {
+    // Distinct labels kept for messages.
+    const SEEN_LIMIT: usize = 20;
     let values = table.column_values(target)?;
     let mut y = Vec::with_capacity(values.len());
     let mut seen = std::collections::BTreeSet::new();
@@ -96,7 +98,7 @@ pub fn labels(table: &Table, target: &str, positive: &str) -> Result<Vec<bool>, 
         if case_variant.is_none() && text != positive && text.eq_ignore_ascii_case(positive) {
             case_variant = Some((i, text.to_string()));
         }
-        if seen.len() < 20 {
+        if seen.len() < SEEN_LIMIT {
             seen.insert(text.to_string());
         }
         y.push(text == positive);
@@ -122,7 +124,8 @@ pub fn labels(table: &Table, target: &str, positive: &str) -> Result<Vec<bool>, 
         // A status column ("active", "paused", "churned") is a fair target, but say what counts
         // as not churned: a misspelt label would otherwise vanish into the negatives.
         let negatives: Vec<&String> = seen.iter().filter(|s| *s != positive).collect();
-        tracing::warn!(column = target, positive, "{}: column `{target}` holds {} values; every value but {positive:?} counts as not churned: {negatives:?}", table.file, seen.len());
+        let count = if seen.len() == SEEN_LIMIT { format!("{SEEN_LIMIT} or more") } else { seen.len().to_string() };
+        tracing::warn!(column = target, positive, "{}: column `{target}` holds {count} values; every value but {positive:?} counts as not churned: {negatives:?}", table.file);
     }
     let pos = y.iter().filter(|b| **b).count();
     if seen.len() == 1 {

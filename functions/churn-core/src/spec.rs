@@ -976,22 +976,24 @@ impl ResolvedSchema {
             if Some(c) == id.as_ref() || c == &target || config.exclude.contains(c) {
                 continue;
             }
+            let mut inferred = None;
             let kind = if config.numeric.as_ref().is_some_and(|v| v.contains(c)) {
                 ColumnKind::Numeric
             } else if config.categorical.as_ref().is_some_and(|v| v.contains(c)) {
                 ColumnKind::Categorical
             } else if config.numeric.is_some() && config.categorical.is_some() {
                 continue; // both lists given: only listed columns are inputs
-            } else if numeric(c).others == 0 {
-                ColumnKind::Numeric
             } else {
-                ColumnKind::Categorical
+                let p = numeric(c);
+                let kind = if p.others == 0 { ColumnKind::Numeric } else { ColumnKind::Categorical };
+                inferred = Some(p);
+                kind
             };
             if kind == ColumnKind::Categorical {
                 let n = distinct(c);
                 if n > config.max_categories {
-                    // Mostly numbers with a few that are not: bad values, not a category.
-                    if let NumericProfile { numbers, others, first_other: Some((at, value)) } = numeric(c)
+                    // Inferred, and mostly numbers with a few that are not: bad values, not a category.
+                    if let Some(NumericProfile { numbers, others, first_other: Some((at, value)) }) = inferred
                         && numbers >= 9 * others
                     {
                         return Err(CoreError::Data(format!(
