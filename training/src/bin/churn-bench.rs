@@ -84,7 +84,7 @@ fn main() -> anyhow::Result<()> {
     let output = args.dir.join("scored.parquet");
     let start = Instant::now();
     let bundle = Bundle::load_dir(&bundle_dir)?;
-    let summary = churn_core::scoring::score_table(&bundle, TableReader::open_for(&input, &bundle.spec)?, &output)?;
+    let summary = churn_core::scoring::score_table(&bundle, TableReader::open_for(&input, &bundle.spec)?, &output, 0)?;
     let secs = start.elapsed().as_secs_f64();
     println!(
         "score: {} rows parquet -> parquet in {:.3} s = {:.0} rows/s ({} failed); peak RSS {:.0} MiB",
