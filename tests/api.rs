@@ -124,6 +124,58 @@ fn batch_predictions_equal_churn_score_on_the_same_rows() {
     assert!(max <= 1e-6, "API vs churn score: max |diff| {max}");
 }
 
+#[test]
+fn scored_files_carry_the_apis_reasons_and_offers() {
+    // The first 120 Telco customers through `churn score --reasons 3` (parquet out) and through
+    // the API (default: three Shapley reasons): the same reasons, values and offers.
+    let n = 120;
+    let dir = scratch("reasons");
+    let input = write(dir.path(), "in.csv", &telco_with(|i, l| (i <= n + 1).then(|| l.to_string())));
+    let out = dir.path().join("scored.parquet");
+    churn_ok(&["score", "--model", trained_bundle().to_str().unwrap(), "--input", &input, "--output", out.to_str().unwrap(), "--reasons", "3"]);
+    let table = churn_core::table::Table::read(&out).unwrap();
+    assert_eq!(table.rows, n);
+    let view = table.view(&["customerid", "risk_tier", "top_reasons", "offer", "offer_action"]).unwrap();
+    let mut preds = Vec::new();
+    for chunk in customers(n).chunks(40) {
+        let (status, v) = post(&json!({ "customers": chunk }));
+        assert_eq!(status, StatusCode::OK, "{v}");
+        preds.extend(v["predictions"].as_array().unwrap().iter().cloned());
+    }
+    let bundle = Bundle::load_dir(trained_bundle()).unwrap();
+    let (mut contacted, mut offers) = (0, 0);
+    for (r, p) in preds.iter().enumerate() {
+        let row = view.row(r);
+        let text = |c: usize| row.value_text(c);
+        assert_eq!((text(0).as_deref(), text(1).as_deref()), (p["customer_id"].as_str(), p["risk_tier"].as_str()), "row {r}");
+        let tier = bundle.playbook.tiers.iter().find(|t| p["risk_tier"] == t.name.as_str()).unwrap();
+        if !tier.contact {
+            assert!(text(2).is_none() && text(3).is_none() && text(4).is_none(), "row {r}: a customer who is not contacted gets no reasons");
+            continue;
+        }
+        contacted += 1;
+        // `feature=value (+0.1234); …`
+        let listed: Vec<(String, String, f64)> = text(2)
+            .unwrap()
+            .split("; ")
+            .map(|s| {
+                let (fv, c) = s.rsplit_once(" (").unwrap();
+                let (f, v) = fv.split_once('=').unwrap();
+                (f.to_string(), v.to_string(), c.trim_end_matches(')').parse().unwrap())
+            })
+            .collect();
+        let api = p["reasons"].as_array().unwrap();
+        assert_eq!(listed.len(), api.len(), "row {r}: {listed:?} vs {api:?}");
+        for ((f, v, c), want) in listed.iter().zip(api) {
+            assert_eq!((Some(f.as_str()), Some(v.as_str())), (want["feature"].as_str(), want["value"].as_str()), "row {r}");
+            assert!((c - want["contribution"].as_f64().unwrap()).abs() < 6e-5, "row {r}: {c} vs {want}");
+        }
+        assert_eq!((text(3).as_deref(), text(4).as_deref()), (p["offer"]["name"].as_str(), p["offer"]["action"].as_str()), "row {r}");
+        offers += text(3).is_some() as usize;
+    }
+    assert!(contacted >= 20 && offers >= 10, "{contacted} contacted customers, {offers} offers");
+}
+
 /// A new fiber customer on a monthly contract: a likely churner.
 fn likely_churner() -> Value {
     let mut c = customers(200).into_iter().find(|c| c["contract"] == "Month-to-month" && c["internetservice"] == "Fiber optic").unwrap();
