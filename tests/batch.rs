@@ -275,6 +275,42 @@ fn large_outputs_go_up_as_multipart_uploads() {
 }
 
 #[test]
+fn reasons_and_offers_when_asked_are_those_of_churn_score() {
+    let model = model_on_s3();
+    let bucket = test_bucket("churn-reasons");
+    let dir = scratch("batch-reasons");
+    let emu = emulator();
+    let (_f, _logs) = start_function("batch-score", emu.port, &[("MODEL_URI", model), ("TOP_REASONS", "3")]);
+    // 150 customers as typed parquet (categorical columns read through their dictionaries).
+    let csv = telco_with(|i, l| (i <= 151).then(|| l.to_string()));
+    put(&bucket, "incoming/reasons.parquet", &telco_parquet(dir.path(), Some(csv.clone()), 50));
+    let resp = invoke(emu.port, &s3_event(dir.path(), "s3-put-incoming.json", &bucket, Some("incoming/reasons.parquet")));
+    assert_eq!(only_object(&resp)["status"], "scored", "{resp}");
+    let (columns, rows) = get_parquet(dir.path(), &bucket, "scored/reasons.parquet");
+    let col = |name: &str| columns.iter().position(|c| c == name).unwrap_or_else(|| panic!("no {name} in {columns:?}"));
+    assert_eq!(&columns[5..8], ["top_reasons", "offer", "offer_action"], "{columns:?}");
+
+    // The same customers through `churn score --reasons 3` on a laptop.
+    let input = write(dir.path(), "reasons.csv", &csv);
+    let local = dir.path().join("local.csv");
+    churn_ok(&["score", "--model", model, "--input", &input, "--output", local.to_str().unwrap(), "--reasons", "3"]);
+    let table = churn_core::table::Table::read(&local).unwrap();
+    let view = table.view(&["customerid", "top_reasons", "offer", "offer_action"]).unwrap();
+    assert_eq!(rows.len(), 150);
+    let mut with_reasons = 0;
+    for (r, row) in rows.iter().enumerate() {
+        let want = view.row(r);
+        let text = |c: &str| row[col(c)].as_str().map(str::to_string);
+        assert_eq!(text("customerid"), want.value_text(0), "row {r}");
+        for (i, c) in ["top_reasons", "offer", "offer_action"].iter().enumerate() {
+            assert_eq!(text(c), want.value_text(i + 1), "row {r}, {c}");
+        }
+        with_reasons += text("top_reasons").is_some() as usize;
+    }
+    assert!(with_reasons >= 20, "{with_reasons} of 150 customers have reasons");
+}
+
+#[test]
 fn running_out_of_time_writes_nothing_and_fails_the_invocation() {
     let model = model_on_s3();
     let bucket = test_bucket("churn-late");

@@ -25,6 +25,10 @@ pub struct BatchConfig {
     /// `TIME_MARGIN_MS` (default 10,000): stop and abort the uploads when less than this is left
     /// before the invocation's deadline, so that a timeout never leaves a truncated output.
     pub time_margin_ms: u64,
+    /// `TOP_REASONS` (default 0, at most 50): reasons (and the personalised offer) written for
+    /// each customer of a contacted tier, as `churn score --reasons` does. Off by default: about
+    /// 45 µs per contacted customer, against well under 1 µs for the score.
+    pub top_reasons: usize,
 }
 
 pub use churn_core::env::ConfigError;
@@ -61,7 +65,8 @@ impl BatchConfig {
         let max_rows = number("MAX_ROWS_PER_INVOCATION", 20_000_000, 1, u64::MAX / 2)?;
         let part_size = number("PART_SIZE_MB", 8, 5, 512)? as usize * (1 << 20);
         let time_margin_ms = number("TIME_MARGIN_MS", 10_000, 0, 600_000)?;
-        Ok(BatchConfig { model_uri, mlflow_uri, input_prefix, scored_prefix, rejected_prefix, psi_threshold, max_rows, part_size, time_margin_ms })
+        let top_reasons = number("TOP_REASONS", 0, 0, 50)? as usize;
+        Ok(BatchConfig { model_uri, mlflow_uri, input_prefix, scored_prefix, rejected_prefix, psi_threshold, max_rows, part_size, time_margin_ms, top_reasons })
     }
 }
 
@@ -74,7 +79,7 @@ mod tests {
     fn defaults() {
         let c = BatchConfig::from_env(env(&[("MODEL_URI", "s3://b/m")])).unwrap();
         assert_eq!((c.input_prefix.as_str(), c.scored_prefix.as_str(), c.rejected_prefix.as_str()), ("incoming/", "scored/", "rejected/"));
-        assert_eq!((c.psi_threshold, c.max_rows, c.part_size), (0.2, 20_000_000, 8 << 20));
+        assert_eq!((c.psi_threshold, c.max_rows, c.part_size, c.top_reasons), (0.2, 20_000_000, 8 << 20, 0));
     }
 
     #[test]
@@ -87,6 +92,7 @@ mod tests {
             (vec![("MODEL_URI", "m"), ("DRIFT_PSI_THRESHOLD", "-1")], "DRIFT_PSI_THRESHOLD"),
             (vec![("MODEL_URI", "m"), ("PART_SIZE_MB", "1")], "PART_SIZE_MB"),
             (vec![("MODEL_URI", "m"), ("MAX_ROWS_PER_INVOCATION", "lots")], "MAX_ROWS_PER_INVOCATION"),
+            (vec![("MODEL_URI", "m"), ("TOP_REASONS", "51")], "TOP_REASONS"),
         ];
         for (pairs, variable) in cases {
             let e = BatchConfig::from_env(env(&pairs)).unwrap_err();

@@ -384,7 +384,8 @@ impl Scorer {
         let (mut source, columns, first_row) = self.open(task, info, format, &fetched).await?;
         table::require(&label, &columns, self.bundle.spec.input_names()).map_err(|e| Failure::Input(e.to_string()))?;
 
-        let mut scorer = BatchScorer::new(&self.bundle, &columns);
+        // Checked at start-up: a bundle that cannot give reasons stops init.
+        let mut scorer = BatchScorer::new(&self.bundle, &columns).with_reasons(self.config.top_reasons).map_err(|e| Failure::Input(e.to_string()))?;
         let scored_schema = scored_schema(&scorer.schema());
         let mut scored_enc = Encoder::new(format, scored_schema.clone()).map_err(|e| Failure::Input(e.to_string()))?;
         let part = self.config.part_size;

@@ -30,6 +30,10 @@ async fn run() -> anyhow::Result<()> {
         version: resolved.version.as_ref().map(|v| v.version.clone()).unwrap_or_else(|| sha[..12].to_string()),
         sha256: sha,
     };
+    // A bundle that cannot give reasons is a configuration mistake: said now, not per object.
+    churn_core::scoring::BatchScorer::new(&resolved.bundle, &[])
+        .with_reasons(config.top_reasons)
+        .with_context(|| format!("TOP_REASONS={}", config.top_reasons))?;
     let client = store.s3().await.clone();
     tracing::info!(model = %model.name, version = %model.version, location = %resolved.location, init_ms = start.elapsed().as_secs_f64() * 1e3, "model loaded");
     let scorer = Scorer { client, bundle: resolved.bundle, model, config };
