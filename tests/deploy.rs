@@ -59,6 +59,7 @@ fn every_function_names_a_workspace_binary_built_for_arm64() {
     let globals = &t["Globals"]["Function"];
     let functions = resources_of(&t, "AWS::Serverless::Function");
     assert_eq!(functions.len(), 2);
+    let function_sources = rust_sources(&root().join("functions"));
     for (name, f) in functions {
         let p = &f["Properties"];
         let get = |k: &str| if p[k].is_null() { globals[k].clone() } else { p[k].clone() };
@@ -72,6 +73,12 @@ fn every_function_names_a_workspace_binary_built_for_arm64() {
         assert!(code.join("Cargo.toml").exists(), "{name}: CodeUri {} has no Cargo.toml", code.display());
         assert!(p["MemorySize"].as_u64().is_some() && p["Timeout"].as_u64().is_some(), "{name}");
         assert!(!p["Environment"]["Variables"]["MODEL_URI"].is_null(), "{name}");
+        // Every variable the template sets is one the functions' code reads (a misspelt name
+        // would be ignored silently and the default used).
+        let set = [&p["Environment"]["Variables"], &globals["Environment"]["Variables"]];
+        for var in set.iter().filter_map(|v| v.as_object()).flat_map(|v| v.keys()) {
+            assert!(function_sources.contains(&format!("\"{var}\"")), "{name}: {var} is set by the template but read nowhere under functions/");
+        }
     }
 }
 
@@ -243,4 +250,18 @@ fn every_sample_event_is_exercised() {
         }
     }
     assert!(n >= 13, "{n} events");
+}
+
+/// Every `.rs` file under `dir`, concatenated.
+fn rust_sources(dir: &std::path::Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        let path = entry.path();
+        if path.is_dir() {
+            text.push_str(&rust_sources(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            text.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    text
 }
