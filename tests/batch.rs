@@ -337,4 +337,20 @@ fn start_up_failure_is_one_clear_line() {
     let errors: Vec<&str> = err.lines().filter(|l| l.contains("\"level\":\"ERROR\"")).collect();
     assert_eq!(errors.len(), 1, "{err}");
     assert!(errors[0].contains("SCORED_PREFIX") && errors[0].contains("start-up failed"), "{err}");
+
+    // Reasons asked of a bundle that cannot give them: said at start-up, naming the variable.
+    let dir = scratch("batch-old-bundle");
+    let old = bundle_without_background(dir.path());
+    let mut c = std::process::Command::new(binary("batch-score"));
+    lambda_env(&mut c, emu.port, "batch-score");
+    c.env("MODEL_URI", &old).env("TOP_REASONS", "3");
+    let o = c.output().unwrap();
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    let errors: Vec<&str> = err.lines().filter(|l| l.contains("\"level\":\"ERROR\"")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("TOP_REASONS=3") && errors[0].contains("background"), "{err}");
+    // The CLI says the same.
+    let e = churn_err(&["score", "--model", old.to_str().unwrap(), "--input", telco_csv().to_str().unwrap(), "--output", dir.path().join("o.csv").to_str().unwrap(), "--reasons", "3"]);
+    assert!(e.contains("background") && e.contains("without reasons"), "{e}");
 }

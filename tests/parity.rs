@@ -88,7 +88,7 @@ fn candle_tract_onnxruntime_and_serving_features_agree_on_every_test_row() {
     w.finish().unwrap();
     let scored_path = dir.path().join("scored.parquet");
     let summary =
-        churn_core::scoring::score_table(&bundle, churn_core::table::TableReader::open(&pq).unwrap(), &scored_path).unwrap();
+        churn_core::scoring::score_table(&bundle, churn_core::table::TableReader::open(&pq).unwrap(), &scored_path, 0).unwrap();
     assert_eq!(summary.rows, test_rows.len());
     assert_eq!(summary.failed, 0);
     let scored = Table::read(&scored_path).unwrap();

@@ -228,16 +228,7 @@ fn a_bundle_without_optional_files_loads_from_s3() {
     require_servers();
     let dir = scratch("s3-old-bundle");
     let d = dir.path();
-    let old = d.join("old");
-    std::fs::create_dir_all(&old).unwrap();
-    for f in std::fs::read_dir(trained_bundle()).unwrap().flatten() {
-        if f.file_name() != "background.json" {
-            std::fs::copy(f.path(), old.join(f.file_name())).unwrap();
-        }
-    }
-    let mut manifest: Value = serde_json::from_slice(&std::fs::read(old.join("manifest.json")).unwrap()).unwrap();
-    assert!(manifest["files"].as_object_mut().unwrap().remove("background.json").is_some(), "the trained bundle has a background sample");
-    std::fs::write(old.join("manifest.json"), serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    let old = bundle_without_background(d);
     let dest = format!("s3://{}/old", test_bucket("churn-old"));
     let out = ok(&churn_in(d, &[], &["upload", "--bundle", old.to_str().unwrap(), "--out", &dest]));
     let uri = word_after(&out, "bundle uploaded to ").to_string();
