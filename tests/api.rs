@@ -132,7 +132,7 @@ fn scored_files_carry_the_apis_reasons_and_offers() {
     let dir = scratch("reasons");
     let input = write(dir.path(), "in.csv", &telco_with(|i, l| (i <= n + 1).then(|| l.to_string())));
     let out = dir.path().join("scored.parquet");
-    churn_ok(&["score", "--model", trained_bundle().to_str().unwrap(), "--input", &input, "--output", out.to_str().unwrap(), "--reasons", "3"]);
+    let printed = churn_ok(&["score", "--model", trained_bundle().to_str().unwrap(), "--input", &input, "--output", out.to_str().unwrap(), "--reasons", "3"]);
     let table = churn_core::table::Table::read(&out).unwrap();
     assert_eq!(table.rows, n);
     let view = table.view(&["customerid", "risk_tier", "top_reasons", "offer", "offer_action"]).unwrap();
@@ -174,6 +174,10 @@ fn scored_files_carry_the_apis_reasons_and_offers() {
         offers += text(3).is_some() as usize;
     }
     assert!(contacted >= 20 && offers >= 10, "{contacted} contacted customers, {offers} offers");
+    // The CLI sizes each campaign: customers per offer, as in the file.
+    let line = printed.lines().find(|l| l.starts_with("offers (contacted customers with reasons): ")).unwrap_or_else(|| panic!("{printed}"));
+    let counted: usize = line.rsplit(": ").next().unwrap().split(", ").map(|p| p.rsplit(' ').next().unwrap().parse::<usize>().unwrap()).sum();
+    assert_eq!(counted, offers, "{line}");
 }
 
 /// A new fiber customer on a monthly contract: a likely churner.

@@ -308,6 +308,14 @@ fn reasons_and_offers_when_asked_are_those_of_churn_score() {
         with_reasons += text("top_reasons").is_some() as usize;
     }
     assert!(with_reasons >= 20, "{with_reasons} of 150 customers have reasons");
+    // The summary sizes each campaign: customers per offer, as in the file.
+    let summary = get_json(dir.path(), &bucket, "scored/reasons.parquet.summary.json");
+    for pair in summary["offers"].as_array().unwrap_or_else(|| panic!("no offers: {summary}")) {
+        let (name, n) = (pair[0].as_str().unwrap(), pair[1].as_u64().unwrap());
+        assert_eq!(rows.iter().filter(|row| row[col("offer")] == name).count() as u64, n, "{name}: {summary}");
+    }
+    let offered = rows.iter().filter(|row| !row[col("offer")].is_null()).count() as u64;
+    assert_eq!(summary["offers"].as_array().unwrap().iter().map(|p| p[1].as_u64().unwrap()).sum::<u64>(), offered, "{summary}");
 }
 
 #[test]

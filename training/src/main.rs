@@ -413,6 +413,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for (tier, n) in &s.tiers {
                 println!("  {tier:<10} {n}");
             }
+            if !s.offers.is_empty() {
+                let offers: Vec<String> = s.offers.iter().map(|(o, n)| format!("{o} {n}")).collect();
+                println!("offers (contacted customers with reasons): {}", offers.join(", "));
+            }
             if s.failed > 0 {
                 println!("rows that could not be scored are kept with the reason in the `error` column");
             }

@@ -100,6 +100,9 @@ pub struct Summary {
     /// Scored rows that carry a warning (unseen category, imputed value).
     pub rows_warned: u64,
     pub tiers: Vec<(String, u64)>,
+    /// With `TOP_REASONS`: customers per personalised offer (playbook order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offers: Vec<(String, u64)>,
     /// Scored rows per probability decile.
     pub probability_histogram: Vec<u64>,
     pub mean_probability: f64,
@@ -205,6 +208,7 @@ impl Scorer {
             rows_rejected: 0,
             rows_warned: 0,
             tiers: vec![],
+            offers: vec![],
             probability_histogram: vec![0; 10],
             mean_probability: 0.0,
             drift: None,
@@ -481,6 +485,7 @@ impl Scorer {
         summary.rows_rejected = s.failed as u64;
         summary.rows_warned = s.warned as u64;
         summary.tiers = s.tiers.iter().map(|(t, n)| (t.clone(), *n as u64)).collect();
+        summary.offers = s.offers.iter().map(|(o, n)| (o.clone(), *n as u64)).collect();
         summary.probability_histogram = s.probability_histogram.iter().map(|&n| n as u64).collect();
         summary.mean_probability = s.mean_probability;
         summary.drift = scorer.drift(self.config.psi_threshold).map(|features| DriftReport {

@@ -42,6 +42,10 @@ pub struct ScoreSummary {
     pub probability_histogram: [usize; 10],
     /// Mean churn probability of the scored rows (0 when none).
     pub mean_probability: f64,
+    /// With reasons ([`BatchScorer::with_reasons`]): customers per personalised offer, in
+    /// playbook order — the size of each campaign. Empty without reasons.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub offers: Vec<(String, usize)>,
 }
 
 /// Scores record batches with one bundle; keeps its buffers between batches.
@@ -119,6 +123,7 @@ impl<'a> BatchScorer<'a> {
         fields.push(error);
         self.schema = Arc::new(Schema::new(fields));
         self.top_reasons = top;
+        self.summary.offers = self.bundle.playbook.offers.iter().map(|o| (o.name.clone(), 0)).collect();
         Ok(self)
     }
 
@@ -243,6 +248,9 @@ impl<'a> BatchScorer<'a> {
             let mut reasons = explain::top_reasons(spec, &row, &a.values, spec.inputs.len());
             match playbook.offer_for(tier, reasons.iter().map(|r| (r.feature.as_str(), r.value.as_str()))) {
                 Some((offer, _)) => {
+                    if let Some(i) = playbook.offers.iter().position(|o| std::ptr::eq(o, offer)) {
+                        self.summary.offers[i].1 += 1;
+                    }
                     cols[1].append_value(&offer.name);
                     cols[2].append_value(&offer.action);
                 }
