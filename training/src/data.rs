@@ -75,6 +75,12 @@ pub fn read_labelled(path: &Path, config: &DatasetConfig) -> Result<(Table, Reso
 pub fn labels(table: &Table, target: &str, positive: &str) -> Result<Vec<bool>, CoreError> {
     // Distinct labels kept for messages.
     const SEEN_LIMIT: usize = 20;
+    // The label of data row `i` is wrong: file, line or row, column and value.
+    let bad_label = |i: usize, value: String, problem: String| CoreError::Row {
+        file: table.file.clone(),
+        location: table.locate(i),
+        error: RowError { problems: vec![FieldProblem { field: target.into(), value, problem }] },
+    };
     let values = table.column_values(target)?;
     let mut y = Vec::with_capacity(values.len());
     let mut seen = std::collections::BTreeSet::new();
@@ -83,17 +89,7 @@ pub fn labels(table: &Table, target: &str, positive: &str) -> Result<Vec<bool>, 
         let text = v.display();
         let text = text.trim();
         if text.is_empty() || matches!(v, RawValue::Missing) {
-            return Err(CoreError::Row {
-                file: table.file.clone(),
-                location: table.locate(i),
-                error: RowError {
-                    problems: vec![FieldProblem {
-                        field: target.into(),
-                        value: String::new(),
-                        problem: "the label is blank; every training row needs a label (fill it or remove the row)".into(),
-                    }],
-                },
-            });
+            return Err(bad_label(i, String::new(), "the label is blank; every training row needs a label (fill it or remove the row)".into()));
         }
         if case_variant.is_none() && text != positive && text.eq_ignore_ascii_case(positive) {
             case_variant = Some((i, text.to_string()));
@@ -108,17 +104,7 @@ pub fn labels(table: &Table, target: &str, positive: &str) -> Result<Vec<bool>, 
     if let Some((i, text)) = case_variant
         && y.contains(&true)
     {
-        return Err(CoreError::Row {
-            file: table.file.clone(),
-            location: table.locate(i),
-            error: RowError {
-                problems: vec![FieldProblem {
-                    field: target.into(),
-                    value: text,
-                    problem: format!("differs from the positive label {positive:?} only in case; write labels one way (it would count as not churned)"),
-                }],
-            },
-        });
+        return Err(bad_label(i, text, format!("differs from the positive label {positive:?} only in case; write labels one way (it would count as not churned)")));
     }
     if seen.len() > 2 {
         // A status column ("active", "paused", "churned") is a fair target, but say what counts
