@@ -152,6 +152,86 @@ fn trains_on_any_churn_like_table_given_target_and_label() {
     assert!(metrics["test"]["roc_auc"].as_f64().unwrap() > 0.6, "{}", metrics["test"]);
 }
 
+/// The Telco table with three more columns: `state` (51 values), `ticket` (unique per row) and
+/// `note` (free text: most values unique), as a new user's export might have them.
+fn telco_with_wide_text() -> String {
+    const STATES: [&str; 51] = [
+        "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY", "LA", "ME", "MD",
+        "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD",
+        "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY",
+    ];
+    telco_with(|i, l| {
+        let (head, label) = l.rsplit_once(',').unwrap();
+        Some(if i == 1 {
+            format!("{head},state,ticket,note,{label}")
+        } else {
+            let note = if i % 3 == 0 { "called about the bill".to_string() } else { format!("asked about offer {}", i * 7919 % 100_003) };
+            format!("{head},{},T{:06},{note},{label}", STATES[(i * 31) % 51], i * 13)
+        })
+    })
+}
+
+#[test]
+fn a_table_with_many_valued_text_an_id_and_free_text_trains_without_a_config() {
+    let d = scratch("wide");
+    let path = write(d.path(), "wide.csv", &telco_with_wide_text());
+    let out_dir = d.path().join("m");
+    // No --positive: the target's two values are Yes and No, and Yes is the one that means churned.
+    let o = churn(&["train", "--data", &path, "--target", "churn", "--out", out_dir.to_str().unwrap()]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("\"Yes\" counts as churned") && stderr.contains("--positive"), "{stderr}");
+    assert!(stderr.contains("`ticket` left out") && stderr.contains("unique per row"), "{stderr}");
+    assert!(stderr.contains("`note` left out") && stderr.contains("free text"), "{stderr}");
+    let spec: Value = serde_json::from_slice(&std::fs::read(out_dir.join("feature_spec.json")).unwrap()).unwrap();
+    assert_eq!(spec["id_column"], "customerid");
+    assert_eq!(spec["positive_label"], "Yes");
+    let inputs: Vec<&str> = spec["inputs"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert!(inputs.contains(&"state") && !inputs.contains(&"ticket") && !inputs.contains(&"note"), "{inputs:?}");
+    let state = spec["categorical"].as_array().unwrap().iter().find(|c| c["name"] == "state").unwrap();
+    assert_eq!(state["vocabulary"].as_array().unwrap().len(), 51, "every state is seen often enough to keep");
+    // Serving takes the same rows: the new column is a field of the API's records too.
+    let scored = d.path().join("scored.csv");
+    let out = churn_ok(&["score", "--model", out_dir.to_str().unwrap(), "--input", &path, "--output", scored.to_str().unwrap()]);
+    assert!(out.contains("scored 4930 rows (0 failed"), "{out}");
+}
+
+#[test]
+fn numeric_and_boolean_targets_work_with_or_without_positive() {
+    // The SaaS table's target is 1.0 / 0.0: `--positive 1` and `--positive 1.0` name the same
+    // label, and without --positive the 1 is chosen (and said).
+    let saas = root().join("training/data/saas/accounts.csv");
+    let d = scratch("targets");
+    let mut positives = vec![];
+    for extra in [&["--positive", "1"][..], &["--positive", "1.0"][..], &[][..]] {
+        let out_dir = d.path().join(format!("m{}", positives.len()));
+        let mut args = vec!["train", "--data", saas.to_str().unwrap(), "--target", "churned", "--out", out_dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = churn(&args);
+        let (stdout, stderr) = text(&o);
+        assert!(o.status.success(), "{stdout}{stderr}");
+        assert!(extra.is_empty() == stderr.contains("counts as churned"), "{stderr}");
+        let metrics: Value = serde_json::from_slice(&std::fs::read(out_dir.join("metrics.json")).unwrap()).unwrap();
+        positives.push(metrics["test"]["positives"].as_u64().unwrap());
+    }
+    assert!(positives.iter().all(|p| *p == positives[0] && *p > 100), "{positives:?}");
+    // true / false labels, and a two-valued target with no clearly positive value.
+    let bools = telco_with(|i, l| {
+        let (head, label) = l.rsplit_once(',').unwrap();
+        Some(if i == 1 { l.to_string() } else { format!("{head},{}", if label == "Yes" { "true" } else { "false" }) })
+    });
+    let path = write(d.path(), "bools.csv", &bools);
+    let o = churn(&["train", "--data", &path, "--target", "churn", "--out", d.path().join("b").to_str().unwrap()]);
+    assert!(o.status.success() && text(&o).1.contains("\"true\" counts as churned"), "{:?}", text(&o));
+    let colours = telco_with(|i, l| {
+        let (head, label) = l.rsplit_once(',').unwrap();
+        Some(if i == 1 { l.to_string() } else { format!("{head},{}", if label == "Yes" { "red" } else { "blue" }) })
+    });
+    let path = write(d.path(), "colours.csv", &colours);
+    let err = churn_err(&["train", "--data", &path, "--target", "churn", "--out", d.path().join("c").to_str().unwrap()]);
+    assert!(err.contains("no positive label") && err.contains("--positive") && err.contains("red") && err.contains("blue"), "{err}");
+}
+
 // ---- bad inputs: each gives a clear error naming what, where and how to fix, never a panic ----
 
 fn train_err(csv: &str, extra: &[&str]) -> String {
@@ -368,6 +448,26 @@ fn drift_flags_the_shifted_features_only() {
     let no_contract = write(d.path(), "no-contract.csv", &telco_with(|_, l| Some(l.split(',').take(15).chain(l.split(',').skip(16)).collect::<Vec<_>>().join(","))));
     let err = churn_err(&["drift", "--model", bundle, "--data", &no_contract]);
     assert!(err.contains("contract") && err.contains("no-contract.csv"), "{err}");
+}
+
+#[test]
+fn customers_like_the_training_ones_never_say_retrain() {
+    // Train on the first 2,800 customers, evaluate on the other 2,130: the same population, so
+    // any difference from the bundle's test figures is sampling noise and must not alarm.
+    let d = scratch("nodrift");
+    let train = write(d.path(), "first.csv", &telco_with(|i, l| (i <= 2801).then(|| l.to_string())));
+    let header = telco_with(|i, l| (i == 1).then(|| l.to_string()));
+    let rest = write(d.path(), "rest.csv", &format!("{header}{}", telco_with(|i, l| (i > 2801).then(|| l.to_string()))));
+    let model = d.path().join("m");
+    churn_ok(&["train", "--data", &train, "--config", telco_config().to_str().unwrap(), "--out", model.to_str().unwrap()]);
+    let v: Value = serde_json::from_str(&churn_ok(&["evaluate", "--model", model.to_str().unwrap(), "--data", &rest, "--json"])).unwrap();
+    assert_eq!(v["rows"], 2130);
+    for c in v["concept_drift"].as_array().unwrap() {
+        assert_eq!(c["drifted"], false, "{c}");
+        assert!(c["allowed"].as_f64().unwrap() > 0.0, "{c}");
+    }
+    assert!(v["spread"]["roc_auc"].as_f64().unwrap() > 0.0, "{}", v["spread"]);
+    churn_ok(&["evaluate", "--model", model.to_str().unwrap(), "--data", &rest, "--fail-on-drift"]);
 }
 
 #[test]

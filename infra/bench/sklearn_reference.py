@@ -1,74 +1,115 @@
-"""An independent reference for the model-quality targets: scikit-learn's own models on the
-bundled Telco customers, with stratified 60/20/20 splits seeded 1..N like `churn compare` (the
-splits are scikit-learn's, not the project's, so compare averages, not single seeds).
+"""The independent reference for model quality: scikit-learn's models cross-validated on the same
+tables as `churn benchmark`, on the very same folds when given its JSON report.
 
-It answers one question: is ROC AUC >= 0.85 on five held-out splits within reach of standard
-tabular models on this table, or is the ceiling the data's?
+  python infra/bench/sklearn_reference.py                      # StratifiedKFold(5, shuffle, random_state=0)
+  python infra/bench/sklearn_reference.py --folds out/benchmark/benchmark.json   # churn benchmark's folds
 
-  pip install scikit-learn pandas
-  python infra/bench/sklearn_reference.py [--seeds 10]
+Preprocessing for every model, fitted on each fold's training rows only: numbers median-imputed
+and standardised, text columns one-hot (unknown categories ignored); text that is mostly numbers
+(Telco's `totalcharges`) is read as numbers, columns unique per row (ids) are dropped. Models:
+logistic regression, histogram gradient boosting, and an MLP (100 hidden units, early stopping):
+scikit-learn's defaults otherwise, as in shared/data/README.md. Prints ROC AUC and Brier,
+mean ± sd over folds, per table and model.
+
+Needs scikit-learn and pandas (the test venv has both through shap).
 """
 import argparse
+import json
 import os
 
 import numpy as np
 import pandas as pd
+from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import train_test_split
+from sklearn.metrics import brier_score_loss, roc_auc_score
+from sklearn.model_selection import StratifiedKFold
 from sklearn.neural_network import MLPClassifier
-from sklearn.preprocessing import StandardScaler
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "training", "data", "telco", "customers.csv")
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "training", "data")
+BUNDLED = [
+    ("telco", os.path.join(DATA, "telco", "customers.csv"), "churn", "Yes"),
+    ("hr_turnover", os.path.join(DATA, "hr_turnover", "employees.csv"), "left", "1"),
+    ("saas", os.path.join(DATA, "saas", "accounts.csv"), "churned", "1"),
+]
 
 
-def table():
-    df = pd.read_csv(DATA)
-    df.columns = [c.lower() for c in df.columns]
-    df["totalcharges"] = pd.to_numeric(df["totalcharges"], errors="coerce").fillna(0.0)
-    y = (df["churn"] == "Yes").astype(int).values
-    x = df.drop(columns=["customerid", "churn"])
-    # The derived features of training/configs/telco.toml, plus log tenure (linear models like it).
-    x["avg_monthly_charge"] = np.where(x.tenure > 0, x.totalcharges / x.tenure.clip(lower=1), x.monthlycharges)
-    x["price_trend"] = x.monthlycharges - x["avg_monthly_charge"]
-    x["log_tenure"] = np.log1p(x.tenure)
-    categorical = [c for c in x.columns if not pd.api.types.is_numeric_dtype(x[c]) or c == "seniorcitizen"]
-    return pd.get_dummies(x, columns=categorical).astype(float).values, y
+def is_positive(value, positive):
+    try:
+        return float(value) == float(positive)
+    except (TypeError, ValueError):
+        return str(value).strip() == positive
+
+
+def load(path, target, positive):
+    df = pd.read_csv(path)
+    y = np.array([is_positive(v, positive) for v in df[target]], dtype=int)
+    x = df.drop(columns=[target])
+    for c in list(x.columns):
+        if x[c].dtype == object:
+            as_number = pd.to_numeric(x[c].str.strip().replace("", np.nan), errors="coerce")
+            if as_number.notna().sum() >= 0.9 * x[c].notna().sum():
+                x[c] = as_number
+            elif x[c].nunique() == len(x):
+                x = x.drop(columns=[c])
+    return x, y
+
+
+def models(x):
+    numeric = [c for c in x.columns if pd.api.types.is_numeric_dtype(x[c])]
+    text = [c for c in x.columns if c not in numeric]
+
+    def prep():
+        return ColumnTransformer([
+            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), text),
+        ])
+
+    return {
+        "logistic regression": lambda: make_pipeline(prep(), LogisticRegression(max_iter=5000)),
+        "gradient boosting": lambda: make_pipeline(prep(), HistGradientBoostingClassifier(random_state=0)),
+        "MLP (100, early stop)": lambda: make_pipeline(
+            prep(), MLPClassifier(hidden_layer_sizes=(100,), early_stopping=True, max_iter=500, random_state=0)
+        ),
+    }
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, default=10)
-    seeds = ap.parse_args().seeds
-    x, y = table()
-    aucs = {}
-    for seed in range(1, seeds + 1):
-        x_tv, x_te, y_tv, y_te = train_test_split(x, y, test_size=0.2, stratify=y, random_state=seed)
-        x_tr, _, y_tr, _ = train_test_split(x_tv, y_tv, test_size=0.25, stratify=y_tv, random_state=seed)
-        sc = StandardScaler().fit(x_tr)
-        s_tr, s_te = sc.transform(x_tr), sc.transform(x_te)
-        lr = LogisticRegression(max_iter=2000).fit(s_tr, y_tr)
-        # The logistic model again on training + validation rows (more data, no early stopping).
-        sc_tv = StandardScaler().fit(x_tv)
-        lr_tv = LogisticRegression(max_iter=2000).fit(sc_tv.transform(x_tv), y_tv)
-        hgb = HistGradientBoostingClassifier(max_depth=3, learning_rate=0.05, max_iter=200).fit(x_tr, y_tr)
-        mlps = [MLPClassifier(hidden_layer_sizes=(16,), alpha=1.0, max_iter=500, random_state=s).fit(s_tr, y_tr) for s in range(5)]
-        p_mlp = [m.predict_proba(s_te)[:, 1] for m in mlps]
-        p_lr = lr.predict_proba(s_te)[:, 1]
-        scores = {
-            "logistic": p_lr,
-            "logistic (train+val)": lr_tv.predict_proba(sc_tv.transform(x_te))[:, 1],
-            "gradient boosting": hgb.predict_proba(x_te)[:, 1],
-            "MLP [16]": p_mlp[0],
-            "5 MLPs averaged": np.mean(p_mlp, axis=0),
-            "logistic + 5 MLPs": (np.mean(p_mlp, axis=0) + p_lr) / 2,
-        }
-        for name, p in scores.items():
-            aucs.setdefault(name, []).append(roc_auc_score(y_te, p))
-    print(f"test ROC AUC, scikit-learn splits (mean over seeds 1..5 | 1..{seeds})")
-    for name, v in aucs.items():
-        print(f"{name:<22} {np.mean(v[:5]):.4f} | {np.mean(v):.4f}")
+    ap.add_argument("--folds", help="churn benchmark's benchmark.json: use its tables and folds")
+    args = ap.parse_args()
+    if args.folds:
+        with open(args.folds) as f:
+            report = json.load(f)
+        tables = [
+            (t["table"]["name"], t["table"]["path"], t["table"]["target"], t["table"]["positive"], np.array(t["fold_of_row"]))
+            for t in report["tables"]
+        ]
+        source = f"the folds of {args.folds}"
+    else:
+        tables = [(n, p, t, pos, None) for n, p, t, pos in BUNDLED]
+        source = "StratifiedKFold(5, shuffle=True, random_state=0)"
+    print(f"scikit-learn, cross-validated on {source}; mean ± sd over folds")
+    print(f"{'table':<12} {'model':<24} {'ROC AUC':>16} {'Brier':>16}")
+    for name, path, target, positive, fold_of_row in tables:
+        x, y = load(path, target, positive or "1")
+        if fold_of_row is None:
+            splits = list(StratifiedKFold(5, shuffle=True, random_state=0).split(x, y))
+        else:
+            splits = [(np.where(fold_of_row != k)[0], np.where(fold_of_row == k)[0]) for k in sorted(set(fold_of_row))]
+        for model_name, make in models(x).items():
+            aucs, briers = [], []
+            for train, test in splits:
+                m = make().fit(x.iloc[train], y[train])
+                p = m.predict_proba(x.iloc[test])[:, 1]
+                aucs.append(roc_auc_score(y[test], p))
+                briers.append(brier_score_loss(y[test], p))
+            auc = f"{np.mean(aucs):.4f} ± {np.std(aucs, ddof=1):.4f}"
+            brier = f"{np.mean(briers):.4f} ± {np.std(briers, ddof=1):.4f}"
+            print(f"{name:<12} {model_name:<24} {auc:>16} {brier:>16}", flush=True)
 
 
 if __name__ == "__main__":

@@ -53,9 +53,52 @@ pub struct Prepared {
     pub test: Matrix,
 }
 
-/// Reads a table and its labels; checks the target.
+/// Label values that mean "churned" when the target has two values and no positive label is
+/// given (compared without case).
+const POSITIVE_WORDS: [&str; 13] =
+    ["1", "true", "yes", "y", "t", "churn", "churned", "left", "exited", "lost", "cancelled", "canceled", "attrited"];
+
+/// The positive label of a two-valued target when none is given: the value that clearly means
+/// churned (`1`, `1.0`, `true`, `Yes`, `churned`, …), announced with a warning. Anything else
+/// is an error listing the values, so the user can pass `--positive`.
+pub fn infer_positive(table: &Table, target: &str) -> Result<String, CoreError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for v in table.column_values(target)? {
+        let text = v.display().trim().to_string();
+        if !text.is_empty() && seen.insert(text) && seen.len() > 2 {
+            break;
+        }
+    }
+    let positive = |s: &str| {
+        let l = s.to_ascii_lowercase();
+        POSITIVE_WORDS.contains(&l.as_str()) || s.parse::<f64>().is_ok_and(|x| x == 1.0)
+    };
+    let candidates: Vec<&String> = seen.iter().filter(|s| positive(s)).collect();
+    match (seen.len(), candidates.as_slice()) {
+        (2, [one]) => {
+            let other = seen.iter().find(|s| s != one).expect("two values");
+            tracing::warn!(column = target, "{}: no positive label given: {one:?} counts as churned and {other:?} as not; pass --positive to choose", table.file);
+            Ok((*one).clone())
+        }
+        _ => Err(CoreError::Config(format!(
+            "{}: no positive label: set `positive_label` in [dataset] or pass --positive with the value of `{target}` that means churned (values seen: {seen:?})",
+            table.file
+        ))),
+    }
+}
+
+/// Reads a table and its labels; checks the target. Without a positive label in `config`, a
+/// two-valued target's clearly positive value is used ([`infer_positive`]).
 pub fn read_labelled(path: &Path, config: &DatasetConfig) -> Result<(Table, ResolvedSchema, Vec<bool>), CoreError> {
     let table = Table::read(path)?;
+    let inferred;
+    let config = match (&config.target_column, &config.positive_label) {
+        (Some(target), None) if table.columns.iter().any(|c| c == target) => {
+            inferred = DatasetConfig { positive_label: Some(infer_positive(&table, target)?), ..config.clone() };
+            &inferred
+        }
+        _ => config,
+    };
     let schema = ResolvedSchema::resolve(
         config,
         &table.file,
@@ -91,13 +134,14 @@ pub fn labels(table: &Table, target: &str, positive: &str) -> Result<Vec<bool>, 
         if text.is_empty() || matches!(v, RawValue::Missing) {
             return Err(bad_label(i, String::new(), "the label is blank; every training row needs a label (fill it or remove the row)".into()));
         }
-        if case_variant.is_none() && text != positive && text.eq_ignore_ascii_case(positive) {
+        let is_positive = churn_core::spec::label_matches(text, positive);
+        if case_variant.is_none() && !is_positive && text.eq_ignore_ascii_case(positive) {
             case_variant = Some((i, text.to_string()));
         }
         if seen.len() < SEEN_LIMIT {
             seen.insert(text.to_string());
         }
-        y.push(text == positive);
+        y.push(is_positive);
     }
     // With the positive label present, its variant in another case is a data error; without it,
     // the label given is the wrong one (reported below with the values found).
@@ -109,7 +153,7 @@ pub fn labels(table: &Table, target: &str, positive: &str) -> Result<Vec<bool>, 
     if seen.len() > 2 {
         // A status column ("active", "paused", "churned") is a fair target, but say what counts
         // as not churned: a misspelt label would otherwise vanish into the negatives.
-        let negatives: Vec<&String> = seen.iter().filter(|s| *s != positive).collect();
+        let negatives: Vec<&String> = seen.iter().filter(|s| !churn_core::spec::label_matches(s, positive)).collect();
         let count = if seen.len() == SEEN_LIMIT { format!("{SEEN_LIMIT} or more") } else { seen.len().to_string() };
         tracing::warn!(column = target, positive, "{}: column `{target}` holds {count} values; every value but {positive:?} counts as not churned: {negatives:?}", table.file);
     }
@@ -146,7 +190,7 @@ pub fn stratified_split(y: &[bool], validation: f64, test: f64, seed: u64) -> Re
         let n = idx.len();
         let n_test = ((n as f64) * test).round() as usize;
         let n_val = ((n as f64) * validation).round() as usize;
-        if n_test == 0 || n_val == 0 || n - n_test - n_val == 0 {
+        if (test > 0.0 && n_test == 0) || n_val == 0 || n - n_test - n_val == 0 {
             return Err(CoreError::Data(format!(
                 "only {n} row(s) of class {}: too few to put some in each of train, validation and test; give more data",
                 if class { "positive" } else { "negative" }
@@ -169,13 +213,55 @@ pub fn prepare(path: &Path, config: &DatasetConfig, validation: f64, test: f64, 
     let data_sha256 = churn_core::sha256_hex(&bytes);
     drop(bytes);
     let split = stratified_split(&y, validation, test, seed)?;
+    prepare_split(table, &schema, &y, split, data_sha256)
+}
+
+/// Fits the feature spec on `split.train` and builds the three matrices.
+pub fn prepare_split(table: Table, schema: &ResolvedSchema, y: &[bool], split: Split, data_sha256: String) -> Result<Prepared, CoreError> {
     let names: Vec<&str> = schema.inputs.iter().map(|(n, _)| n.as_str()).collect();
     let view = table.view(&names)?;
     let locate = |i: usize| table.locate(i);
-    let spec = FeatureSpec::fit(&schema, split.train.iter().map(|&i| (i, view.row(i))), &table.file, &locate)?;
-    let matrix = |rows: &[usize]| featurise(&table, &spec, rows, &y);
+    let spec = FeatureSpec::fit(schema, split.train.iter().map(|&i| (i, view.row(i))), &table.file, &locate)?;
+    let matrix = |rows: &[usize]| featurise(&table, &spec, rows, y);
     let (train, validation, test) = (matrix(&split.train)?, matrix(&split.validation)?, matrix(&split.test)?);
+    drop(view);
     Ok(Prepared { table, data_sha256, spec, split, train, validation, test })
+}
+
+/// Seeded stratified k-fold assignment: `folds[i]` is the fold of row `i`. Each class is
+/// shuffled and dealt round-robin, so every fold has the same class balance (±1 row).
+pub fn stratified_folds(y: &[bool], k: usize, seed: u64) -> Result<Vec<usize>, CoreError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut folds = vec![0; y.len()];
+    for class in [true, false] {
+        let mut idx: Vec<usize> = (0..y.len()).filter(|&i| y[i] == class).collect();
+        if idx.len() < 2 * k {
+            return Err(CoreError::Data(format!(
+                "only {} row(s) of class {}: too few for {k} folds; give more data or fewer folds",
+                idx.len(),
+                if class { "positive" } else { "negative" }
+            )));
+        }
+        idx.shuffle(&mut rng);
+        for (n, i) in idx.into_iter().enumerate() {
+            folds[i] = n % k;
+        }
+    }
+    Ok(folds)
+}
+
+/// The split of cross-validation fold `fold`: its rows are the test part; a stratified
+/// `validation` share of the other folds' rows is held out for early stopping and calibration.
+pub fn fold_split(y: &[bool], folds: &[usize], fold: usize, validation: f64, seed: u64) -> Result<Split, CoreError> {
+    let rest: Vec<usize> = (0..y.len()).filter(|&i| folds[i] != fold).collect();
+    let inner = stratified_split(&rest.iter().map(|&i| y[i]).collect::<Vec<_>>(), validation, 0.0, seed)?;
+    let map = |v: Vec<usize>| v.into_iter().map(|j| rest[j]).collect::<Vec<_>>();
+    Ok(Split {
+        seed,
+        train: map(inner.train),
+        validation: map(inner.validation),
+        test: (0..y.len()).filter(|&i| folds[i] == fold).collect(),
+    })
 }
 
 /// Feature rows of `rows` through the one transform; the first bad row is an error naming it.

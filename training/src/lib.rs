@@ -4,6 +4,7 @@
 //!
 //! The `churn` binary (src/main.rs) is a thin CLI over [`pipeline`].
 
+pub mod benchmark;
 pub mod data;
 pub mod explanations;
 pub mod model;

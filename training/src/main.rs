@@ -82,7 +82,8 @@ enum Command {
         reasons: u16,
     },
     /// Evaluate a bundle on labelled data, and check for concept drift: a figure worse than
-    /// the bundle's own test figure by more than --margin is flagged.
+    /// the bundle's own test figure by more than sampling noise allows (3 standard deviations
+    /// of the difference, from bootstrap spreads) plus --margin is flagged.
     Evaluate {
         /// Bundle: a directory, s3://bucket/prefix/…, or models:/<name>@<alias>.
         #[arg(long)]
@@ -92,7 +93,7 @@ enum Command {
         /// Print the figures as JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// Largest tolerated worsening of ROC AUC, PR AUC, Brier or ECE (absolute).
+        /// Extra worsening of ROC AUC, PR AUC, Brier or ECE (absolute) tolerated beyond noise.
         #[arg(long, default_value_t = churn_training::monitor::DEFAULT_MARGIN)]
         margin: f64,
         /// Exit with an error when concept drift is flagged (for scheduled checks).
@@ -175,6 +176,28 @@ enum Command {
         /// Promote even if the candidate does not beat the champion (recorded as a version tag).
         #[arg(long)]
         force: bool,
+    },
+    /// k-fold cross-validation of training recipes over one or more tables: quality (ROC AUC,
+    /// PR AUC, Brier, ECE against its floor), training time and serving cost per recipe.
+    /// Writes benchmark.json (every fold, and the fold of every row) and benchmark.html.
+    Benchmark {
+        /// A table as PATH:TARGET[:POSITIVE]; repeat for several. Default: the bundled telco,
+        /// hr_turnover and saas tables.
+        #[arg(long = "table")]
+        tables: Vec<churn_training::benchmark::BenchTable>,
+        /// A recipe: `default`, `logistic`, or NAME=BASE:KEY=VALUE;… (e.g.
+        /// `wide=default:model.hidden=[64];dataset.numeric_bins=16`); repeat for several.
+        /// Default: default and logistic.
+        #[arg(long = "recipe")]
+        recipes: Vec<String>,
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        /// Seed of the fold assignment (each fold also trains from seed + fold).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Directory for benchmark.json and benchmark.html.
+        #[arg(long, default_value = "out/benchmark")]
+        out: PathBuf,
     },
     /// Train the MLP and the logistic baseline on several seeds and compare test figures.
     Compare {
@@ -424,28 +447,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Evaluate { model, data, json, margin, fail_on_drift } => {
             anyhow::ensure!(margin.is_finite() && margin >= 0.0, "--margin must be a number >= 0, not {margin}");
             let bundle = rt.block_on(track::resolve_model(&store, mlflow.as_ref(), &model))?;
-            let e = pipeline::evaluate(&bundle, &data)?;
-            let checks = churn_training::monitor::concept_drift(&bundle.metrics, &e, margin);
+            let (e, p, y) = pipeline::evaluate_with_predictions(&bundle, &data)?;
+            let spread = churn_core::metrics::bootstrap_spread(&p, &y, churn_training::monitor::RESAMPLES)?;
+            let checks = churn_training::monitor::concept_drift(&bundle.metrics, &e, &spread, margin);
             if json {
                 // The evaluation's own fields at the top level (as before the drift check
                 // existed), with the check beside them.
                 let mut doc = serde_json::to_value(&e)?;
                 doc["concept_drift"] = serde_json::to_value(&checks)?;
                 doc["concept_drift_margin"] = margin.into();
+                doc["spread"] = serde_json::to_value(spread)?;
                 println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
                 print_evaluation(&format!("{} on {}:", bundle.manifest.model_name, data.display()), &e, bundle.manifest.threshold);
                 match &checks {
                     None => println!("concept drift: the bundle has no test figures to compare with"),
                     Some(c) => {
-                        println!("concept drift against the bundle's test figures (margin {margin}):");
+                        println!(
+                            "concept drift against the bundle's test figures (worse by more than {} sd of sampling noise{}):",
+                            churn_training::monitor::NOISE_Z,
+                            if margin > 0.0 { format!(" + margin {margin}") } else { String::new() }
+                        );
                         for f in c {
                             println!(
-                                "  {:<8} at training {:.4}  now {:.4}  {}",
+                                "  {:<10} at training {:.4}  now {:.4}  {}",
                                 f.metric,
                                 f.at_training,
                                 f.now,
-                                if f.drifted { format!("WORSE by {:.4}: retrain", f.worse_by) } else { "ok".into() }
+                                if f.drifted {
+                                    format!("WORSE by {:.4} (noise allows {:.4}): retrain", f.worse_by, f.allowed)
+                                } else if f.worse_by > 0.0 {
+                                    format!("ok (worse by {:.4}, within the {:.4} noise allows)", f.worse_by, f.allowed)
+                                } else {
+                                    "ok".into()
+                                }
                             );
                         }
                     }
@@ -453,7 +488,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let drifted: Vec<&str> = checks.iter().flatten().filter(|f| f.drifted).map(|f| f.metric).collect();
             if fail_on_drift && !drifted.is_empty() {
-                anyhow::bail!("concept drift: {} worse than at training by more than {margin}", drifted.join(", "));
+                anyhow::bail!("concept drift: {} worse than at training by more than sampling noise allows", drifted.join(", "));
             }
         }
         Command::Drift { model, data, threshold, json, fail_on_drift } => {
@@ -560,6 +595,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
                 None => println!("{name}@{} -> version {} (ROC AUC {:.4}; no champion before)", track::CHAMPION, p.version, p.candidate_auc),
             }
+        }
+        Command::Benchmark { tables, recipes, folds, seed, out } => {
+            use churn_training::benchmark::{self, Recipe};
+            let tables = if tables.is_empty() { benchmark::bundled_tables() } else { tables };
+            let names = if recipes.is_empty() { vec!["default".to_string(), "logistic".to_string()] } else { recipes };
+            let recipes = names.iter().map(|r| Recipe::parse(r)).collect::<anyhow::Result<Vec<_>>>()?;
+            let bar = ProgressBar::new((tables.len() * recipes.len() * folds) as u64);
+            bar.set_style(ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "));
+            let report = benchmark::run(&tables, &recipes, folds, seed, &mut |what| {
+                bar.set_message(what.to_string());
+                bar.inc(1);
+            })?;
+            bar.finish_and_clear();
+            benchmark::print(&report);
+            std::fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
+            let json = out.join("benchmark.json");
+            std::fs::write(&json, serde_json::to_vec_pretty(&report)?).with_context(|| json.display().to_string())?;
+            let html = out.join("benchmark.html");
+            std::fs::write(&html, benchmark::html(&report)).with_context(|| html.display().to_string())?;
+            println!("written: {} and {}", json.display(), html.display());
         }
         Command::Compare { data, seeds, json } => {
             let (data_path, config) = load_config(&data)?;

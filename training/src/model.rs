@@ -170,6 +170,76 @@ impl ChurnModel for Logistic {
     }
 }
 
+/// Members trained on the same data from different seeds; the logit is the members' mean.
+/// Members of the same depth export as one dense stack of the same depth: the first layers
+/// side by side, deeper layers block-diagonal, the output layer averaging (see [`merge`]).
+pub struct Ensemble {
+    members: Vec<Box<dyn ChurnModel>>,
+}
+
+impl Ensemble {
+    pub fn new(members: Vec<Box<dyn ChurnModel>>) -> Self {
+        assert!(!members.is_empty(), "an ensemble has members");
+        Ensemble { members }
+    }
+}
+
+impl ChurnModel for Ensemble {
+    fn forward(&self, x: &Tensor, train: bool, rng: &mut ChaCha8Rng) -> candle_core::Result<Tensor> {
+        let mut sum = self.members[0].forward(x, train, rng)?;
+        for m in &self.members[1..] {
+            sum = (sum + m.forward(x, train, rng)?)?;
+        }
+        sum / self.members.len() as f64
+    }
+
+    fn to_dense(&self) -> candle_core::Result<Vec<Dense>> {
+        let stacks = self.members.iter().map(|m| m.to_dense()).collect::<candle_core::Result<Vec<_>>>()?;
+        merge(&stacks).map_err(candle_core::Error::msg)
+    }
+}
+
+/// One dense stack computing the mean of the stacks' logits. All stacks take the same inputs
+/// and have the same depth; layer `l` of the result stacks the members' layer `l` outputs side
+/// by side (block-diagonal weights after the first layer), and the last layer divides by the
+/// number of members. The result is exact, not an approximation: each member's units see only
+/// their own member's units.
+pub fn merge(stacks: &[Vec<Dense>]) -> Result<Vec<Dense>, String> {
+    let depth = stacks[0].len();
+    if stacks.iter().any(|s| s.len() != depth) {
+        return Err("ensemble members have different depths".into());
+    }
+    let k = stacks.len() as f32;
+    let mut out = Vec::with_capacity(depth);
+    for l in 0..depth {
+        let layers: Vec<&Dense> = stacks.iter().map(|s| &s[l]).collect();
+        let last = l + 1 == depth;
+        let inputs = if l == 0 { layers[0].inputs } else { layers.iter().map(|d| d.inputs).sum() };
+        let outputs = if last { 1 } else { layers.iter().map(|d| d.outputs).sum() };
+        let mut weight = vec![0.0f32; inputs * outputs];
+        let mut bias = vec![0.0f32; outputs];
+        let (mut row0, mut col0) = (0, 0);
+        for d in &layers {
+            if l == 0 && d.inputs != inputs {
+                return Err("ensemble members take different inputs".into());
+            }
+            for o in 0..d.outputs {
+                let row = if last { 0 } else { row0 + o };
+                let scale = if last { 1.0 / k } else { 1.0 };
+                let c0 = if l == 0 { 0 } else { col0 };
+                for i in 0..d.inputs {
+                    weight[row * inputs + c0 + i] += d.weight[o * d.inputs + i] * scale;
+                }
+                bias[row] += d.bias[o] * scale;
+            }
+            row0 += d.outputs;
+            col0 += d.inputs;
+        }
+        out.push(Dense { weight, bias, inputs, outputs, relu: layers[0].relu });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +265,31 @@ mod tests {
             assert!((h[0] - w).abs() < 1e-5, "{} vs {w}", h[0]);
         }
         assert!(!trainable(&varmap).is_empty());
+    }
+
+    #[test]
+    fn merged_ensemble_is_the_mean_of_its_members() {
+        for hidden in [vec![4], vec![5, 3]] {
+            let params = TrainParams { hidden, ..Default::default() }.check().unwrap();
+            let members: Vec<Box<dyn ChurnModel>> =
+                (0..3).map(|s| build(&params, 6, &mut ChaCha8Rng::seed_from_u64(s)).unwrap().0).collect();
+            let x = Tensor::from_vec((0..24).map(|i| (i as f32 * 0.61).cos() * 2.0).collect::<Vec<_>>(), (4, 6), &Device::Cpu).unwrap();
+            let mut rng = ChaCha8Rng::seed_from_u64(0);
+            let each: Vec<Vec<f32>> = members.iter().map(|m| m.forward(&x, false, &mut rng).unwrap().to_vec1().unwrap()).collect();
+            let ensemble = Ensemble::new(members);
+            let got = ensemble.forward(&x, false, &mut rng).unwrap().to_vec1::<f32>().unwrap();
+            let layers = ensemble.to_dense().unwrap();
+            assert_eq!(layers.len(), params.hidden.len() + 1);
+            for (r, row) in x.to_vec2::<f32>().unwrap().iter().enumerate() {
+                let want = each.iter().map(|e| e[r]).sum::<f32>() / 3.0;
+                assert!((got[r] - want).abs() < 1e-5, "{} vs {want}", got[r]);
+                let mut h = row.clone();
+                for l in &layers {
+                    h = l.forward_row(&h);
+                }
+                assert!((h[0] - want).abs() < 1e-5, "dense {} vs {want}", h[0]);
+            }
+        }
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct TrainParams {
     pub seed: u64,
     /// Training customers kept in the bundle as the Shapley background sample (explanations).
     pub background_rows: usize,
+    /// Members trained from seeds `seed`, `seed + 1`, …; the model averages their logits and
+    /// exports as one dense stack.
+    pub ensemble: usize,
 }
 
 impl Default for TrainParams {
@@ -78,6 +81,7 @@ impl Default for TrainParams {
             // Enough for stable Shapley estimates on ~20 fields; each explained customer costs
             // permutations × this × (fields + 1) model rows.
             background_rows: 50,
+            ensemble: 1,
         }
     }
 }
@@ -129,6 +133,9 @@ impl TrainParams {
             if !(0.05..=0.5).contains(&v) {
                 return bad(field, v.to_string(), "must be in [0.05, 0.5]");
             }
+        }
+        if !(1..=32).contains(&self.ensemble) {
+            return bad("ensemble", self.ensemble.to_string(), "must be in [1, 32]");
         }
         if !(1..=1000).contains(&self.background_rows) {
             return bad("background_rows", self.background_rows.to_string(), "must be in [1, 1000]");

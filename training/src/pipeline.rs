@@ -57,6 +57,34 @@ fn git_commit() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// A model trained, calibrated and evaluated on a prepared split (nothing exported yet).
+pub struct Fitted {
+    pub trained: Trained,
+    pub threshold: f64,
+    pub validation: Evaluation,
+    /// Calibrated candle probabilities of the test rows (split order).
+    pub candle_test_p: Vec<f32>,
+    pub test: Evaluation,
+}
+
+/// Trains on the training rows, picks the threshold of maximum expected profit on the
+/// validation rows, and evaluates on the test rows: what `churn train` and every
+/// cross-validation fold of `churn benchmark` do alike.
+pub fn fit_and_evaluate(
+    params: &ValidParams,
+    playbook: &Playbook,
+    prepared: &Prepared,
+    on_epoch: &mut dyn FnMut(&EpochRecord),
+) -> anyhow::Result<Fitted> {
+    let trained = train::fit(params, &prepared.train, &prepared.validation, on_epoch)?;
+    let pv = train::calibrated(&train::logits(trained.model.as_ref(), &prepared.validation)?, trained.calibration);
+    let (threshold, _) = best_profit_threshold(&pv, &prepared.validation.y, playbook);
+    let validation = Evaluation::compute(&pv, &prepared.validation.y, threshold, playbook)?;
+    let candle_test_p = train::candle_probabilities(&trained, &prepared.test)?;
+    let test = Evaluation::compute(&candle_test_p, &prepared.test.y, threshold, playbook)?;
+    Ok(Fitted { trained, threshold, validation, candle_test_p, test })
+}
+
 pub fn run(job: TrainJob) -> anyhow::Result<Outcome> {
     let start = Instant::now();
     let TrainJob { data, config, out, force, mut on_epoch } = job;
@@ -76,13 +104,7 @@ pub fn run(job: TrainJob) -> anyhow::Result<Outcome> {
         train = prepared.train.rows(),
         "data prepared"
     );
-    let trained = train::fit(&params, &prepared.train, &prepared.validation, &mut *on_epoch)?;
-
-    let pv = train::calibrated(&train::logits(trained.model.as_ref(), &prepared.validation)?, trained.calibration);
-    let (threshold, _) = best_profit_threshold(&pv, &prepared.validation.y, &playbook);
-    let validation = Evaluation::compute(&pv, &prepared.validation.y, threshold, &playbook)?;
-    let candle_test_p = train::candle_probabilities(&trained, &prepared.test)?;
-    let test = Evaluation::compute(&candle_test_p, &prepared.test.y, threshold, &playbook)?;
+    let Fitted { trained, threshold, validation, candle_test_p, test } = fit_and_evaluate(&params, &playbook, &prepared, &mut *on_epoch)?;
 
     let layers = train::export_layers(&trained)?;
     let model_name = format!("churn-{}", params.kind.name());
@@ -128,6 +150,7 @@ fn write_bundle(o: &Outcome, scorer: &Scorer, dir: &Path, data: &Path, model_nam
         "model_kind": o.params.kind.name(),
         "threshold": o.threshold,
         "best_epoch": o.trained.best_epoch,
+        "member_best_epochs": o.trained.member_best_epochs,
         "epochs_run": o.trained.history.len(),
         "pos_weight": o.trained.pos_weight,
         "calibration": o.trained.calibration,
@@ -140,6 +163,7 @@ fn write_bundle(o: &Outcome, scorer: &Scorer, dir: &Path, data: &Path, model_nam
         },
         "validation": o.validation,
         "test": o.test,
+        "test_spread": churn_core::metrics::bootstrap_spread(&o.candle_test_p, &p.test.y, crate::monitor::RESAMPLES)?,
     });
     let history = serde_json::to_vec_pretty(&o.trained.history)?;
     let background = data::background(&p.table, &p.spec, &p.split.train, o.params.background_rows, o.params.seed)?;
@@ -210,11 +234,17 @@ fn write_bundle(o: &Outcome, scorer: &Scorer, dir: &Path, data: &Path, model_nam
 
 /// Evaluates a bundle on labelled data with its own threshold.
 pub fn evaluate(bundle: &Bundle, path: &Path) -> anyhow::Result<Evaluation> {
+    Ok(evaluate_with_predictions(bundle, path)?.0)
+}
+
+/// [`evaluate`], with the predictions and labels (for the spread of the figures).
+pub fn evaluate_with_predictions(bundle: &Bundle, path: &Path) -> anyhow::Result<(Evaluation, Vec<f32>, Vec<bool>)> {
     let table = churn_core::table::Table::read(path)?;
     table.require(bundle.spec.input_names().chain([bundle.spec.target_column.as_str()]))?;
     let y = data::labels(&table, &bundle.spec.target_column, &bundle.spec.positive_label)?;
     let rows: Vec<usize> = (0..table.rows).collect();
     let m = data::featurise(&table, &bundle.spec, &rows, &y)?;
     let p = bundle.scorer.predict(&m.x)?;
-    Ok(Evaluation::compute(&p, &m.y, bundle.manifest.threshold, &bundle.playbook)?)
+    let e = Evaluation::compute(&p, &m.y, bundle.manifest.threshold, &bundle.playbook)?;
+    Ok((e, p, m.y))
 }

@@ -2,7 +2,7 @@
 //! and calibrated model to the ONNX graph the Lambdas run.
 
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use churn_core::metrics::roc_auc;
 use churn_core::onnx::Dense;
 use rand::SeedableRng;
@@ -30,12 +30,23 @@ pub struct Platt {
 }
 
 pub struct Trained {
+    /// The model (an [`Ensemble`](crate::model::Ensemble) of the members when there are several).
     pub model: Box<dyn ChurnModel>,
-    pub varmap: VarMap,
+    /// The first member's epochs (the report's learning curves).
     pub history: Vec<EpochRecord>,
+    /// The first member's best epoch.
     pub best_epoch: usize,
+    /// Every member's best epoch.
+    pub member_best_epochs: Vec<usize>,
     pub pos_weight: f64,
     pub calibration: Platt,
+}
+
+/// One trained member before calibration.
+struct Member {
+    model: Box<dyn ChurnModel>,
+    history: Vec<EpochRecord>,
+    best_epoch: usize,
 }
 
 fn tensor(m: &Matrix) -> candle_core::Result<Tensor> {
@@ -64,25 +75,53 @@ pub fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
-/// Trains with early stopping on validation ROC AUC, restores the best epoch, then calibrates.
-/// `on_epoch` sees every epoch's record (progress bars, logs).
+/// Trains `params.ensemble` members (seeds `seed`, `seed + 1`, …) with early stopping on
+/// validation ROC AUC, averages their logits, then calibrates the average on the validation
+/// rows. `on_epoch` sees every epoch's record of every member (progress bars, logs).
 pub fn fit(
     params: &ValidParams,
     train: &Matrix,
     validation: &Matrix,
     on_epoch: &mut dyn FnMut(&EpochRecord),
 ) -> anyhow::Result<Trained> {
-    let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-    let (model, varmap) = model::build(params, train.width, &mut rng)?;
-    let mut opt = AdamW::new(
-        model::trainable(&varmap),
-        ParamsAdamW { lr: params.learning_rate, weight_decay: params.weight_decay, ..Default::default() },
-    )?;
     let pos = train.positives() as f64;
     let pos_weight = match params.imbalance {
         Imbalance::PosWeight => (train.rows() as f64 - pos) / pos,
         Imbalance::None => 1.0,
     };
+    let mut members = Vec::with_capacity(params.ensemble);
+    for k in 0..params.ensemble {
+        members.push(fit_member(params, params.seed.wrapping_add(k as u64), pos_weight, train, validation, on_epoch)?);
+    }
+    let member_best_epochs = members.iter().map(|m| m.best_epoch).collect();
+    let mut members = members.into_iter();
+    let first = members.next().expect("ensemble >= 1 (checked)");
+    let (history, best_epoch) = (first.history, first.best_epoch);
+    let model: Box<dyn ChurnModel> = if params.ensemble == 1 {
+        first.model
+    } else {
+        Box::new(model::Ensemble::new(std::iter::once(first.model).chain(members.map(|m| m.model)).collect()))
+    };
+    let zv = logits(model.as_ref(), validation)?;
+    let calibration = platt(&zv, &validation.y);
+    Ok(Trained { model, history, best_epoch, member_best_epochs, pos_weight, calibration })
+}
+
+/// The one training loop: one member from `seed`, best validation epoch restored.
+fn fit_member(
+    params: &ValidParams,
+    seed: u64,
+    pos_weight: f64,
+    train: &Matrix,
+    validation: &Matrix,
+    on_epoch: &mut dyn FnMut(&EpochRecord),
+) -> anyhow::Result<Member> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (model, varmap) = model::build(params, train.width, &mut rng)?;
+    let mut opt = AdamW::new(
+        model::trainable(&varmap),
+        ParamsAdamW { lr: params.learning_rate, weight_decay: params.weight_decay, ..Default::default() },
+    )?;
     let x = tensor(train)?;
     let y = labels(&train.y)?;
     let xv = tensor(validation)?;
@@ -121,9 +160,7 @@ pub fn fit(
         }
     }
     model::restore(&varmap, &best)?;
-    let zv = logits(model.as_ref(), validation)?;
-    let calibration = platt(&zv, &validation.y);
-    Ok(Trained { model, varmap, history, best_epoch, pos_weight, calibration })
+    Ok(Member { model, history, best_epoch })
 }
 
 /// Platt scaling by Newton's method on the log loss, with Platt's smoothed targets

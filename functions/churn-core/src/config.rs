@@ -26,8 +26,9 @@ pub struct DatasetConfig {
     /// Categorical model inputs. Inferred when absent: every other column.
     #[serde(default)]
     pub categorical: Option<Vec<String>>,
-    /// Columns never used as inputs (besides id and target).
-    #[serde(default)]
+    /// Columns never used as inputs (besides id and target). `ignore` is accepted as another
+    /// name for the same list.
+    #[serde(default, alias = "ignore")]
     pub exclude: Vec<String>,
     /// Engineered features, evaluated in order; later ones may use earlier ones.
     #[serde(default)]
@@ -38,10 +39,15 @@ pub struct DatasetConfig {
     /// Categories seen fewer times than this in training are treated as unseen.
     #[serde(default = "default_min_count")]
     pub min_category_count: usize,
-    /// A categorical column with more distinct values than this is refused (likely an identifier
-    /// or free text); list it in `exclude` or raise the limit.
+    /// At most this many of a categorical column's values get their own input (the most frequent
+    /// ones seen at least `min_category_count` times); the rest are pooled with unseen values.
+    /// Columns whose values are mostly unique (identifiers, free text) are left out with a warning.
     #[serde(default = "default_max_categories")]
     pub max_categories: usize,
+    /// Bins of the piecewise-linear encoding of each numeric feature (0 or 1: standardised
+    /// value only).
+    #[serde(default = "default_numeric_bins")]
+    pub numeric_bins: usize,
 }
 
 fn default_clip() -> [f64; 2] {
@@ -51,7 +57,10 @@ fn default_min_count() -> usize {
     5
 }
 fn default_max_categories() -> usize {
-    50
+    100
+}
+fn default_numeric_bins() -> usize {
+    8
 }
 
 impl Default for DatasetConfig {
@@ -67,6 +76,7 @@ impl Default for DatasetConfig {
             clip_quantiles: default_clip(),
             min_category_count: default_min_count(),
             max_categories: default_max_categories(),
+            numeric_bins: default_numeric_bins(),
         }
     }
 }

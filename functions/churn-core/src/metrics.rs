@@ -427,6 +427,52 @@ pub struct Evaluation {
     pub tiers: Vec<TierFigures>,
 }
 
+/// How much the figures of a model move from one sample of customers to another of the same
+/// size: standard deviations over bootstrap resamples of the rows (Efron). The concept-drift
+/// check compares figures against this spread instead of a fixed margin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct FigureSpread {
+    pub rows: usize,
+    pub resamples: usize,
+    pub roc_auc: f64,
+    pub pr_auc: f64,
+    pub brier: f64,
+    /// Of the ECE's excess over its sampling floor (what the drift check compares).
+    pub ece_excess: f64,
+}
+
+/// Seed of the resamples: fixed, so that the spread is a property of the rows only.
+const BOOTSTRAP_SEED: u64 = 0xb007;
+
+/// [`FigureSpread`] of predictions `p` against labels `y` from `resamples` bootstrap resamples
+/// (resamples that draw one class only are drawn again).
+pub fn bootstrap_spread(p: &[f32], y: &[bool], resamples: usize) -> Result<FigureSpread> {
+    use rand::{Rng, SeedableRng};
+    check(p, y)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(BOOTSTRAP_SEED);
+    let n = p.len();
+    let (mut bp, mut by) = (vec![0.0f32; n], vec![false; n]);
+    let mut figures: [Vec<f64>; 4] = Default::default();
+    while figures[0].len() < resamples {
+        for i in 0..n {
+            let j = rng.random_range(0..n);
+            (bp[i], by[i]) = (p[j], y[j]);
+        }
+        if check(&bp, &by).is_err() {
+            continue;
+        }
+        figures[0].push(roc_auc(&bp, &by)?);
+        figures[1].push(average_precision(&bp, &by)?);
+        figures[2].push(brier(&bp, &by)?);
+        figures[3].push(expected_calibration_error(&bp, &by)?);
+    }
+    let sd = |v: &[f64]| {
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64).sqrt()
+    };
+    Ok(FigureSpread { rows: n, resamples, roc_auc: sd(&figures[0]), pr_auc: sd(&figures[1]), brier: sd(&figures[2]), ece_excess: sd(&figures[3]) })
+}
+
 impl Evaluation {
     pub fn compute(p: &[f32], y: &[bool], threshold: f64, playbook: &Playbook) -> Result<Self> {
         let (pos, _) = check(p, y)?;
@@ -459,6 +505,24 @@ impl Evaluation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bootstrap_spread_shrinks_with_the_square_root_of_the_rows() {
+        // A fixed score pattern repeated: 4x the rows should halve every spread.
+        let base_p = [0.1f32, 0.2, 0.3, 0.45, 0.5, 0.6, 0.7, 0.85, 0.9, 0.35];
+        let base_y = [false, false, true, false, true, false, true, true, true, false];
+        let spread = |copies: usize| {
+            let p: Vec<f32> = (0..copies).flat_map(|_| base_p).collect();
+            let y: Vec<bool> = (0..copies).flat_map(|_| base_y).collect();
+            bootstrap_spread(&p, &y, 400).unwrap()
+        };
+        let (small, large) = (spread(50), spread(200));
+        assert_eq!((small.rows, small.resamples), (500, 400));
+        for (a, b) in [(small.roc_auc, large.roc_auc), (small.pr_auc, large.pr_auc), (small.brier, large.brier)] {
+            assert!(a > 0.0 && (a / b - 2.0).abs() < 0.3, "{a} vs {b}");
+        }
+        assert_eq!(spread(50), small, "seeded");
+    }
 
     #[test]
     fn probability_bins_have_closed_lower_edges_and_hold_one_in_the_last() {

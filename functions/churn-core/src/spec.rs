@@ -14,7 +14,14 @@
 //! 2. derived features are evaluated in order from the imputed values;
 //! 3. every numeric feature is clipped to its fitted bounds and standardised;
 //! 4. every categorical feature is one-hot encoded; a missing or unseen category encodes as all
-//!    zeros (the "average" customer for that field) and is reported as a warning.
+//!    zeros (the "average" customer for that field) and is reported as a warning;
+//! 5. numeric features with fitted bin edges also get a piecewise-linear encoding (Gorishniy et
+//!    al., "On Embeddings for Numerical Features in Tabular Deep Learning", 2022): one input per
+//!    bin between consecutive training quantiles, 0 below the bin, 1 above it and the position
+//!    within it in between, so the first layer can learn a different slope per range.
+//!
+//! Vector layout: standardised numeric features, then the one-hot blocks, then the
+//! piecewise-linear blocks (so the first `numeric.len()` positions are always the numbers).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -36,6 +43,19 @@ pub struct ResolvedSchema {
     pub derived: Vec<DerivedFeature>,
     pub clip_quantiles: [f64; 2],
     pub min_category_count: usize,
+    /// Most values a categorical feature keeps (see `DatasetConfig::max_categories`).
+    #[serde(default = "usize_max")]
+    pub max_categories: usize,
+    /// Bins of each numeric feature's piecewise-linear encoding (0: none).
+    #[serde(default)]
+    pub numeric_bins: usize,
+    /// Columns left out by inference, with the reason (identifiers, free text).
+    #[serde(default)]
+    pub left_out: Vec<(String, String)>,
+}
+
+fn usize_max() -> usize {
+    usize::MAX
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -71,6 +91,25 @@ pub struct NumericFeature {
     pub clip_max: f64,
     pub mean: f64,
     pub std: f64,
+    /// Edges of the piecewise-linear encoding (increasing training quantiles, within the clip
+    /// bounds); empty when the feature has none. `edges.len() - 1` model inputs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bins: Vec<f64>,
+}
+
+impl NumericFeature {
+    /// Inputs of the piecewise-linear block.
+    fn bin_count(&self) -> usize {
+        self.bins.len().saturating_sub(1)
+    }
+
+    /// Value of piecewise-linear input `t` for the (unclipped) value `x`.
+    #[inline]
+    fn bin_value(&self, t: usize, x: f64) -> f32 {
+        let x = x.clamp(self.clip_min, self.clip_max);
+        let (lo, hi) = (self.bins[t], self.bins[t + 1]);
+        ((x - lo) / (hi - lo)).clamp(0.0, 1.0) as f32
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -117,6 +156,8 @@ struct Plan {
     vocab_index: Vec<Vocab>,
     /// Offset of each categorical slot's block in the output vector.
     cat_offset: Vec<usize>,
+    /// Offset of each numeric slot's piecewise-linear block (meaningful when it has bins).
+    bin_offset: Vec<usize>,
     width: usize,
     /// For each input: what changes when it does (see [`FeatureSpec::switch_field`]).
     affected: Vec<Affected>,
@@ -150,6 +191,8 @@ impl DerivedOp {
 #[derive(Debug, Clone, Default)]
 pub struct SwitchScratch {
     categorical: Vec<Option<usize>>,
+    /// Raw values of the affected numeric slots before the switch (piecewise-linear inputs).
+    numeric: Vec<f64>,
 }
 
 fn known(c: &CatValue) -> Option<usize> {
@@ -310,6 +353,18 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
+/// Edges of a piecewise-linear encoding with up to `bins` bins: quantiles of the sorted training
+/// column at k / bins, clipped to the clip bounds, repeated values merged. Columns with fewer
+/// than three distinct edges (constants, 0/1 flags) get none: one slope is all they can have.
+fn bin_edges(sorted: &[f64], lo: f64, hi: f64, bins: usize) -> Vec<f64> {
+    if bins < 2 || sorted.is_empty() {
+        return vec![];
+    }
+    let mut edges: Vec<f64> = (0..=bins).map(|k| quantile(sorted, k as f64 / bins as f64).clamp(lo, hi)).collect();
+    edges.dedup_by(|b, a| *b <= *a);
+    if edges.len() < 3 { vec![] } else { edges }
+}
+
 fn median(values: &mut [f64]) -> Option<f64> {
     if values.is_empty() {
         return None;
@@ -362,7 +417,7 @@ impl FeatureSpec {
             RawValue::Text(t) => t.trim().to_string(),
             RawValue::Invalid(d) => return Err(format!("expected a label, got {d}")),
         };
-        Ok(Some(text == self.positive_label))
+        Ok(Some(label_matches(&text, &self.positive_label)))
     }
 
     fn compile(&mut self) -> Result<()> {
@@ -466,6 +521,14 @@ impl FeatureSpec {
             width += c.vocabulary.len();
             vocab_index.push(Vocab::new(&c.vocabulary));
         }
+        let mut bin_offset = Vec::with_capacity(self.numeric.len());
+        for f in &self.numeric {
+            if f.bins.len() == 1 || f.bins.windows(2).any(|w| !(w[0] < w[1])) {
+                return Err(CoreError::Model(format!("feature spec: bin edges of `{}` must be at least two increasing numbers", f.name)));
+            }
+            bin_offset.push(width);
+            width += f.bin_count();
+        }
         if !self.feature_names.is_empty() && self.feature_names.len() != width {
             return Err(CoreError::Model(format!(
                 "feature spec lists {} feature names for a vector of {width}",
@@ -494,7 +557,7 @@ impl FeatureSpec {
                 a
             })
             .collect();
-        self.plan = Plan { input_slot, derived: ops, vocab_index, cat_offset, width, affected };
+        self.plan = Plan { input_slot, derived: ops, vocab_index, cat_offset, bin_offset, width, affected };
         Ok(())
     }
 
@@ -650,6 +713,8 @@ impl FeatureSpec {
         let a = &self.plan.affected[field];
         scratch.categorical.clear();
         scratch.categorical.extend(a.categorical.iter().map(|&s| known(&mixed.categorical[s])));
+        scratch.numeric.clear();
+        scratch.numeric.extend(a.numeric.iter().map(|&s| mixed.numeric[s]));
         match self.plan.input_slot[field] {
             Slot::Numeric(s) => mixed.numeric[s] = from.numeric[s],
             Slot::Categorical(s) => mixed.categorical[s].clone_from(&from.categorical[s]),
@@ -658,12 +723,20 @@ impl FeatureSpec {
             self.apply_derived(&self.plan.derived[op], mixed);
         }
         let mut any = false;
-        for &s in &a.numeric {
+        for (&s, &before) in a.numeric.iter().zip(&scratch.numeric) {
             let new = self.encode_numeric(s, mixed.numeric[s]);
             if new != numeric[s] {
                 changed(s, new - numeric[s]);
                 numeric[s] = new;
                 any = true;
+            }
+            let f = &self.numeric[s];
+            for t in 0..f.bin_count() {
+                let (old, new) = (f.bin_value(t, before), f.bin_value(t, mixed.numeric[s]));
+                if old != new {
+                    changed(self.plan.bin_offset[s] + t, new - old);
+                    any = true;
+                }
             }
         }
         for (&s, &old) in a.categorical.iter().zip(&scratch.categorical) {
@@ -695,6 +768,12 @@ impl FeatureSpec {
             out[i] = self.encode_numeric(i, *x);
         }
         out[self.numeric.len()..].fill(0.0);
+        for (i, (f, x)) in self.numeric.iter().zip(&values.numeric).enumerate() {
+            let offset = self.plan.bin_offset[i];
+            for t in 0..f.bin_count() {
+                out[offset + t] = f.bin_value(t, *x);
+            }
+        }
         let mut warnings = warnings;
         if let Some(w) = warnings.as_deref_mut() {
             for &s in &values.imputed {
@@ -769,6 +848,7 @@ impl FeatureSpec {
             clip_max: f64::INFINITY,
             mean: 0.0,
             std: 1.0,
+            bins: vec![],
         };
         for (name, kind) in &schema.inputs {
             match kind {
@@ -887,15 +967,20 @@ impl FeatureSpec {
             let var = clipped.map(|x| (x - f.mean).powi(2)).sum::<f64>() / n;
             // A constant feature carries no signal; std 1 keeps it at 0 instead of dividing by 0.
             f.std = if var > 1e-12 { var.sqrt() } else { 1.0 };
+            f.bins = bin_edges(col, f.clip_min, f.clip_max, schema.numeric_bins);
         }
         for (c, m) in spec.categorical.iter_mut().zip(counts) {
             let mut kept: Vec<(String, usize)> = m.into_iter().filter(|(_, n)| *n >= schema.min_category_count).collect();
             kept.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            kept.truncate(schema.max_categories);
             c.vocabulary = kept.into_iter().map(|(v, _)| v).collect();
         }
         spec.feature_names = spec.numeric.iter().map(|f| f.name.clone()).collect();
         for c in &spec.categorical {
             spec.feature_names.extend(c.vocabulary.iter().map(|v| format!("{}={v}", c.name)));
+        }
+        for f in &spec.numeric {
+            spec.feature_names.extend((0..f.bin_count()).map(|t| format!("{}~bin{t}", f.name)));
         }
         spec.compile()?;
         Ok(spec)
@@ -920,8 +1005,17 @@ impl FeatureSpec {
         for c in &self.categorical {
             v.extend(std::iter::repeat_n(c.name.clone(), c.vocabulary.len()));
         }
+        for f in &self.numeric {
+            v.extend(std::iter::repeat_n(f.name.clone(), f.bin_count()));
+        }
         v
     }
+}
+
+/// Whether a target value is the positive label: the same text, or the same number (`1.0` and
+/// `1`, as a CSV and a parquet file may write one label).
+pub fn label_matches(text: &str, positive: &str) -> bool {
+    text == positive || matches!((text.parse::<f64>(), positive.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
 }
 
 /// What type inference sees in a column: its non-blank values that are finite numbers, the
@@ -932,6 +1026,9 @@ pub struct NumericProfile {
     pub others: usize,
     pub first_other: Option<(String, String)>,
 }
+
+/// Tables with fewer rows never have a column left out as mostly unique: too few rows to tell.
+const MIN_ROWS_TO_LEAVE_OUT: usize = 20;
 
 impl ResolvedSchema {
     /// Builds the schema from a configuration and the columns of a table, inferring what the
@@ -961,7 +1058,8 @@ impl ResolvedSchema {
         if !missing.is_empty() {
             return Err(CoreError::MissingColumns { file: file.into(), missing, found: columns.to_vec() });
         }
-        let id = match &config.id_column {
+        let mut left_out = Vec::new();
+        let mut id = match &config.id_column {
             Some(c) => Some(c.clone()),
             None => columns
                 .iter()
@@ -989,21 +1087,37 @@ impl ResolvedSchema {
                 inferred = Some(p);
                 kind
             };
-            if kind == ColumnKind::Categorical {
+            if kind == ColumnKind::Categorical && let Some(profile) = inferred {
                 let n = distinct(c);
-                if n > config.max_categories {
-                    // Inferred, and mostly numbers with a few that are not: bad values, not a category.
-                    if let Some(NumericProfile { numbers, others, first_other: Some((at, value)) }) = inferred
-                        && numbers >= 9 * others
-                    {
-                        return Err(CoreError::Data(format!(
-                            "{file}, {at}: column `{c}` = {value:?} is not a finite number, while {numbers} of its values are numbers ({others} are not). Fix or blank the value(s) (blank counts as missing), or list `{c}` under `categorical` if it is one",
-                        )));
-                    }
-                    return Err(CoreError::Config(format!(
-                        "{file}: column `{c}` looks categorical with {n} distinct values (limit {}): if it is an identifier set `id_column`, otherwise list it in `exclude` or raise `max_categories`",
-                        config.max_categories
+                // Inferred, and mostly numbers with a few that are not: bad values, not a category.
+                if let NumericProfile { numbers, others, first_other: Some((at, value)) } = &profile
+                    && n > config.max_categories
+                    && *numbers >= 9 * *others
+                {
+                    return Err(CoreError::Data(format!(
+                        "{file}, {at}: column `{c}` = {value:?} is not a finite number, while {numbers} of its values are numbers ({others} are not). Fix or blank the value(s) (blank counts as missing), or list `{c}` under `categorical` if it is one",
                     )));
+                }
+                // Mostly unique values (an identifier, free text, a timestamp): no value repeats
+                // often enough to learn from. A column unique per row becomes the id column
+                // when the table names none, so that outputs can echo it.
+                if rows >= MIN_ROWS_TO_LEAVE_OUT && 2 * n > rows {
+                    let why = if n == rows {
+                        if id.is_none() {
+                            id = Some(c.clone());
+                            tracing::warn!(column = %c, "{file}: column `{c}` is unique per row: used as the id column (echoed in outputs, not a model input); set `id_column` to choose another");
+                            continue;
+                        }
+                        format!("unique per row ({n} values): an identifier")
+                    } else {
+                        format!("{n} distinct values in {rows} rows: free text or an identifier")
+                    };
+                    tracing::warn!(column = %c, "{file}: column `{c}` left out of the model: {why}; list it under `categorical` to use it anyway");
+                    left_out.push((c.clone(), why));
+                    continue;
+                }
+                if n > config.max_categories {
+                    tracing::info!(column = %c, "{file}: column `{c}` has {n} values; the {} most frequent get their own input, the rest are pooled as rare", config.max_categories);
                 }
             }
             inputs.push((c.clone(), kind));
@@ -1019,6 +1133,9 @@ impl ResolvedSchema {
             derived: config.derived.clone(),
             clip_quantiles: config.clip_quantiles,
             min_category_count: config.min_category_count,
+            max_categories: config.max_categories,
+            numeric_bins: config.numeric_bins,
+            left_out,
         })
     }
 }
@@ -1071,6 +1188,9 @@ pub(crate) mod tests {
             ],
             clip_quantiles: [0.0, 1.0],
             min_category_count: 1,
+            max_categories: 100,
+            numeric_bins: 0,
+            left_out: vec![],
         }
     }
 
