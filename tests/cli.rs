@@ -152,25 +152,6 @@ fn trains_on_any_churn_like_table_given_target_and_label() {
     assert!(metrics["test"]["roc_auc"].as_f64().unwrap() > 0.6, "{}", metrics["test"]);
 }
 
-/// The Telco table with three more columns: `state` (51 values), `ticket` (unique per row) and
-/// `note` (free text: most values unique), as a new user's export might have them.
-fn telco_with_wide_text() -> String {
-    const STATES: [&str; 51] = [
-        "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY", "LA", "ME", "MD",
-        "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD",
-        "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY",
-    ];
-    telco_with(|i, l| {
-        let (head, label) = l.rsplit_once(',').unwrap();
-        Some(if i == 1 {
-            format!("{head},state,ticket,note,{label}")
-        } else {
-            let note = if i % 3 == 0 { "called about the bill".to_string() } else { format!("asked about offer {}", i * 7919 % 100_003) };
-            format!("{head},{},T{:06},{note},{label}", STATES[(i * 31) % 51], i * 13)
-        })
-    })
-}
-
 #[test]
 fn a_table_with_many_valued_text_an_id_and_free_text_trains_without_a_config() {
     let d = scratch("wide");

@@ -19,13 +19,53 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[test]
-fn candle_tract_onnxruntime_and_serving_features_agree_on_every_test_row() {
-    let dir = scratch("parity");
-    let bundle_dir = dir.path().join("model");
+fn telco_with_its_config_agrees_on_every_test_row() {
     let mut config = TrainConfig::load(&telco_config()).unwrap();
     config.model.seed = 11;
+    let o = parity(&telco_csv(), config, &["tenure", "monthlycharges", "totalcharges", "seniorcitizen"]);
+    // The configured derived features and the default piecewise-linear bins are in the vector.
+    assert!(o.prepared.spec.feature_names.iter().any(|f| f == "tenure~bin0") && o.prepared.spec.derived.len() == 4);
+}
+
+#[test]
+fn the_default_recipe_on_an_interaction_table_agrees_on_every_test_row() {
+    // No config: inferred types, the default ensemble (cross-fitted members merged into one
+    // graph) and piecewise-linear bins on every number.
+    let data = root().join("training/data/hr_turnover/employees.csv");
+    let mut config = TrainConfig::default();
+    config.dataset.target_column = Some("left".into());
+    config.dataset.positive_label = Some("1".into());
+    let numeric = ["satisfaction_level", "last_evaluation", "number_projects", "average_montly_hours", "time_spend_company", "work_accident", "promotion_last_5years"];
+    let o = parity(&data, config, &numeric);
+    assert!(o.params.ensemble > 1, "the default is an ensemble");
+    assert!(o.prepared.spec.numeric.iter().filter(|f| !f.bins.is_empty()).count() >= 4);
+}
+
+#[test]
+fn pooled_categories_and_left_out_columns_agree_on_every_test_row() {
+    // A 51-value state column with only the 20 most frequent values kept (the rest pooled),
+    // an id and a free-text column left out by inference.
+    let dir = scratch("wide-data");
+    let path = dir.path().join("wide.csv");
+    std::fs::write(&path, telco_with_wide_text()).unwrap();
+    let mut config = TrainConfig::default();
+    config.dataset.target_column = Some("churn".into());
+    config.dataset.positive_label = Some("Yes".into());
+    config.dataset.max_categories = 20;
+    config.model.ensemble = 2;
+    let o = parity(&path, config, &["tenure", "monthlycharges", "totalcharges", "seniorcitizen"]);
+    let state = o.prepared.spec.categorical.iter().find(|c| c.name == "state").unwrap();
+    assert_eq!(state.vocabulary.len(), 20);
+    assert!(o.prepared.spec.input_names().all(|n| n != "ticket" && n != "note"));
+}
+
+/// Trains on `data` with `config` and checks every parity on the test rows; `numeric` are the
+/// columns written as numbers (not text) in the parquet copy.
+fn parity(data: &std::path::Path, config: TrainConfig, numeric: &[&str]) -> pipeline::Outcome {
+    let dir = scratch("parity");
+    let bundle_dir = dir.path().join("model");
     let o = pipeline::run(TrainJob {
-        data: telco_csv(),
+        data: data.to_path_buf(),
         config,
         out: Some(bundle_dir.clone()),
         force: false,
@@ -37,7 +77,7 @@ fn candle_tract_onnxruntime_and_serving_features_agree_on_every_test_row() {
 
     // Serving side: the bundle as a Lambda loads it, features recomputed from the raw CSV rows.
     let bundle = Bundle::load_dir(&bundle_dir).unwrap();
-    let table = Table::read(&telco_csv()).unwrap();
+    let table = Table::read(data).unwrap();
     let names: Vec<&str> = bundle.spec.input_names().collect();
     let view = table.view(&names).unwrap();
     let width = bundle.spec.width();
@@ -77,10 +117,16 @@ fn candle_tract_onnxruntime_and_serving_features_agree_on_every_test_row() {
     // Parquet input (typed columns) gives the same features as CSV text: write the test rows
     // with numbers as numbers and score them through the batch path.
     let pq = dir.path().join("test.parquet");
-    let csv_text = telco_with(|line, l| (line == 1 || test_rows.binary_search(&(line - 2)).is_ok()).then(|| l.to_string()));
+    let source = std::fs::read_to_string(data).unwrap();
+    let csv_text: String = source
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || test_rows.binary_search(&(i - 1)).is_ok())
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
     let csv_path = dir.path().join("test.csv");
     std::fs::write(&csv_path, csv_text).unwrap();
-    let typed = typed_copy(&Table::read(&csv_path).unwrap());
+    let typed = typed_copy(&Table::read(&csv_path).unwrap(), numeric);
     let mut w = TableWriter::create(&pq, typed[0].schema()).unwrap();
     for b in &typed {
         w.write(b).unwrap();
@@ -102,15 +148,15 @@ fn candle_tract_onnxruntime_and_serving_features_agree_on_every_test_row() {
         .collect();
     let d = max_diff(&batch_p, &o.candle_test_p);
     assert!(d <= TOL, "parquet batch scoring vs candle: {d}");
+    o
 }
 
 /// The table with numeric-looking columns cast to Float64 (blank -> null), as a parquet export
 /// from a warehouse would carry them.
-fn typed_copy(t: &Table) -> Vec<arrow::array::RecordBatch> {
+fn typed_copy(t: &Table, numeric: &[&str]) -> Vec<arrow::array::RecordBatch> {
     use arrow::array::{Array, AsArray, Float64Array};
     use arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
-    let numeric = ["tenure", "monthlycharges", "totalcharges", "seniorcitizen"];
     t.batches
         .iter()
         .map(|b| {

@@ -37,6 +37,16 @@ impl Matrix {
     pub fn rows(&self) -> usize {
         self.y.len()
     }
+    /// The rows of `self` followed by those of `other`.
+    pub fn concat(&self, other: &Matrix) -> Matrix {
+        assert_eq!(self.width, other.width, "matrices of one spec");
+        Matrix { x: [&self.x[..], &other.x[..]].concat(), y: [&self.y[..], &other.y[..]].concat(), width: self.width }
+    }
+    /// The given rows, in that order.
+    pub fn select(&self, rows: &[usize]) -> Matrix {
+        let w = self.width;
+        Matrix { x: rows.iter().flat_map(|&i| self.x[i * w..(i + 1) * w].iter().copied()).collect(), y: rows.iter().map(|&i| self.y[i]).collect(), width: w }
+    }
     pub fn positives(&self) -> usize {
         self.y.iter().filter(|b| **b).count()
     }

@@ -240,9 +240,14 @@ fn progress(max_epochs: usize, quiet: bool) -> (ProgressBar, Box<dyn FnMut(&chur
             .progress_chars("=> "),
     );
     let b = bar.clone();
+    // Ensemble members each start again at epoch 1.
+    let mut member = 0;
     (bar, Box::new(move |r| {
+        if r.epoch == 1 {
+            member += 1;
+        }
         b.set_position(r.epoch as u64);
-        b.set_message(format!("val AUC {:.4} loss {:.4}", r.validation_auc, r.validation_loss));
+        b.set_message(format!("member {member}: val AUC {:.4} loss {:.4}", r.validation_auc, r.validation_loss));
     }))
 }
 
@@ -355,8 +360,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let o = pipeline::run(TrainJob { data: data_path.clone(), config, out: Some(local.clone()), force: force || dest.is_s3(), on_epoch })?;
             bar.finish_and_clear();
             let p = &o.prepared;
+            let epochs = match o.trained.member_best_epochs.as_slice() {
+                [one] => format!("best epoch {one} of {}", o.trained.history.len()),
+                many => format!(
+                    "{} members{}, best epochs {many:?}",
+                    many.len(),
+                    if o.params.cross_fit { " (cross-fitted on train + validation)" } else { "" }
+                ),
+            };
             println!(
-                "trained {} on {} ({} rows: {} train / {} validation / {} test, {} features) in {:.2} s; best epoch {} of {}",
+                "trained {} on {} ({} rows: {} train / {} validation / {} test, {} features) in {:.2} s; {epochs}",
                 o.params.kind.name(),
                 data_path.display(),
                 p.table.rows,
@@ -365,8 +378,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 p.test.rows(),
                 p.spec.width(),
                 o.seconds,
-                o.trained.best_epoch,
-                o.trained.history.len()
             );
             println!("candle vs tract on {} test rows: max |diff| {:.2e}", o.candle_test_p.len(), o.parity_max_abs_diff);
             print_evaluation("held-out test figures:", &o.test, o.threshold);
@@ -640,9 +651,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for kind in ["mlp", "logistic"] {
                 let pick = |f: &dyn Fn(&serde_json::Value) -> f64| -> String {
                     let v: Vec<f64> = runs.iter().filter(|r| r["kind"] == kind).map(f).collect();
-                    let m = v.iter().sum::<f64>() / v.len() as f64;
-                    let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64).sqrt();
-                    format!("{m:.4} ± {sd:.4}")
+                    churn_training::benchmark::MeanSd::of(&v).to_string()
                 };
                 let t = |k: &'static str| move |r: &serde_json::Value| r["test"][k].as_f64().unwrap_or(f64::NAN);
                 let secs = pick(&|r| r["seconds"].as_f64().unwrap_or(f64::NAN));

@@ -77,7 +77,7 @@ pub fn fit_and_evaluate(
     on_epoch: &mut dyn FnMut(&EpochRecord),
 ) -> anyhow::Result<Fitted> {
     let trained = train::fit(params, &prepared.train, &prepared.validation, on_epoch)?;
-    let pv = train::calibrated(&train::logits(trained.model.as_ref(), &prepared.validation)?, trained.calibration);
+    let pv = train::calibrated(&trained.validation_logits, trained.calibration);
     let (threshold, _) = best_profit_threshold(&pv, &prepared.validation.y, playbook);
     let validation = Evaluation::compute(&pv, &prepared.validation.y, threshold, playbook)?;
     let candle_test_p = train::candle_probabilities(&trained, &prepared.test)?;

@@ -40,6 +40,9 @@ pub struct Trained {
     pub member_best_epochs: Vec<usize>,
     pub pos_weight: f64,
     pub calibration: Platt,
+    /// Logits standing for the model's predictions on the validation rows (before
+    /// calibration): out-of-fold when cross-fitted, the model's own otherwise.
+    pub validation_logits: Vec<f32>,
 }
 
 /// One trained member before calibration.
@@ -76,14 +79,37 @@ pub fn sigmoid(z: f64) -> f64 {
 }
 
 /// Trains `params.ensemble` members (seeds `seed`, `seed + 1`, …) with early stopping on
-/// validation ROC AUC, averages their logits, then calibrates the average on the validation
-/// rows. `on_epoch` sees every epoch's record of every member (progress bars, logs).
+/// validation ROC AUC and averages their logits; then calibrates on held-out logits.
+///
+/// With `params.cross_fit` and two or more members, the training and validation rows form one
+/// pool dealt into as many stratified folds as members: member `k` holds out fold `k` for its
+/// early stopping, so every pooled row trains all members but one and is held out by exactly
+/// one. Calibration is then fitted on every pooled row's held-out logit (out-of-fold), not on
+/// the validation rows alone, and the validation rows' out-of-fold logits stand for the
+/// model's validation predictions (threshold, validation figures). Without cross-fitting, all
+/// members share the given split. `on_epoch` sees every epoch of every member.
 pub fn fit(
     params: &ValidParams,
     train: &Matrix,
     validation: &Matrix,
     on_epoch: &mut dyn FnMut(&EpochRecord),
 ) -> anyhow::Result<Trained> {
+    let cross_fit = params.cross_fit && params.ensemble > 1;
+    let pool = if cross_fit { Some(train.concat(validation)) } else { None };
+    let folds = match &pool {
+        Some(pool) => crate::data::stratified_folds(&pool.y, params.ensemble, params.seed)?,
+        None => vec![],
+    };
+    // (train, validation) of every member.
+    let parts: Vec<(Matrix, Matrix)> = match &pool {
+        Some(pool) => (0..params.ensemble)
+            .map(|k| {
+                let (held, kept): (Vec<usize>, Vec<usize>) = (0..pool.rows()).partition(|&i| folds[i] == k);
+                (pool.select(&kept), pool.select(&held))
+            })
+            .collect(),
+        None => vec![],
+    };
     let pos = train.positives() as f64;
     let pos_weight = match params.imbalance {
         Imbalance::PosWeight => (train.rows() as f64 - pos) / pos,
@@ -91,8 +117,25 @@ pub fn fit(
     };
     let mut members = Vec::with_capacity(params.ensemble);
     for k in 0..params.ensemble {
-        members.push(fit_member(params, params.seed.wrapping_add(k as u64), pos_weight, train, validation, on_epoch)?);
+        let (t, v) = parts.get(k).map_or((train, validation), |(t, v)| (t, v));
+        members.push(fit_member(params, params.seed.wrapping_add(k as u64), pos_weight, t, v, on_epoch)?);
     }
+    // Held-out logits: out-of-fold over the pool, or the ensemble's on the validation rows.
+    let (held_out, held_out_y, validation_logits) = match &pool {
+        Some(pool) => {
+            let mut oof = vec![0f32; pool.rows()];
+            for (k, (m, (_, v))) in members.iter().zip(&parts).enumerate() {
+                let z = logits(m.model.as_ref(), v)?;
+                let rows = (0..pool.rows()).filter(|&i| folds[i] == k);
+                for (i, zi) in rows.zip(z) {
+                    oof[i] = zi;
+                }
+            }
+            let validation_logits = oof[train.rows()..].to_vec();
+            (oof, pool.y.clone(), validation_logits)
+        }
+        None => (vec![], vec![], vec![]),
+    };
     let member_best_epochs = members.iter().map(|m| m.best_epoch).collect();
     let mut members = members.into_iter();
     let first = members.next().expect("ensemble >= 1 (checked)");
@@ -102,9 +145,13 @@ pub fn fit(
     } else {
         Box::new(model::Ensemble::new(std::iter::once(first.model).chain(members.map(|m| m.model)).collect()))
     };
-    let zv = logits(model.as_ref(), validation)?;
-    let calibration = platt(&zv, &validation.y);
-    Ok(Trained { model, history, best_epoch, member_best_epochs, pos_weight, calibration })
+    let (calibration, validation_logits) = if pool.is_some() {
+        (platt(&held_out, &held_out_y), validation_logits)
+    } else {
+        let zv = logits(model.as_ref(), validation)?;
+        (platt(&zv, &validation.y), zv)
+    };
+    Ok(Trained { model, history, best_epoch, member_best_epochs, pos_weight, calibration, validation_logits })
 }
 
 /// The one training loop: one member from `seed`, best validation epoch restored.

@@ -60,7 +60,7 @@ fn default_max_categories() -> usize {
     100
 }
 fn default_numeric_bins() -> usize {
-    8
+    16
 }
 
 impl Default for DatasetConfig {

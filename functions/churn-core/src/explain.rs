@@ -513,7 +513,7 @@ impl Explainer {
 mod tests {
     use super::*;
     use crate::onnx::dense_stack_to_onnx;
-    use crate::spec::tests::{fitted, rows};
+    use crate::spec::tests::{fitted, fitted_binned, rows};
 
     /// A one-layer model over the spec's feature vector: sigmoid(w · x).
     fn model(spec: &FeatureSpec, weights: &[(&str, f32)]) -> Scorer {
@@ -577,7 +577,14 @@ mod tests {
 
     #[test]
     fn the_fast_evaluator_gives_the_reference_values() {
-        let spec = fitted();
+        // Plain and piecewise-linear encodings: switching a number moves its bins too.
+        for spec in [fitted(), fitted_binned()] {
+            fast_equals_reference(&spec);
+        }
+    }
+
+    fn fast_equals_reference(spec: &FeatureSpec) {
+        let spec = spec.clone();
         let bg = background(&spec);
         let w = spec.width();
         // Weights on every input, hidden ReLU units that switch on and off along the walks.

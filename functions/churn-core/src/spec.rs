@@ -1209,6 +1209,47 @@ pub(crate) mod tests {
         FeatureSpec::fit(&schema(), r.iter().enumerate().map(|(i, r)| (i + 2, r.as_slice())), "t.csv", &|i| format!("line {i}")).unwrap()
     }
 
+    /// [`fitted`] with a two-bin piecewise-linear encoding of every numeric feature that has
+    /// three distinct quantiles.
+    pub(crate) fn fitted_binned() -> FeatureSpec {
+        let r = rows();
+        let schema = ResolvedSchema { numeric_bins: 2, ..schema() };
+        FeatureSpec::fit(&schema, r.iter().enumerate().map(|(i, r)| (i + 2, r.as_slice())), "t.csv", &|i| format!("line {i}")).unwrap()
+    }
+
+    #[test]
+    fn piecewise_linear_blocks_follow_the_training_quantiles() {
+        let s = fitted_binned();
+        // tenure 1, 20, 0, 30: quantiles 0, 10.5, 30 -> two bins, at the end of the vector.
+        let tenure = &s.numeric[0];
+        assert_eq!(tenure.bins, vec![0.0, 10.5, 30.0]);
+        let plain = fitted();
+        let extra: usize = s.numeric.iter().map(|f| f.bins.len().saturating_sub(1)).sum();
+        assert!(extra >= 2);
+        assert_eq!(s.width(), plain.width() + extra);
+        assert_eq!(s.feature_names[plain.width()], "tenure~bin0");
+        assert_eq!(s.feature_sources()[plain.width() + 1], "tenure");
+        let at = |t: &str| {
+            let row = [("tenure", t), ("total", "100"), ("plan", "a"), ("tv", "No")];
+            let v = s.transform(row.as_slice()).unwrap();
+            // The plain part is unchanged by the extra blocks.
+            assert_eq!(&v[..plain.width()], &plain.transform(row.as_slice()).unwrap()[..]);
+            (v[plain.width()], v[plain.width() + 1])
+        };
+        assert_eq!(at("0"), (0.0, 0.0));
+        assert_eq!(at("5.25"), (0.5, 0.0));
+        assert_eq!(at("20.25"), (1.0, 0.5));
+        // Beyond the training range: clipped, so the last bin saturates.
+        assert_eq!(at("60"), (1.0, 1.0));
+        let back = FeatureSpec::from_json(&s.to_json()).unwrap();
+        for r in rows() {
+            assert_eq!(s.transform(r.as_slice()).unwrap(), back.transform(r.as_slice()).unwrap());
+        }
+        // Old bundles (no `bins`) read as before.
+        let old = FeatureSpec::from_json(&plain.to_json()).unwrap();
+        assert_eq!(old.width(), plain.width());
+    }
+
     #[test]
     fn fit_learns_imputation_scaling_and_vocabularies() {
         let s = fitted();
