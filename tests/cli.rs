@@ -213,6 +213,37 @@ fn numeric_and_boolean_targets_work_with_or_without_positive() {
     assert!(err.contains("no positive label") && err.contains("--positive") && err.contains("red") && err.contains("blue"), "{err}");
 }
 
+#[test]
+fn benchmark_cross_validates_recipes_on_the_same_folds_and_writes_its_reports() {
+    let d = scratch("benchmark");
+    let path = write(d.path(), "accounts.csv", &synthetic_table());
+    let out = d.path().join("bench");
+    let table = format!("{path}:churned:1");
+    let printed = churn_ok(&[
+        "benchmark", "--table", &table, "--folds", "3", "--recipe", "logistic",
+        "--recipe", "small=default:model.ensemble=2;dataset.numeric_bins=4", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(printed.contains("3-fold cross-validation") && printed.contains("small") && printed.contains("logistic"), "{printed}");
+    let r: Value = serde_json::from_slice(&std::fs::read(out.join("benchmark.json")).unwrap()).unwrap();
+    let folds: Vec<u64> = r["tables"][0]["fold_of_row"].as_array().unwrap().iter().map(|f| f.as_u64().unwrap()).collect();
+    assert_eq!(folds.len(), 800);
+    assert!((0..3).all(|k| folds.iter().filter(|f| **f == k).count() > 250), "three folds of about 267 rows");
+    let runs = r["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 6);
+    for run in runs {
+        // Each fold's test part is exactly that fold's rows.
+        let k = run["fold"].as_u64().unwrap();
+        assert_eq!(run["test"]["rows"].as_u64().unwrap() as usize, folds.iter().filter(|f| **f == k).count(), "{run}");
+    }
+    let small = r["summaries"].as_array().unwrap().iter().find(|s| s["recipe"] == "small").unwrap();
+    assert!(small["roc_auc"]["mean"].as_f64().unwrap() > 0.6, "{small}");
+    assert!(small["serving"]["macs_per_row"].as_u64().unwrap() > 20 && small["serving"]["reasons_us"].as_f64().unwrap() > 0.0, "{small}");
+    let html = std::fs::read_to_string(out.join("benchmark.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("ROC AUC per fold"), "chart in the report");
+    let err = churn_err(&["benchmark", "--table", &table, "--recipe", "x=default:model.dropout=2", "--out", out.to_str().unwrap()]);
+    assert!(err.contains("model.dropout"), "{err}");
+}
+
 // ---- bad inputs: each gives a clear error naming what, where and how to fix, never a panic ----
 
 fn train_err(csv: &str, extra: &[&str]) -> String {

@@ -192,6 +192,14 @@ mod tests {
     }
 
     #[test]
+    fn ignore_is_another_name_for_exclude() {
+        let c: TrainConfig = toml::from_str("[dataset]\nignore = [\"notes\"]\n").unwrap();
+        assert_eq!(c.dataset.exclude, ["notes"]);
+        let c: TrainConfig = toml::from_str("[dataset]\nexclude = [\"notes\"]\n").unwrap();
+        assert_eq!(c.dataset.exclude, ["notes"]);
+    }
+
+    #[test]
     fn unknown_config_keys_are_refused() {
         let e = toml::from_str::<TrainConfig>("[model]\nlearning_rat = 0.1\n").unwrap_err();
         assert!(e.to_string().contains("learning_rat"), "{e}");
