@@ -242,6 +242,9 @@ fn benchmark_cross_validates_recipes_on_the_same_folds_and_writes_its_reports() 
     assert!(html.contains("<svg") && html.contains("ROC AUC per fold"), "chart in the report");
     let err = churn_err(&["benchmark", "--table", &table, "--recipe", "x=default:model.dropout=2", "--out", out.to_str().unwrap()]);
     assert!(err.contains("model.dropout"), "{err}");
+    // A target the table lacks is named as a missing column (before any label question).
+    let err = churn_err(&["benchmark", "--table", &format!("{path}:churn"), "--out", out.to_str().unwrap()]);
+    assert!(err.contains("missing column") && err.contains("churn") && err.contains("accounts.csv"), "{err}");
 }
 
 // ---- bad inputs: each gives a clear error naming what, where and how to fix, never a panic ----

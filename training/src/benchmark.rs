@@ -233,7 +233,8 @@ pub fn run(tables: &[BenchTable], recipes: &[Recipe], folds: usize, seed: u64, p
     let mut report = Report { folds, seed, tables: vec![], recipes: recipes.iter().map(|r| r.name.clone()).collect(), runs: vec![], summaries: vec![] };
     for t in tables {
         let config = DatasetConfig { target_column: Some(t.target.clone()), positive_label: t.positive.clone(), ..DatasetConfig::default() };
-        let (table, _, y) = data::read_labelled(&t.path, &config).with_context(|| t.path.display().to_string())?;
+        // Errors name the file already.
+        let (table, _, y) = data::read_labelled(&t.path, &config)?;
         let fold_of_row = data::stratified_folds(&y, folds, seed)?;
         drop(table);
         for recipe in recipes {

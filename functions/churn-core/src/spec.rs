@@ -1046,9 +1046,6 @@ impl ResolvedSchema {
         let target = config.target_column.clone().ok_or_else(|| {
             CoreError::Config("no target column: set `target_column` in [dataset] or pass --target".into())
         })?;
-        let positive = config.positive_label.clone().ok_or_else(|| {
-            CoreError::Config("no positive label: set `positive_label` in [dataset] or pass --positive".into())
-        })?;
         let mut named: Vec<String> = vec![target.clone()];
         named.extend(config.id_column.iter().cloned());
         named.extend(config.numeric.iter().flatten().cloned());
@@ -1058,6 +1055,9 @@ impl ResolvedSchema {
         if !missing.is_empty() {
             return Err(CoreError::MissingColumns { file: file.into(), missing, found: columns.to_vec() });
         }
+        let positive = config.positive_label.clone().ok_or_else(|| {
+            CoreError::Config("no positive label: set `positive_label` in [dataset] or pass --positive".into())
+        })?;
         let mut left_out = Vec::new();
         let mut id = match &config.id_column {
             Some(c) => Some(c.clone()),
