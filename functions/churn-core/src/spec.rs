@@ -106,9 +106,21 @@ impl NumericFeature {
     /// Value of piecewise-linear input `t` for the (unclipped) value `x`.
     #[inline]
     fn bin_value(&self, t: usize, x: f64) -> f32 {
-        let x = x.clamp(self.clip_min, self.clip_max);
-        let (lo, hi) = (self.bins[t], self.bins[t + 1]);
-        ((x - lo) / (hi - lo)).clamp(0.0, 1.0) as f32
+        bin_fraction(x.clamp(self.clip_min, self.clip_max), self.bins[t], self.bins[t + 1])
+    }
+}
+
+/// Where `x` lies in `[lo, hi]`, as a fraction clamped to `[0, 1]`. Only the bin holding `x`
+/// divides: the others are 0 or 1 by comparison, which keeps the batch scorer's per-row cost
+/// low (the result equals `((x - lo) / (hi - lo)).clamp(0, 1)` exactly).
+#[inline]
+fn bin_fraction(x: f64, lo: f64, hi: f64) -> f32 {
+    if x >= hi {
+        1.0
+    } else if x <= lo {
+        0.0
+    } else {
+        ((x - lo) / (hi - lo)) as f32
     }
 }
 
@@ -769,9 +781,13 @@ impl FeatureSpec {
         }
         out[self.numeric.len()..].fill(0.0);
         for (i, (f, x)) in self.numeric.iter().zip(&values.numeric).enumerate() {
+            if f.bins.is_empty() {
+                continue;
+            }
+            let x = x.clamp(f.clip_min, f.clip_max);
             let offset = self.plan.bin_offset[i];
-            for t in 0..f.bin_count() {
-                out[offset + t] = f.bin_value(t, *x);
+            for (o, edges) in out[offset..offset + f.bin_count()].iter_mut().zip(f.bins.windows(2)) {
+                *o = bin_fraction(x, edges[0], edges[1]);
             }
         }
         let mut warnings = warnings;
@@ -1215,6 +1231,18 @@ pub(crate) mod tests {
         let r = rows();
         let schema = ResolvedSchema { numeric_bins: 2, ..schema() };
         FeatureSpec::fit(&schema, r.iter().enumerate().map(|(i, r)| (i + 2, r.as_slice())), "t.csv", &|i| format!("line {i}")).unwrap()
+    }
+
+    #[test]
+    fn bin_fractions_equal_the_clamped_ratio() {
+        let edges = [(-3.0, 0.5), (0.0, 1e-9), (10.5, 30.0), (0.1, 0.3)];
+        for (lo, hi) in edges {
+            for k in -40..=40 {
+                let x = lo + (hi - lo) * (k as f64 / 16.0) + if k % 3 == 0 { 1e-12 } else { 0.0 };
+                let want = ((x - lo) / (hi - lo)).clamp(0.0, 1.0) as f32;
+                assert_eq!(bin_fraction(x, lo, hi).to_bits(), want.to_bits(), "x {x} in [{lo}, {hi}]");
+            }
+        }
     }
 
     #[test]
