@@ -22,7 +22,7 @@ use churn_core::{DatasetConfig, Scorer};
 use serde::{Deserialize, Serialize};
 
 use crate::data;
-use crate::params::{ModelKind, TrainConfig};
+use crate::params::{ModelKind, TrainConfig, TrainParams};
 use crate::pipeline::{self, Fitted};
 use crate::report;
 
@@ -245,16 +245,17 @@ pub fn run(tables: &[BenchTable], recipes: &[Recipe], folds: usize, seed: u64, p
             let playbook = config.playbook.clone().check()?;
             let mut runs = Vec::with_capacity(folds);
             let mut last = None;
+            // The schema is resolved on the whole file, as `churn train` does (the recipe's
+            // transform settings included); each fold fits the transform on its training rows.
+            let (table, schema, y) = data::read_labelled(&t.path, &config.dataset)?;
             for fold in 0..folds {
                 progress(&format!("{} · {} · fold {}/{folds}", t.name, recipe.name, fold + 1));
                 let start = Instant::now();
-                // Each fold reads the table afresh: the schema is resolved on the whole file,
-                // as `churn train` does, and the transform is fitted on the fold's training rows.
-                let (table, schema, y) = data::read_labelled(&t.path, &config.dataset)?;
-                let split = data::fold_split(&y, &fold_of_row, fold, params.validation_fraction, seed.wrapping_add(fold as u64))?;
-                let prepared = data::prepare_split(table, &schema, &y, split, String::new())?;
-                let mut params = params.clone();
-                params_seed(&mut params, seed.wrapping_add(fold as u64));
+                let fold_seed = seed.wrapping_add(fold as u64);
+                let split = data::fold_split(&y, &fold_of_row, fold, params.validation_fraction, fold_seed)?;
+                let prepared = data::prepare_split(table.clone(), &schema, &y, split, String::new())?;
+                // Each fold trains from its own seed, so fold-to-fold spread includes seed-to-seed spread.
+                let params = TrainParams { seed: fold_seed, ..config.model.clone() }.check()?;
                 let fitted = pipeline::fit_and_evaluate(&params, &playbook, &prepared, &mut |_| {})
                     .with_context(|| format!("{} · {} · fold {}", t.name, recipe.name, fold + 1))?;
                 runs.push(FoldRun {
@@ -267,9 +268,9 @@ pub fn run(tables: &[BenchTable], recipes: &[Recipe], folds: usize, seed: u64, p
                     best_epochs: fitted.trained.member_best_epochs.clone(),
                     test: fitted.test.clone(),
                 });
-                last = Some((prepared, fitted));
+                last = Some((prepared, fitted, params));
             }
-            let (prepared, fitted) = last.expect("at least two folds");
+            let (prepared, fitted, params) = last.expect("at least two folds");
             let serving = serving_cost(&prepared, &fitted, &params)?;
             report.summaries.push(summarise(&t.name, &recipe.name, &runs, serving));
             report.runs.extend(runs);
@@ -277,11 +278,6 @@ pub fn run(tables: &[BenchTable], recipes: &[Recipe], folds: usize, seed: u64, p
         report.tables.push(TableFolds { table: t.clone(), rows: y.len(), positives: y.iter().filter(|b| **b).count(), fold_of_row });
     }
     Ok(report)
-}
-
-/// Each fold trains from its own seed, so fold-to-fold spread includes seed-to-seed spread.
-fn params_seed(params: &mut crate::params::ValidParams, seed: u64) {
-    *params = crate::params::TrainParams { seed, ..(**params).clone() }.check().expect("only the seed changed");
 }
 
 fn summarise(table: &str, recipe: &str, runs: &[FoldRun], serving: ServingCost) -> Summary {

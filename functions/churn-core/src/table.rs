@@ -431,7 +431,9 @@ impl BatchRow<'_> {
     }
 }
 
-/// A whole table in memory (training data: thousands of rows, not millions).
+/// A whole table in memory (training data: thousands of rows, not millions). Cloning is cheap:
+/// record batches share their arrays.
+#[derive(Clone)]
 pub struct Table {
     pub file: String,
     pub format: FileFormat,
