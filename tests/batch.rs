@@ -250,6 +250,61 @@ fn objects_too_large_for_one_invocation_are_refused_then_scored_by_row_groups() 
     assert!(s["error"].as_str().unwrap().contains("the file has 5"), "{s}");
 }
 
+/// Results always belong to the current object version: a refused object is scored when its
+/// event comes again (after the limit is raised), the outputs carry the ETag they scored, and
+/// a newer version that cannot be scored removes the older version's outputs. Every file of
+/// the corrupt corpus fails cleanly, without a panic.
+#[test]
+fn results_always_belong_to_the_current_version_and_corrupt_files_fail_cleanly() {
+    let model = model_on_s3();
+    let bucket = test_bucket("churn-versions");
+    let dir = scratch("batch-versions");
+    let emu = emulator();
+    let key = "incoming/customers.parquet";
+    put(&bucket, key, &telco_parquet(dir.path(), None, 1000));
+    let ev = s3_event(dir.path(), "s3-put-incoming.json", &bucket, None);
+    let head = |k: &str| -> Value { serde_json::from_str(&aws_mlflow(&["head", &bucket, k])).unwrap() };
+    {
+        let (_f, _logs) = start_function("batch-score", emu.port, &[("MODEL_URI", model), ("MAX_ROWS_PER_INVOCATION", "3000")]);
+        assert_eq!(only_object(&invoke(emu.port, &ev))["status"], "refused");
+    }
+    let (_f, logs) = start_function("batch-score", emu.port, &[("MODEL_URI", model)]);
+    let s = only_object(&invoke(emu.port, &ev)).clone();
+    assert_eq!(s["status"], "scored", "a refused object is scored when its event comes again: {s}");
+    let etag = head(key)["etag"].clone();
+    assert_eq!(s["source"]["etag"], etag);
+    assert_eq!(head("scored/customers.parquet")["metadata"]["source-etag"], etag);
+    assert_eq!(head("scored/customers.parquet.summary.json")["metadata"]["status"], "scored");
+    assert_eq!(only_object(&invoke(emu.port, &ev))["status"], "already_scored");
+
+    // A newer version that cannot be scored: the older version's scores go, the summary says why.
+    put(&bucket, key, &write(dir.path(), "not-a-table.parquet", "this is not parquet"));
+    let s = only_object(&invoke(emu.port, &ev)).clone();
+    assert_eq!(s["status"], "failed", "{s}");
+    assert_ne!(s["source"]["etag"], etag);
+    assert_eq!(head("scored/customers.parquet"), Value::Null, "the older version's scores are gone");
+    assert_eq!(head("rejected/customers.parquet"), Value::Null);
+    assert_eq!(get_json(dir.path(), &bucket, "scored/customers.parquet.summary.json")["source"]["etag"], s["source"]["etag"]);
+
+    // The corrupt corpus: each file fails with its name and what is wrong.
+    let mut n = 0;
+    for entry in std::fs::read_dir(root().join("tests/data/corrupt")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let k = format!("incoming/corrupt/{name}");
+        put(&bucket, &k, path.to_str().unwrap());
+        let s = only_object(&invoke(emu.port, &s3_event(dir.path(), "s3-put-incoming.json", &bucket, Some(&k)))).clone();
+        assert_eq!(s["status"], "failed", "{name}: {s}");
+        let err = s["error"].as_str().unwrap();
+        assert!(err.contains(&format!("s3://{bucket}/{k}")), "{name}: {err}");
+        assert_eq!(head(&format!("scored/corrupt/{name}")), Value::Null, "{name}");
+        n += 1;
+    }
+    assert!(n >= 12);
+    let lines: Vec<String> = logs.try_iter().collect();
+    assert!(!lines.iter().any(|l| l.contains("panicked")), "{lines:#?}");
+}
+
 #[test]
 fn large_outputs_go_up_as_multipart_uploads() {
     let model = model_on_s3();

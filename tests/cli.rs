@@ -415,6 +415,27 @@ fn scoring_bad_inputs_are_clear() {
     assert!(err.contains("checksum mismatch for report.html"), "{err}");
 }
 
+/// Every file of the corrupt corpus (`tests/data/corrupt/`: truncated, re-magicked, negative
+/// offsets, a corrupt page, mangled CSV): `churn score` fails with the file's name and what is
+/// wrong, never panics (`churn_err` checks), and leaves no output behind.
+#[test]
+fn corrupt_files_fail_cleanly_and_write_nothing() {
+    let d = scratch("score-corrupt");
+    let model = trained_bundle().to_str().unwrap();
+    let mut n = 0;
+    for entry in std::fs::read_dir(root().join("tests/data/corrupt")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let out = d.path().join(format!("scored-{name}"));
+        let err = churn_err(&["score", "--model", model, "--input", path.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+        assert!(err.contains(&name) && err.lines().count() == 1, "{name}: {err}");
+        assert!(err.contains("corrupt") || err.contains("not a readable") || err.contains("Csv error"), "{name}: {err}");
+        assert!(!out.exists(), "{name}: partial output left behind");
+        n += 1;
+    }
+    assert!(n >= 12, "{n} files");
+}
+
 /// The Telco rows with monthly charges 30 % higher and every contract month-to-month, and
 /// (when `scramble`) labels that no longer follow the customers.
 fn shifted_telco(scramble: bool) -> String {

@@ -73,7 +73,7 @@ def main():
         import botocore.exceptions
         try:
             h = boto3.client("s3").head_object(Bucket=sys.argv[2], Key=sys.argv[3])
-            print(json.dumps({"etag": h["ETag"], "size": h["ContentLength"]}))
+            print(json.dumps({"etag": h["ETag"], "size": h["ContentLength"], "metadata": h.get("Metadata", {})}))
         except botocore.exceptions.ClientError:
             print("null")
     elif cmd == "keys":

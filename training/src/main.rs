@@ -301,6 +301,8 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CHURN_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
+    // A corrupt input file is reported as that file's error, without a panic message first.
+    churn_core::table::quiet_decoder_panics();
     // `{:#}` prints the error with its causes on one line, and never a backtrace: these are
     // messages for users, not crash reports.
     match run(Cli::parse()) {

@@ -71,7 +71,7 @@ impl Default for TrainParams {
             // The default recipe, chosen by `churn benchmark` (5-fold cross-validation on the
             // three bundled tables, README "Model quality"): five narrow members cross-fitted
             // over piecewise-linear inputs rank better than one member as wide as all five.
-            hidden: vec![16],
+            hidden: vec![8],
             dropout: 0.3,
             learning_rate: 3e-3,
             weight_decay: 1e-2,

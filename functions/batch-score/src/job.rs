@@ -8,13 +8,21 @@
 //!   re-run has no rejected rows, so a stale one never lingers;
 //! - `scored/<key>.summary.json`, written last: the counts (`rows_in = rows_scored +
 //!   rows_rejected`, always), tiers, score distribution, drift (PSI per feature), timings and
-//!   the model. Its metadata records the source ETag and model SHA-256: a re-delivered event for
-//!   the same object and model finds it and does nothing, so re-deliveries never duplicate.
+//!   the model. Its metadata records the status, the source ETag and the model SHA-256: a
+//!   re-delivered event for an object version this model has already *scored* finds it and does
+//!   nothing, so re-deliveries never duplicate; a `refused` or `failed` one is tried again.
+//!
+//! Every output carries the ETag of the object version it scored, in its metadata
+//! (`x-amz-meta-source-etag`) and in the summary (`source.etag`): a reader compares it with
+//! `incoming/<key>`'s ETag to know the results belong to the current data. When a newer version
+//! cannot be scored, the older version's `scored/<key>` and `rejected/<key>` are removed, so the
+//! only thing under the object's names is the summary saying why.
 //!
 //! Outputs are multipart uploads completed only at the end, so a failure or a timeout leaves no
 //! partial object. Errors are either the input's fault (recorded in the summary with status
 //! `failed`; retrying would not help) or transient (S3 trouble, running out of time: returned, so
-//! that Lambda retries and finally hands the event to the on-failure destination).
+//! that Lambda retries and finally hands the event to the on-failure destination). An object
+//! replaced while it is being scored is left to the new version's own event: nothing is written.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +49,8 @@ use crate::s3io::{self, Prefetch, S3Error, S3Reader, Upload};
 /// Metadata keys on the summary object that make re-deliveries idempotent.
 pub const META_SOURCE_ETAG: &str = "source-etag";
 pub const META_MODEL_SHA: &str = "model-sha256";
+/// Metadata key on the summary object: its [`Status`], so that only `scored` short-circuits.
+pub const META_STATUS: &str = "status";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -53,6 +63,21 @@ pub enum Status {
     Refused,
     /// The input cannot be scored (not a table, missing columns, …); the summary says why.
     Failed,
+    /// The object was replaced while it was being scored; nothing was written (the new
+    /// version's own event scores it).
+    Superseded,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Scored => "scored",
+            Status::AlreadyScored => "already_scored",
+            Status::Refused => "refused",
+            Status::Failed => "failed",
+            Status::Superseded => "superseded",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,10 +192,16 @@ enum Source {
 }
 
 impl Source {
-    async fn next(&mut self) -> Option<Result<RecordBatch, String>> {
+    /// The next batch. S3 trouble underneath is retried; a bad file is the input's fault,
+    /// including a panic inside the parquet decoder on a corrupt page (the stream is not polled
+    /// again after one).
+    async fn next(&mut self, label: &str, at: &str) -> Option<Result<RecordBatch, Failure>> {
         match self {
-            Source::Parquet(s) => s.next().await.map(|r| r.map_err(|e| e.to_string())),
-            Source::Table(t, _) => t.next().map(|r| r.map_err(|e| e.to_string())),
+            Source::Parquet(s) => match table::catch_decoder_panic_async(s.next()).await {
+                Ok(next) => next.map(|r| r.map_err(|e| parquet_failure(label, e, |m| read_failure(label, at, m)))),
+                Err(why) => Some(Err(read_failure(label, at, format!("corrupt data ({why})")))),
+            },
+            Source::Table(t, _) => t.next().map(|r| r.map_err(|e| Failure::Input(e.to_string()))),
         }
     }
 }
@@ -235,10 +266,11 @@ impl Scorer {
             size: info.size,
             fetched: Default::default(),
         };
-        let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| match parquet_failure(&label, e) {
-            Failure::Input(m) | Failure::Refused(m) => m,
+        let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| match parquet_failure(&label, e, |m| unreadable(&label, m)) {
+            Failure::Input(m) | Failure::Refused(m) | Failure::Superseded(m) => m,
             Failure::Job(e) => e.to_string(),
         })?;
+        table::check_parquet_layout(builder.metadata(), info.size).map_err(|m| format!("{label}: {m}"))?;
         let groups = builder.metadata().row_groups();
         let rows: i64 = groups.iter().map(|g| g.num_rows()).sum();
         let items = crate::event::split_tasks(&req.bucket, &req.key, groups.len(), req.row_groups_per_task);
@@ -258,7 +290,11 @@ impl Scorer {
             return Ok(s);
         };
         if let Some(done) = done? {
-            if done.metadata.get(META_SOURCE_ETAG) == Some(&info.etag) && done.metadata.get(META_MODEL_SHA) == Some(&self.model.sha256) {
+            let meta = |k: &str| done.metadata.get(k).map(String::as_str);
+            if meta(META_STATUS) == Some(Status::Scored.as_str())
+                && meta(META_SOURCE_ETAG) == Some(info.etag.as_str())
+                && meta(META_MODEL_SHA) == Some(self.model.sha256.as_str())
+            {
                 let mut s = self.summary(task, &keys, Status::AlreadyScored, &info.etag, info.size);
                 s.timings.total_ms = start.elapsed().as_secs_f64() * 1e3;
                 return Ok(s);
@@ -266,21 +302,39 @@ impl Scorer {
         }
         let mut summary = self.summary(task, &keys, Status::Scored, &info.etag, info.size);
         let outcome = self.score(task, &keys, &info, deadline_ms, &mut summary).await;
-        match outcome {
-            Ok(()) => {}
-            Err(Failure::Input(message)) => {
-                summary.status = Status::Failed;
-                summary.error = Some(message);
-            }
-            Err(Failure::Refused(message)) => {
-                summary.status = Status::Refused;
-                summary.error = Some(message);
-            }
+        let (status, error) = match outcome {
+            Ok(()) => (Status::Scored, None),
+            Err(Failure::Input(message)) => (Status::Failed, Some(message)),
+            Err(Failure::Refused(message)) => (Status::Refused, Some(message)),
+            Err(Failure::Superseded(message)) => (Status::Superseded, Some(message)),
             Err(Failure::Job(e)) => return Err(e),
-        }
+        };
+        summary.status = status;
+        summary.error = error;
         summary.timings.total_ms = start.elapsed().as_secs_f64() * 1e3;
+        match status {
+            // Whatever is under the object's names belongs to a newer version.
+            Status::Superseded => return Ok(summary),
+            // This version has no results: an older version's must not pass for them.
+            Status::Failed | Status::Refused => self.remove_outputs(task, &keys).await?,
+            Status::Scored | Status::AlreadyScored => {}
+        }
         self.put_summary(task, &keys, &info.etag, &summary).await?;
         Ok(summary)
+    }
+
+    /// Deletes `scored/<key>` and `rejected/<key>` (deleting a missing object succeeds).
+    async fn remove_outputs(&self, task: &Task, keys: &Keys) -> Result<(), S3Error> {
+        let delete = |key: &str| {
+            let key = key.to_string();
+            async move {
+                self.client.delete_object().bucket(&task.bucket).key(&key).send().await.map_err(|e| s3io::s3_error("DeleteObject", &task.bucket, &key, e))
+            }
+        };
+        let (a, b) = tokio::join!(delete(&keys.scored), delete(&keys.rejected));
+        a?;
+        b?;
+        Ok(())
     }
 
     async fn put_summary(&self, task: &Task, keys: &Keys, etag: &str, summary: &Summary) -> Result<(), S3Error> {
@@ -292,6 +346,7 @@ impl Scorer {
             .content_type("application/json")
             .metadata(META_SOURCE_ETAG, etag)
             .metadata(META_MODEL_SHA, &self.model.sha256)
+            .metadata(META_STATUS, summary.status.as_str())
             .body(body.into())
             .send()
             .await
@@ -311,9 +366,11 @@ impl Scorer {
                     size: info.size,
                     fetched: fetched.clone(),
                 };
-                let meta = ArrowReaderMetadata::load_async(&mut reader, Default::default()).await.map_err(|e| parquet_failure(&label, e))?;
+                let bad_file = |m| unreadable(&label, m);
+                let meta = ArrowReaderMetadata::load_async(&mut reader, Default::default()).await.map_err(|e| parquet_failure(&label, e, bad_file))?;
+                table::check_parquet_layout(meta.metadata(), info.size).map_err(|m| Failure::Input(format!("{label}: {m}")))?;
                 let categorical: Vec<&str> = self.bundle.spec.categorical_input_names().collect();
-                let meta = table::dictionary_columns(meta, &categorical).map_err(|e| parquet_failure(&label, e))?;
+                let meta = table::dictionary_columns(meta, &categorical).map_err(|e| parquet_failure(&label, e, bad_file))?;
                 let groups = meta.metadata().row_groups();
                 let (range, first_row) = match task.row_groups {
                     None => (0..groups.len(), 0usize),
@@ -341,7 +398,7 @@ impl Scorer {
                     .with_row_groups(range.collect())
                     .with_batch_size(table::BATCH_ROWS)
                     .build()
-                    .map_err(|e| parquet_failure(&label, e))?;
+                    .map_err(|e| parquet_failure(&label, e, bad_file))?;
                 Ok((Source::Parquet(stream), columns, first_row))
             }
             FileFormat::Csv => {
@@ -397,14 +454,14 @@ impl Scorer {
             FileFormat::Csv => "text/csv",
             FileFormat::Parquet => "application/vnd.apache.parquet",
         };
-        let mut scored_up = Upload::new(&self.client, &task.bucket, &keys.scored, content_type, part);
+        let mut scored_up = Upload::new(&self.client, &task.bucket, &keys.scored, content_type, part).with_metadata(META_SOURCE_ETAG, &info.etag);
         let mut rejected: Option<(Encoder, Upload, SchemaRef)> = None;
         let locate = move |i: usize| table::locate(format, i);
         let version: ArrayRef = Arc::new(StringArray::from(vec![self.model.version.as_str()]));
 
         let result: Result<(), Failure> = async {
             let mut row = first_row;
-            while let Some(batch) = source.next().await {
+            while let Some(batch) = source.next(&label, &locate(row)).await {
                 let left = ms_left(deadline_ms);
                 if left < self.config.time_margin_ms {
                     return Err(Failure::Job(JobError::OutOfTime {
@@ -414,7 +471,7 @@ impl Scorer {
                         left_ms: left,
                     }));
                 }
-                let batch = batch.map_err(|e| read_failure(&label, &locate(row), e))?;
+                let batch = batch?;
                 let out = scorer.score(&batch, row, &locate).map_err(|e| Failure::Input(e.to_string()))?;
                 let errors = out.column(out.num_columns() - 1).clone();
                 let ok = arrow::compute::is_null(&errors).expect("is_null on a column");
@@ -431,7 +488,7 @@ impl Scorer {
                     let bad = reject_rows(&batch, &bad_mask, &errors, row);
                     if rejected.is_none() {
                         let enc = Encoder::new(format, bad.schema()).map_err(|e| Failure::Input(e.to_string()))?;
-                        let up = Upload::new(&self.client, &task.bucket, &keys.rejected, content_type, part);
+                        let up = Upload::new(&self.client, &task.bucket, &keys.rejected, content_type, part).with_metadata(META_SOURCE_ETAG, &info.etag);
                         rejected = Some((enc, up, bad.schema()));
                     }
                     let (enc, up, _) = rejected.as_mut().expect("just set");
@@ -505,22 +562,29 @@ enum Failure {
     Input(String),
     /// Too large for one invocation: recorded as `refused`.
     Refused(String),
+    /// The object was replaced while it was read: nothing is written.
+    Superseded(String),
     /// Retry-worthy.
     Job(JobError),
 }
 
-/// A parquet error while opening: S3 trouble is retried, anything else is a bad file.
-fn parquet_failure(label: &str, e: parquet::errors::ParquetError) -> Failure {
+/// A parquet error: S3 trouble underneath is retried (or, when the object was replaced,
+/// superseded); anything else is a bad file, described by `bad_file`.
+fn parquet_failure(label: &str, e: parquet::errors::ParquetError, bad_file: impl FnOnce(String) -> Failure) -> Failure {
     if let parquet::errors::ParquetError::External(inner) = e {
         return match inner.downcast::<S3Error>() {
             Ok(s3) if s3.code.as_deref() == Some("PreconditionFailed") => {
-                Failure::Input(format!("{label}: the object was replaced while it was being read; the new version's own event scores it"))
+                Failure::Superseded(format!("{label}: the object was replaced while it was being read; the new version's own event scores it"))
             }
             Ok(s3) => Failure::Job((*s3).into()),
-            Err(other) => Failure::Input(format!("{label}: not a readable parquet file: {other}")),
+            Err(other) => bad_file(other.to_string()),
         };
     }
-    Failure::Input(format!("{label}: not a readable parquet file: {e}"))
+    bad_file(e.to_string())
+}
+
+fn unreadable(label: &str, message: String) -> Failure {
+    Failure::Input(format!("{label}: not a readable parquet file: {message}"))
 }
 
 fn read_failure(label: &str, at: &str, e: String) -> Failure {
@@ -574,6 +638,27 @@ mod tests {
         assert_eq!(k.summary, "scored/march export/café.parquet.summary.json");
         let t = Task { row_groups: Some([2, 4]), ..t };
         assert_eq!(Keys::of(&t, &config()).scored, "scored/march export/café.parquet.rowgroups-2-4.parquet");
+    }
+
+    /// A read that fails because S3 failed underneath is retried (the invocation fails), an
+    /// object replaced mid-read is left to its new version, and only a bad file is `failed`:
+    /// mid-file as at the footer.
+    #[test]
+    fn s3_trouble_under_a_parquet_read_is_retried_not_blamed_on_the_file() {
+        use parquet::errors::ParquetError;
+        let external = |code: Option<&str>| {
+            let mut e = S3Error::transfer("GetObject", "b", "incoming/x.parquet", "connection reset");
+            e.code = code.map(String::from);
+            ParquetError::External(Box::new(e))
+        };
+        let at = |m: String| read_failure("s3://b/incoming/x.parquet", "row 4097", m);
+        assert!(matches!(parquet_failure("l", external(None), at), Failure::Job(JobError::S3(_))));
+        assert!(matches!(parquet_failure("l", external(Some("InternalError")), at), Failure::Job(JobError::S3(_))));
+        assert!(matches!(parquet_failure("l", external(Some("PreconditionFailed")), at), Failure::Superseded(_)));
+        match parquet_failure("l", ParquetError::General("bad page".into()), at) {
+            Failure::Input(m) => assert!(m.contains("row 4097") && m.contains("bad page"), "{m}"),
+            _ => panic!("a bad page is the file's fault"),
+        }
     }
 
     #[test]

@@ -61,6 +61,7 @@ fn log_summary(s: &Summary) {
         Status::Failed | Status::Refused => {
             tracing::error!(key = %s.source.key, status = ?s.status, error = s.error.as_deref().unwrap_or(""), summary = %s.summary_uri, "not scored")
         }
+        Status::Superseded => tracing::warn!(key = %s.source.key, error = s.error.as_deref().unwrap_or(""), "replaced while scored; nothing written"),
         _ => tracing::info!(
             key = %s.source.key,
             status = ?s.status,
@@ -75,7 +76,7 @@ fn log_summary(s: &Summary) {
     if !drifted.is_empty() {
         tracing::warn!(key = %s.source.key, drifted = %drifted, "feature drift above the PSI threshold");
     }
-    if s.status != Status::AlreadyScored {
+    if !matches!(s.status, Status::AlreadyScored | Status::Superseded) {
         println!("{}", emf_line(s));
     }
 }

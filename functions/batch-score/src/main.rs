@@ -17,6 +17,8 @@ fn main() -> ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     let start = std::time::Instant::now();
+    // A corrupt object is reported as that object's error, without a panic message first.
+    churn_core::table::quiet_decoder_panics();
     let config = BatchConfig::from_env(|k| std::env::var(k).ok())?;
     let store = Store::new();
     let mlflow = config.mlflow_uri.as_deref().map(Mlflow::new).transpose()?;

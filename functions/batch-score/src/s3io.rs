@@ -276,6 +276,8 @@ pub struct Upload {
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
     in_flight: Option<tokio::task::JoinHandle<Result<CompletedPart, S3Error>>>,
+    /// User metadata the finished object carries (`x-amz-meta-*`).
+    metadata: Vec<(&'static str, String)>,
     pub bytes: u64,
 }
 
@@ -291,8 +293,19 @@ impl Upload {
             upload_id: None,
             parts: Vec::new(),
             in_flight: None,
+            metadata: Vec::new(),
             bytes: 0,
         }
+    }
+
+    /// Adds `x-amz-meta-<key>: value` to the finished object.
+    pub fn with_metadata(mut self, key: &'static str, value: &str) -> Self {
+        self.metadata.push((key, value.to_string()));
+        self
+    }
+
+    fn metadata(&self) -> Option<std::collections::HashMap<String, String>> {
+        Some(self.metadata.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
     }
 
     pub fn key(&self) -> &str {
@@ -331,6 +344,7 @@ impl Upload {
                     .bucket(&self.bucket)
                     .key(&self.key)
                     .content_type(self.content_type)
+                    .set_metadata(self.metadata())
                     .send()
                     .await
                     .map_err(|e| s3_error("CreateMultipartUpload", &self.bucket, &self.key, e))?;
@@ -370,6 +384,7 @@ impl Upload {
                 .bucket(&self.bucket)
                 .key(&self.key)
                 .content_type(self.content_type)
+                .set_metadata(self.metadata())
                 .body(ByteStream::from(body))
                 .customize()
                 .disable_payload_signing()

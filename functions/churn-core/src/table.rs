@@ -108,6 +108,7 @@ impl TableReader {
         use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
         let unreadable = |e: parquet::errors::ParquetError| CoreError::format(label, format!("not a readable parquet file: {e}"));
         let meta = ArrowReaderMetadata::load(&source, Default::default()).map_err(unreadable)?;
+        check_parquet_layout(meta.metadata(), source.len()).map_err(|e| CoreError::format(label, e))?;
         let meta = dictionary_columns(meta, dictionary).map_err(unreadable)?;
         let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(source, meta);
         let columns = builder.schema().fields().iter().map(|f| f.name().to_string()).collect();
@@ -151,6 +152,31 @@ pub fn dictionary_columns(
         .collect();
     let hint = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     ArrowReaderMetadata::try_new(meta.metadata().clone(), ArrowReaderOptions::new().with_schema(hint))
+}
+
+/// Checks what the parquet readers take on trust from a file's footer: every row group's row
+/// count, and every column chunk's offset and length inside the file's `file_len` bytes. The
+/// footer decoder accepts negative or out-of-file values, and the reader asserts on them
+/// (`ColumnChunkMetaData::byte_range`), so an untrusted file is checked here before any read.
+pub fn check_parquet_layout(meta: &parquet::file::metadata::ParquetMetaData, file_len: u64) -> std::result::Result<(), String> {
+    let corrupt = |what: String| Err(format!("the file's footer is corrupt ({what}); re-export the file"));
+    for (g, group) in meta.row_groups().iter().enumerate() {
+        if group.num_rows() < 0 {
+            return corrupt(format!("row group {g} claims {} rows", group.num_rows()));
+        }
+        for c in group.columns() {
+            let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+            let (len, data) = (c.compressed_size(), c.data_page_offset());
+            let end = start.checked_add(len);
+            if start < 0 || data < 0 || len < 0 || data < start || end.is_none_or(|e| e as u64 > file_len) {
+                return corrupt(format!(
+                    "row group {g}, column `{}`: a chunk of {len} bytes at byte {start} (data at {data}) does not fit in the file's {file_len} bytes",
+                    c.column_path()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The dictionary type categorical columns are read as.
@@ -282,15 +308,77 @@ pub fn locate(format: FileFormat, index: usize) -> String {
 impl Iterator for TableReader {
     type Item = Result<RecordBatch>;
     fn next(&mut self) -> Option<Self::Item> {
-        let next = self.batches.next()?;
+        // The decoders trust page contents that no footer check can vouch for (a corrupt data
+        // page can fail an assertion deep inside them), so a panic while decoding is this file's
+        // error, not the process's; the reader stops there.
+        let next = match catch_decoder_panic(|| self.batches.next()) {
+            Ok(next) => next?,
+            Err(why) => {
+                self.batches = Box::new(std::iter::empty());
+                return Some(Err(CoreError::format(&self.file, format!("{}: corrupt data ({why}); re-export the file", self.read_position()))));
+            }
+        };
         Some(match next {
             Ok(b) => {
                 self.rows_read += b.num_rows();
                 Ok(b)
             }
-            Err(e) => Err(CoreError::format(&self.file, format!("after data row {}: {e}", self.rows_read))),
+            Err(e) => Err(CoreError::format(&self.file, format!("{}: {e}", self.read_position()))),
         })
     }
+}
+
+impl TableReader {
+    /// Where the next batch starts, for read errors: the CSV reader's own messages name the
+    /// line, so CSV says which rows were read fine.
+    fn read_position(&self) -> String {
+        match self.format {
+            FileFormat::Parquet => format!("at or after {}", locate(self.format, self.rows_read)),
+            FileFormat::Csv => format!("after {} good data rows", self.rows_read),
+        }
+    }
+}
+
+thread_local! {
+    /// Set while a reader decodes untrusted bytes under [`catch_decoder_panic`].
+    static DECODING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `decode`, turning a panic inside it into its message. The parquet and arrow decoders
+/// assert on page contents no up-front check can vouch for, so such a panic is the input
+/// file's fault and is reported as the file's error.
+pub fn catch_decoder_panic<T>(decode: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    DECODING.with(|d| d.set(true));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode));
+    DECODING.with(|d| d.set(false));
+    out.map_err(|panic| {
+        let panic = &*panic;
+        panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "the decoder failed".into())
+    })
+}
+
+/// [`catch_decoder_panic`] for a future: every poll is guarded.
+pub async fn catch_decoder_panic_async<F: std::future::Future>(future: F) -> std::result::Result<F::Output, String> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| match catch_decoder_panic(|| future.as_mut().poll(cx)) {
+        Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+        Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+        Err(why) => std::task::Poll::Ready(Err(why)),
+    })
+    .await
+}
+
+/// Installs a panic hook that stays silent for the panics [`catch_decoder_panic`] reports as
+/// the file's error (they would otherwise print a panic message and backtrace before the
+/// clean error) and hands every other panic to the hook installed before. Binaries call it
+/// once at start-up.
+pub fn quiet_decoder_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !DECODING.with(std::cell::Cell::get) {
+            previous(info)
+        }
+    }));
 }
 
 /// One column of a batch in one of the forms the transform reads.
