@@ -104,6 +104,7 @@ fn scores_clean_and_bad_files_and_never_duplicates() {
     churn_ok(&["score", "--model", trained_bundle().to_str().unwrap(), "--input", &clean, "--output", local.to_str().unwrap()]);
     let v: Value = serde_json::from_str(&aws_mlflow(&["parquet-json", local.to_str().unwrap()])).unwrap();
     let local_rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), local_rows.len());
     for (a, b) in rows.iter().zip(local_rows) {
         assert_eq!((&a[0], &a[1], &a[2]), (&b[0], &b[1], &b[2]));
     }
@@ -120,9 +121,9 @@ fn scores_clean_and_bad_files_and_never_duplicates() {
     let bad = telco_with(|n, line| {
         let mut f: Vec<String> = line.split(',').map(String::from).collect();
         match n {
-            4 => f[5] = "-5".into(),           // tenure: negative
-            11 => f[18] = "lots".into(),        // monthlycharges: text
-            21 => f[15] = "Forever".into(),     // contract: unseen category -> scored with a warning
+            4 => f[5] = "-5".into(),        // tenure: negative
+            11 => f[18] = "lots".into(),    // monthlycharges: text
+            21 => f[15] = "Forever".into(), // contract: unseen category -> scored with a warning
             _ => {}
         }
         Some(f.join(","))
@@ -170,7 +171,11 @@ fn scores_clean_and_bad_files_and_never_duplicates() {
     // 5. Inputs that cannot be scored: recorded as failed with the reason, nothing else written.
     let empty = write(dir.path(), "empty.parquet", "");
     let garbage = write(dir.path(), "garbage.parquet", "customerid,tenure\n1,2\n");
-    let no_contract = telco_parquet(dir.path(), Some(telco_with(|_, l| Some(l.split(',').enumerate().filter(|(i, _)| *i != 15).map(|(_, f)| f).collect::<Vec<_>>().join(",")))), 5000);
+    let no_contract = telco_parquet(
+        dir.path(),
+        Some(telco_with(|_, l| Some(l.split(',').enumerate().filter(|(i, _)| *i != 15).map(|(_, f)| f).collect::<Vec<_>>().join(",")))),
+        5000,
+    );
     for (name, file, expect) in [
         ("empty.parquet", &empty, "empty (0 bytes)"),
         ("garbage.parquet", &garbage, "not a readable parquet file"),
@@ -218,11 +223,18 @@ fn objects_too_large_for_one_invocation_are_refused_then_scored_by_row_groups() 
 
     // What the state machine does: ask for a plan, then score each item (a row-group range);
     // together the items cover the file exactly once.
-    let plan = write(dir.path(), "plan.json", &format!(r#"{{"plan": {{"bucket": "{bucket}", "key": "incoming/customers.parquet", "row_groups_per_task": 3}}}}"#));
+    let plan = write(
+        dir.path(),
+        "plan.json",
+        &format!(r#"{{"plan": {{"bucket": "{bucket}", "key": "incoming/customers.parquet", "row_groups_per_task": 3}}}}"#),
+    );
     let plan = invoke(emu.port, Path::new(&plan));
     assert_eq!((plan["rows"].as_u64(), plan["row_groups"].as_u64()), (Some(4930), Some(5)), "{plan}");
     let items = plan["items"].as_array().unwrap();
-    assert_eq!(items.iter().map(|i| i["row_groups"].clone()).collect::<Vec<_>>(), vec![serde_json::json!([0, 3]), serde_json::json!([3, 5])]);
+    assert_eq!(
+        items.iter().map(|i| i["row_groups"].clone()).collect::<Vec<_>>(),
+        vec![serde_json::json!([0, 3]), serde_json::json!([3, 5])]
+    );
     let mut total = 0;
     let mut scored_ids = Vec::new();
     for item in items {
@@ -244,7 +256,11 @@ fn objects_too_large_for_one_invocation_are_refused_then_scored_by_row_groups() 
     let (cols, rows) = get_parquet(dir.path(), &bucket, "incoming/customers.parquet");
     let id = cols.iter().position(|c| c == "customerid").unwrap();
     assert_eq!(scored_ids, rows.iter().map(|r| r[id].clone()).collect::<Vec<_>>());
-    let task = write(dir.path(), "task-bad.json", &format!(r#"{{"bucket": "{bucket}", "key": "incoming/customers.parquet", "row_groups": [4, 9]}}"#));
+    let task = write(
+        dir.path(),
+        "task-bad.json",
+        &format!(r#"{{"bucket": "{bucket}", "key": "incoming/customers.parquet", "row_groups": [4, 9]}}"#),
+    );
     let s = only_object(&invoke(emu.port, Path::new(&task))).clone();
     assert_eq!(s["status"], "failed");
     assert!(s["error"].as_str().unwrap().contains("the file has 5"), "{s}");
@@ -327,6 +343,39 @@ fn large_outputs_go_up_as_multipart_uploads() {
     let out = dir.path().join("big-scored.parquet");
     aws_mlflow(&["get", &bucket, "scored/big.parquet", out.to_str().unwrap()]);
     assert_eq!(aws_mlflow(&["parquet-rows", out.to_str().unwrap()]).trim(), "986000");
+    println!("986,000 rows scored in {} ms", s["timings"]["total_ms"]);
+
+    // The race: the object is replaced (by the 4,930-row file) while the big version is being
+    // scored. Whatever moment the replacement lands, the outputs end up the new version's: the
+    // old invocation is superseded (its reads are If-Match on the ETag, and it checks the ETag
+    // again before completing its outputs), or it had finished before the replacement.
+    let key = "incoming/race.parquet";
+    put(&bucket, key, big.to_str().unwrap());
+    let old_etag: Value = serde_json::from_str::<Value>(&aws_mlflow(&["head", &bucket, key])).unwrap()["etag"].clone();
+    let ev = s3_event(dir.path(), "s3-put-incoming.json", &bucket, Some(key));
+    let port = emu.port;
+    let first = std::thread::spawn({
+        let ev = ev.clone();
+        move || invoke(port, &ev)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    put(&bucket, key, &telco_parquet(dir.path(), None, 1000));
+    let first = first.join().unwrap();
+    let s = only_object(&first);
+    match s["status"].as_str() {
+        Some("superseded") => println!("race: superseded ({})", s["error"]),
+        Some("scored") => assert_eq!(s["source"]["etag"], old_etag, "scored before the replacement: {s}"),
+        _ => panic!("{s}"),
+    }
+    let s = only_object(&invoke(emu.port, &ev)).clone();
+    assert_eq!((s["status"].as_str(), s["rows_in"].as_u64()), (Some("scored"), Some(4930)), "{s}");
+    let new_etag = serde_json::from_str::<Value>(&aws_mlflow(&["head", &bucket, key])).unwrap()["etag"].clone();
+    assert_eq!(s["source"]["etag"], new_etag);
+    let scored: Value = serde_json::from_str(&aws_mlflow(&["head", &bucket, "scored/race.parquet"])).unwrap();
+    assert_eq!(scored["metadata"]["source-etag"], new_etag, "{scored}");
+    let out = dir.path().join("race-scored.parquet");
+    aws_mlflow(&["get", &bucket, "scored/race.parquet", out.to_str().unwrap()]);
+    assert_eq!(aws_mlflow(&["parquet-rows", out.to_str().unwrap()]).trim(), "4930");
 }
 
 #[test]
@@ -414,6 +463,16 @@ fn start_up_failure_is_one_clear_line() {
     assert_eq!(errors.len(), 1, "{err}");
     assert!(errors[0].contains("TOP_REASONS=3") && errors[0].contains("background"), "{err}");
     // The CLI says the same.
-    let e = churn_err(&["score", "--model", old.to_str().unwrap(), "--input", telco_csv().to_str().unwrap(), "--output", dir.path().join("o.csv").to_str().unwrap(), "--reasons", "3"]);
+    let e = churn_err(&[
+        "score",
+        "--model",
+        old.to_str().unwrap(),
+        "--input",
+        telco_csv().to_str().unwrap(),
+        "--output",
+        dir.path().join("o.csv").to_str().unwrap(),
+        "--reasons",
+        "3",
+    ]);
     assert!(e.contains("background") && e.contains("without reasons"), "{e}");
 }

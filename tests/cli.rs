@@ -7,7 +7,18 @@ use serde_json::Value;
 #[test]
 fn train_writes_a_complete_verified_bundle() {
     let dir = trained_bundle();
-    for f in ["model.onnx", "feature_spec.json", "playbook.json", "metrics.json", "split.json", "history.json", "report.html", "manifest.json", "background.json", "reference.json"] {
+    for f in [
+        "model.onnx",
+        "feature_spec.json",
+        "playbook.json",
+        "metrics.json",
+        "split.json",
+        "history.json",
+        "report.html",
+        "manifest.json",
+        "background.json",
+        "reference.json",
+    ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
     let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
@@ -87,8 +98,7 @@ fn score_keeps_every_row_and_reports_bad_ones() {
 fn evaluate_on_the_test_rows_reproduces_the_training_figures() {
     let dir = trained_bundle();
     let split: Value = serde_json::from_slice(&std::fs::read(dir.join("split.json")).unwrap()).unwrap();
-    let test: std::collections::HashSet<usize> =
-        split["test"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let test: std::collections::HashSet<usize> = split["test"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
     // Data row i is file line i + 2.
     let csv = telco_with(|line, l| (line == 1 || test.contains(&(line - 2))).then(|| l.to_string()));
     let d = scratch("eval");
@@ -124,7 +134,7 @@ fn synthetic_table() -> String {
         let usage = (next() * 200.0).round();
         let calls = (next() * 8.0).floor();
         let z = -1.0 + 0.5 * calls - usage / 100.0 + if plan == "basic" { 0.8 } else { 0.0 };
-        let churned = (next() < 1.0 / (1.0 + (-z as f64).exp())) as u8;
+        let churned = (next() < 1.0 / (1.0 + (-z).exp())) as u8;
         let usage = if i % 50 == 0 { String::new() } else { usage.to_string() };
         s.push_str(&format!("A{i:05},{age},{plan},{usage},{calls},{churned}\n"));
     }
@@ -220,8 +230,17 @@ fn benchmark_cross_validates_recipes_on_the_same_folds_and_writes_its_reports() 
     let out = d.path().join("bench");
     let table = format!("{path}:churned:1");
     let printed = churn_ok(&[
-        "benchmark", "--table", &table, "--folds", "3", "--recipe", "logistic",
-        "--recipe", "small=default:model.ensemble=2;dataset.numeric_bins=4", "--out", out.to_str().unwrap(),
+        "benchmark",
+        "--table",
+        &table,
+        "--folds",
+        "3",
+        "--recipe",
+        "logistic",
+        "--recipe",
+        "small=default:model.ensemble=2;dataset.numeric_bins=4",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(printed.contains("3-fold cross-validation") && printed.contains("small") && printed.contains("logistic"), "{printed}");
     let r: Value = serde_json::from_slice(&std::fs::read(out.join("benchmark.json")).unwrap()).unwrap();
@@ -253,7 +272,8 @@ fn train_err(csv: &str, extra: &[&str]) -> String {
     let d = scratch("bad");
     let path = write(d.path(), "bad.csv", csv);
     let out = d.path().join("m");
-    let mut args = vec!["train", "--data", &path, "--config", telco_config().to_str().unwrap().to_owned().leak(), "--out", out.to_str().unwrap()];
+    let mut args =
+        vec!["train", "--data", &path, "--config", telco_config().to_str().unwrap().to_owned().leak(), "--out", out.to_str().unwrap()];
     args.extend_from_slice(extra);
     let err = churn_err(&args);
     assert!(!out.exists(), "no bundle after a failure");
@@ -329,7 +349,14 @@ fn unparseable_value_names_file_line_column_and_value() {
         Some(f.join(","))
     });
     let err = train_err(&csv, &[]);
-    assert!(err.contains("bad.csv") && err.contains("line 10") && err.contains("monthlycharges") && err.contains("seventy") && err.contains("not a number"), "{err}");
+    assert!(
+        err.contains("bad.csv")
+            && err.contains("line 10")
+            && err.contains("monthlycharges")
+            && err.contains("seventy")
+            && err.contains("not a number"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -343,7 +370,7 @@ fn empty_and_header_only_files_are_refused() {
 
 #[test]
 fn one_class_target_is_refused() {
-    let csv = telco_with(|i, l| Some(if i == 1 { l.to_string() } else { format!("{},No", l.rsplitn(2, ',').nth(1).unwrap()) }));
+    let csv = telco_with(|i, l| Some(if i == 1 { l.to_string() } else { format!("{},No", l.rsplit_once(',').unwrap().0) }));
     let err = train_err(&csv, &[]);
     assert!(err.contains("one class") && err.contains("churn"), "{err}");
 }
@@ -352,7 +379,15 @@ fn one_class_target_is_refused() {
 fn a_missing_model_names_the_file_once() {
     let d = scratch("nomodel");
     let model = d.path().join("nowhere");
-    let err = churn_err(&["score", "--model", model.to_str().unwrap(), "--input", telco_csv().to_str().unwrap(), "--output", d.path().join("o.csv").to_str().unwrap()]);
+    let err = churn_err(&[
+        "score",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        telco_csv().to_str().unwrap(),
+        "--output",
+        d.path().join("o.csv").to_str().unwrap(),
+    ]);
     assert!(err.contains("nowhere/manifest.json"), "{err}");
     assert_eq!(err.matches("No such file").count(), 1, "the cause once: {err}");
 }
@@ -365,7 +400,7 @@ fn unknown_positive_label_lists_the_labels_found() {
 
 #[test]
 fn blank_label_names_the_line() {
-    let csv = telco_with(|i, l| Some(if i == 5 { format!("{},", l.rsplitn(2, ',').nth(1).unwrap()) } else { l.to_string() }));
+    let csv = telco_with(|i, l| Some(if i == 5 { format!("{},", l.rsplit_once(',').unwrap().0) } else { l.to_string() }));
     let err = train_err(&csv, &[]);
     assert!(err.contains("line 5") && err.contains("label is blank"), "{err}");
 }
@@ -374,10 +409,12 @@ fn blank_label_names_the_line() {
 fn config_mistakes_are_named() {
     let d = scratch("cfg");
     let cfg = write(d.path(), "c.toml", "[model]\nlerning_rate = 0.1\n");
-    let err = churn_err(&["train", "--config", &cfg, "--target", "churn", "--positive", "Yes", "--out", d.path().join("m").to_str().unwrap()]);
+    let err =
+        churn_err(&["train", "--config", &cfg, "--target", "churn", "--positive", "Yes", "--out", d.path().join("m").to_str().unwrap()]);
     assert!(err.contains("c.toml") && err.contains("lerning_rate"), "{err}");
     let cfg = write(d.path(), "d.toml", "[model]\ndropout = 1.5\n");
-    let err = churn_err(&["train", "--config", &cfg, "--target", "churn", "--positive", "Yes", "--out", d.path().join("m").to_str().unwrap()]);
+    let err =
+        churn_err(&["train", "--config", &cfg, "--target", "churn", "--positive", "Yes", "--out", d.path().join("m").to_str().unwrap()]);
     assert!(err.contains("model.dropout = 1.5"), "{err}");
     let err = churn_err(&["train", "--data", "nope.xlsx", "--target", "churn", "--positive", "Yes"]);
     assert!(err.contains("*.csv or *.parquet"), "{err}");
@@ -404,7 +441,15 @@ fn scoring_bad_inputs_are_clear() {
     let spec = copy.join("feature_spec.json");
     let t = std::fs::read_to_string(&spec).unwrap().replacen("\"tenure\"", "\"tenurx\"", 1);
     std::fs::write(&spec, t).unwrap();
-    let err = churn_err(&["score", "--model", copy.to_str().unwrap(), "--input", telco_csv().to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    let err = churn_err(&[
+        "score",
+        "--model",
+        copy.to_str().unwrap(),
+        "--input",
+        telco_csv().to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert!(err.contains("checksum mismatch for feature_spec.json"), "{err}");
     // Loading verifies the files a model is made of; an edited report does not stop scoring,
     // but uploading the bundle (which copies every file) refuses it.
@@ -462,7 +507,13 @@ fn drift_flags_the_shifted_features_only() {
     let same = churn_ok(&["drift", "--model", bundle, "--data", telco_csv().to_str().unwrap(), "--json"]);
     let v: Value = serde_json::from_str(&same).unwrap();
     let drifted = |v: &Value| -> Vec<String> {
-        v["features"].as_array().unwrap().iter().filter(|f| f["drifted"] == true).map(|f| f["feature"].as_str().unwrap().to_string()).collect()
+        v["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["drifted"] == true)
+            .map(|f| f["feature"].as_str().unwrap().to_string())
+            .collect()
     };
     assert!(drifted(&v).is_empty(), "the training data itself does not drift: {v}");
     assert_eq!(v["summary"]["rows"], 4930);
@@ -481,7 +532,11 @@ fn drift_flags_the_shifted_features_only() {
     assert!(err.contains("data drift above PSI 0.2") && err.contains("contract"), "{err}");
     let err = churn_err(&["drift", "--model", bundle, "--data", &path, "--threshold", "0"]);
     assert!(err.contains("--threshold"), "{err}");
-    let no_contract = write(d.path(), "no-contract.csv", &telco_with(|_, l| Some(l.split(',').take(15).chain(l.split(',').skip(16)).collect::<Vec<_>>().join(","))));
+    let no_contract = write(
+        d.path(),
+        "no-contract.csv",
+        &telco_with(|_, l| Some(l.split(',').take(15).chain(l.split(',').skip(16)).collect::<Vec<_>>().join(","))),
+    );
     let err = churn_err(&["drift", "--model", bundle, "--data", &no_contract]);
     assert!(err.contains("contract") && err.contains("no-contract.csv"), "{err}");
 }

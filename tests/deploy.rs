@@ -77,7 +77,10 @@ fn every_function_names_a_workspace_binary_built_for_arm64() {
         // would be ignored silently and the default used).
         let set = [&p["Environment"]["Variables"], &globals["Environment"]["Variables"]];
         for var in set.iter().filter_map(|v| v.as_object()).flat_map(|v| v.keys()) {
-            assert!(function_sources.contains(&format!("\"{var}\"")), "{name}: {var} is set by the template but read nowhere under functions/");
+            assert!(
+                function_sources.contains(&format!("\"{var}\"")),
+                "{name}: {var} is set by the template but read nowhere under functions/"
+            );
         }
     }
 }
@@ -165,7 +168,10 @@ fn policies_are_least_privilege_and_resources_are_locked_down() {
     // Every function logs to a group with a retention period.
     for (name, f) in resources_of(&t, "AWS::Lambda::Function") {
         let group = f["Properties"]["LoggingConfig"]["LogGroup"]["Ref"].as_str().unwrap_or_else(|| panic!("{name} has no log group"));
-        assert!(t["Resources"][group]["Properties"]["RetentionInDays"].is_object() || t["Resources"][group]["Properties"]["RetentionInDays"].is_number());
+        assert!(
+            t["Resources"][group]["Properties"]["RetentionInDays"].is_object()
+                || t["Resources"][group]["Properties"]["RetentionInDays"].is_number()
+        );
     }
 
     // Every API route requires authorisation (IAM or JWT, never NONE).
@@ -182,7 +188,14 @@ fn policies_are_least_privilege_and_resources_are_locked_down() {
         .iter()
         .map(|(_, a)| format!("{}/{}", a["Properties"]["Namespace"].as_str().unwrap(), a["Properties"]["MetricName"].as_str().unwrap()))
         .collect();
-    for m in ["AWS/Lambda/Errors", "AWS/Lambda/Throttles", "AWS/Lambda/Duration", "ChurnPrediction/MaxPsi", "ChurnPrediction/FailedObjects", "AWS/SQS/ApproximateNumberOfMessagesVisible"] {
+    for m in [
+        "AWS/Lambda/Errors",
+        "AWS/Lambda/Throttles",
+        "AWS/Lambda/Duration",
+        "ChurnPrediction/MaxPsi",
+        "ChurnPrediction/FailedObjects",
+        "AWS/SQS/ApproximateNumberOfMessagesVisible",
+    ] {
         assert!(alarms.iter().any(|a| a == m), "no alarm on {m}: {alarms:?}");
     }
     let p99 = resources_of(&t, "AWS::CloudWatch::Alarm").into_iter().find(|(_, a)| a["Properties"]["MetricName"] == "Duration").unwrap();

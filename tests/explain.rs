@@ -22,8 +22,17 @@ fn rust_shapley_values_agree_with_python_shap() {
     let theirs = dir.path().join("python.json");
     let rows = 12;
     churn_ok(&[
-        "explain", "--model", bundle.to_str().unwrap(), "--data", telco_csv().to_str().unwrap(),
-        "--rows", &format!("1-{rows}"), "--permutations", "10", "--json", ours.to_str().unwrap(),
+        "explain",
+        "--model",
+        bundle.to_str().unwrap(),
+        "--data",
+        telco_csv().to_str().unwrap(),
+        "--rows",
+        &format!("1-{rows}"),
+        "--permutations",
+        "10",
+        "--json",
+        ours.to_str().unwrap(),
     ]);
     let index: Vec<String> = (0..rows).map(|i| i.to_string()).collect();
     let o = std::process::Command::new(python())
@@ -61,7 +70,8 @@ fn the_api_budget_agrees_with_a_large_budget_and_occlusion_is_measured() {
     let table = Table::read(&telco_csv()).unwrap();
     let rows: Vec<usize> = (100..160).collect();
     let keys = Pseudonymizer::random();
-    let reference = explanations::explain_rows(&bundle, &table, &rows, ShapleyParams { permutations: 40, seed: 11 }, &keys, |_| {}).unwrap();
+    let reference =
+        explanations::explain_rows(&bundle, &table, &rows, ShapleyParams { permutations: 40, seed: 11 }, &keys, |_| {}).unwrap();
     let api = explanations::explain_rows(
         &bundle,
         &table,
@@ -121,7 +131,17 @@ fn explain_output_carries_keyed_pseudonyms_never_ids() {
         let o = churn_in(
             &root(),
             &[("ID_PSEUDONYM_KEY", key)],
-            &["explain", "--model", bundle.to_str().unwrap(), "--data", telco_csv().to_str().unwrap(), "--rows", "1-3", "--json", json.to_str().unwrap()],
+            &[
+                "explain",
+                "--model",
+                bundle.to_str().unwrap(),
+                "--data",
+                telco_csv().to_str().unwrap(),
+                "--rows",
+                "1-3",
+                "--json",
+                json.to_str().unwrap(),
+            ],
         );
         let (out, err) = text(&o);
         assert!(o.status.success(), "{out}\n{err}");
@@ -142,7 +162,11 @@ fn explain_output_carries_keyed_pseudonyms_never_ids() {
     let expected = Pseudonymizer::with_key(b"a-test-key-of-32-bytes-0123456789").unwrap().pseudonym("8879-ZKJOF");
     assert_eq!(pseudonyms(&json_a)[0], expected);
     // A short key is refused by name, without echoing it.
-    let o = churn_in(&root(), &[("ID_PSEUDONYM_KEY", "short")], &["explain", "--model", bundle.to_str().unwrap(), "--data", telco_csv().to_str().unwrap()]);
+    let o = churn_in(
+        &root(),
+        &[("ID_PSEUDONYM_KEY", "short")],
+        &["explain", "--model", bundle.to_str().unwrap(), "--data", telco_csv().to_str().unwrap()],
+    );
     let (_, err) = text(&o);
     assert!(!o.status.success() && err.contains("ID_PSEUDONYM_KEY") && !err.contains("short\""), "{err}");
 }

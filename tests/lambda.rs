@@ -26,7 +26,10 @@ fn sample_events_through_the_lambda_runtime_api() {
     let b = body(&r);
     let p = &b["predictions"][0];
     assert_eq!(p["customer_id"], "8879-ZKJOF");
-    assert!(p["churn_probability"].as_f64().is_some() && p["risk_tier"].is_string() && p["action"].is_string() && p["reasons"].is_array(), "{b}");
+    assert!(
+        p["churn_probability"].as_f64().is_some() && p["risk_tier"].is_string() && p["action"].is_string() && p["reasons"].is_array(),
+        "{b}"
+    );
     assert!(r["headers"]["content-type"].as_str().unwrap_or("").contains("application/json"), "{r}");
 
     // Same event shape from a REST API (payload v1): same answer.
@@ -61,7 +64,8 @@ fn sample_events_through_the_lambda_runtime_api() {
     // Logs: JSON lines with the Lambda request id and model version, and no raw customer id.
     // Until the function has been quiet for a moment: its two streams are read by two threads.
     let lines: Vec<String> = std::iter::from_fn(|| logs.recv_timeout(std::time::Duration::from_millis(300)).ok()).collect();
-    let scored: Vec<Value> = lines.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v["message"] == "scored").collect();
+    let scored: Vec<Value> =
+        lines.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v["message"] == "scored").collect();
     assert!(scored.len() >= 4, "{lines:#?}");
     for v in &scored {
         assert!(v["request_id"].as_str().is_some_and(|s| !s.starts_with("local-")), "{v}");
@@ -69,7 +73,13 @@ fn sample_events_through_the_lambda_runtime_api() {
     }
     assert!(!lines.iter().any(|l| l.contains("8879-ZKJOF")), "raw customer ids must not be logged");
     // Start-up says where its time went: waiting for S3, then the whole init.
-    let logged = |m: &str| lines.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| v["message"] == m).unwrap_or_else(|| panic!("no {m:?} line: {lines:#?}"));
+    let logged = |m: &str| {
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["message"] == m)
+            .unwrap_or_else(|| panic!("no {m:?} line: {lines:#?}"))
+    };
     let (fetched, loaded) = (logged("bundle fetched"), logged("model loaded"));
     let fetch_ms = fetched["fetch_ms"].as_f64().unwrap_or(f64::NAN);
     assert!(fetched["files"].as_u64().is_some_and(|n| n >= 5) && fetched["bytes"].as_u64().is_some_and(|n| n > 1000), "{fetched}");
@@ -133,7 +143,12 @@ fn outside_lambda_the_same_binary_serves_http() {
     let body = ev["body"].as_str().unwrap();
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     use std::io::{Read, Write};
-    write!(s, "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    write!(
+        s,
+        "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");

@@ -28,7 +28,17 @@ fn every_notebook_runs_headless_and_writes_its_report_with_charts() {
     let reports = scratch("notebooks");
     // (notebook, least charts, texts the report must hold: a Markdown heading and chart titles)
     let expect: [(&str, usize, &[&str]); 5] = [
-        ("01_explore", 7, &["<h2>Data quality</h2>", "Churn rate by contract", "Churn rate by tenure bucket", "Churn rate by payment method", "totalcharges"]),
+        (
+            "01_explore",
+            7,
+            &[
+                "<h2>Data quality</h2>",
+                "Churn rate by contract",
+                "Churn rate by tenure bucket",
+                "Churn rate by payment method",
+                "totalcharges",
+            ],
+        ),
         ("02_train", 4, &["<h2>Training curves</h2>", "MLP loss", "Validation ROC AUC", "logistic"]),
         ("03_evaluate", 5, &["Calibration (10 bins)", "Cumulative gains", "Campaign profit vs threshold", "predicted churn"]),
         ("04_explain", 5, &["Permutation importance", "Mean |Shapley value|", "Customer ", "contract_upgrade"]),
@@ -54,7 +64,10 @@ fn every_notebook_runs_headless_and_writes_its_report_with_charts() {
         let first_code = html.find("<details class=\"code\">").unwrap();
         let last_markdown = html.rfind("<h2>").unwrap_or(0);
         let first_chart = html.find("<svg").unwrap();
-        assert!(first_code < first_chart && first_chart < html.rfind("<details").unwrap().max(last_markdown), "{name}: outputs not placed by cell");
+        assert!(
+            first_code < first_chart && first_chart < html.rfind("<details").unwrap().max(last_markdown),
+            "{name}: outputs not placed by cell"
+        );
         // Privacy: no customer id in any report.
         for id in ["8879-ZKJOF", "0201-MIBOL", "7590-VHVEG"] {
             assert!(!html.contains(id), "{name} shows a customer id");
@@ -63,7 +76,11 @@ fn every_notebook_runs_headless_and_writes_its_report_with_charts() {
     // 05 flags the shifted features and not the untouched ones.
     let drift = std::fs::read_to_string(reports.path().join("05_drift.html")).unwrap();
     assert!(drift.contains("as they are: 0 of"), "unshifted test rows should not drift");
-    assert!(drift.contains("after the shift: 3 (monthlycharges, price_trend, contract)"), "{}", &drift[drift.find("as they are").unwrap()..][..200]);
+    assert!(
+        drift.contains("after the shift: 3 (monthlycharges, price_trend, contract)"),
+        "{}",
+        &drift[drift.find("as they are").unwrap()..][..200]
+    );
 }
 
 #[test]
@@ -80,6 +97,6 @@ fn notebooks_convert_to_jupyter_with_the_same_cells() {
         let kinds: Vec<&str> = nb["cells"].as_array().unwrap().iter().map(|c| c["cell_type"].as_str().unwrap()).collect();
         let ours: Vec<&str> = cells.iter().map(|c| if c.kind == CellKind::Markdown { "markdown" } else { "code" }).collect();
         assert_eq!(kinds, ours, "{name}: jupytext cells differ from the notebook runtime's");
-        assert!(nb["metadata"]["jupytext"].is_object() || nb["metadata"]["kernelspec"].is_object() || !kinds.is_empty());
+        assert!(kinds.contains(&"markdown") && kinds.contains(&"code"), "{name}: {kinds:?}");
     }
 }

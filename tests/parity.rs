@@ -35,7 +35,15 @@ fn the_default_recipe_on_an_interaction_table_agrees_on_every_test_row() {
     let mut config = TrainConfig::default();
     config.dataset.target_column = Some("left".into());
     config.dataset.positive_label = Some("1".into());
-    let numeric = ["satisfaction_level", "last_evaluation", "number_projects", "average_montly_hours", "time_spend_company", "work_accident", "promotion_last_5years"];
+    let numeric = [
+        "satisfaction_level",
+        "last_evaluation",
+        "number_projects",
+        "average_montly_hours",
+        "time_spend_company",
+        "work_accident",
+        "promotion_last_5years",
+    ];
     let o = parity(&data, config, &numeric);
     assert!(o.params.ensemble > 1, "the default is an ensemble");
     assert!(o.prepared.spec.numeric.iter().filter(|f| !f.bins.is_empty()).count() >= 4);
@@ -95,11 +103,8 @@ fn parity(data: &std::path::Path, config: TrainConfig, numeric: &[&str]) -> pipe
     // onnxruntime (and onnx's full checker) on the same file and rows.
     let feats = dir.path().join("features.json");
     let out = dir.path().join("ort.json");
-    std::fs::write(
-        &feats,
-        serde_json::to_vec(&serde_json::json!({"rows": test_rows.len(), "width": width, "x": serving_x})).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(&feats, serde_json::to_vec(&serde_json::json!({"rows": test_rows.len(), "width": width, "x": serving_x})).unwrap())
+        .unwrap();
     let status = Command::new(python())
         .arg(root().join("tests/support/onnx_check.py"))
         .args([bundle_dir.join("model.onnx"), feats, out.clone()])
@@ -133,8 +138,7 @@ fn parity(data: &std::path::Path, config: TrainConfig, numeric: &[&str]) -> pipe
     }
     w.finish().unwrap();
     let scored_path = dir.path().join("scored.parquet");
-    let summary =
-        churn_core::scoring::score_table(&bundle, churn_core::table::TableReader::open(&pq).unwrap(), &scored_path, 0).unwrap();
+    let summary = churn_core::scoring::score_table(&bundle, churn_core::table::TableReader::open(&pq).unwrap(), &scored_path, 0).unwrap();
     assert_eq!(summary.rows, test_rows.len());
     assert_eq!(summary.failed, 0);
     let scored = Table::read(&scored_path).unwrap();

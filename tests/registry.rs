@@ -122,6 +122,34 @@ fn train_upload_register_promote_and_load_by_alias_from_rust_and_python() {
         let p: f32 = line.split(',').nth(1).unwrap().parse().unwrap();
         assert!((p - rust[i]).abs() <= 1e-6, "row {i}: churn score {p} vs {}", rust[i]);
     }
+
+    // A margin is a number >= 0; promoting anyway is what --force is for.
+    for m in ["--margin=-1", "--margin=NaN"] {
+        let e = failed(&churn_in(d, &[], &["promote", "--name", &name, "--version", "1", m]));
+        assert!(e.contains("--margin must be a number >= 0") && e.contains("--force"), "{m}: {e}");
+    }
+    // A bundle that is not the one registered is never served under the version.
+    aws_mlflow(&["set-version-tag", &name, "1", "bundle_sha256", &"0".repeat(64)]);
+    let e = failed(&churn_in(
+        d,
+        &[],
+        &[
+            "score",
+            "--model",
+            &format!("models:/{name}/1"),
+            "--input",
+            telco_csv().to_str().unwrap(),
+            "--output",
+            d.join("v1.csv").to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        e.contains(&format!("models:/{name}/1"))
+            && e.contains("bundle_sha256 tag says 0000")
+            && e.contains("replaced after it was registered"),
+        "{e}"
+    );
+    assert!(!d.join("v1.csv").exists());
 }
 
 #[test]
@@ -190,8 +218,13 @@ fn s3_unreachable_or_corrupt_registers_nothing() {
 fn credentials_come_from_a_profile_when_the_environment_has_none() {
     require_servers();
     let (Ok(id), Ok(secret)) = (std::env::var("AWS_ACCESS_KEY_ID"), std::env::var("AWS_SECRET_ACCESS_KEY")) else {
-        // CHURN_REMOTE=1 with a profile: the whole suite already runs on the chain.
-        eprintln!("skipped: the suite's own credentials are not in the environment");
+        // Only a remote run (CHURN_REMOTE=1) may take its credentials from a profile, and then
+        // the whole suite already runs on the chain; the local servers' set-up always exports them.
+        assert_eq!(
+            std::env::var("CHURN_REMOTE").as_deref(),
+            Ok("1"),
+            "the local test set-up exports AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        );
         return;
     };
     let dir = scratch("profile-credentials");
@@ -201,8 +234,15 @@ fn credentials_come_from_a_profile_when_the_environment_has_none() {
     std::fs::write(&file, format!("[churn-test]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n{token}")).unwrap();
     let missing = d.join("no-such-file").to_string_lossy().to_string();
     let file = file.to_string_lossy().to_string();
-    let base = [("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", ""), ("AWS_SESSION_TOKEN", ""), ("AWS_CONFIG_FILE", missing.as_str()), ("AWS_EC2_METADATA_DISABLED", "true")];
-    let with_profile: Vec<(&str, &str)> = base.iter().copied().chain([("AWS_SHARED_CREDENTIALS_FILE", file.as_str()), ("AWS_PROFILE", "churn-test")]).collect();
+    let base = [
+        ("AWS_ACCESS_KEY_ID", ""),
+        ("AWS_SECRET_ACCESS_KEY", ""),
+        ("AWS_SESSION_TOKEN", ""),
+        ("AWS_CONFIG_FILE", missing.as_str()),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let with_profile: Vec<(&str, &str)> =
+        base.iter().copied().chain([("AWS_SHARED_CREDENTIALS_FILE", file.as_str()), ("AWS_PROFILE", "churn-test")]).collect();
     let bundle = trained_bundle().to_string_lossy().to_string();
     let dest = format!("s3://{}/profile", test_bucket("churn-profile"));
     let upload = ["upload", "--bundle", bundle.as_str(), "--out", dest.as_str()];
@@ -237,7 +277,8 @@ fn a_bundle_without_optional_files_loads_from_s3() {
     let store = churn_store::Store::new();
     let loaded = rt.block_on(store.load_bundle(&churn_store::Location::parse(&uri).unwrap())).unwrap();
     assert!(loaded.background.is_none());
-    let missing = rt.block_on(store.load_bundle(&churn_store::Location::parse(&dest).unwrap().join("missing"))).err().expect("no bundle there");
+    let missing =
+        rt.block_on(store.load_bundle(&churn_store::Location::parse(&dest).unwrap().join("missing"))).expect_err("no bundle there");
     assert!(missing.to_string().contains("manifest.json") && missing.to_string().contains("NoSuchKey"), "{missing}");
     let with_background = Bundle::load_dir(trained_bundle()).unwrap();
     assert!(with_background.background.is_some());

@@ -38,6 +38,9 @@ def main():
             vs = []
         vs = [c.get_model_version(sys.argv[2], v.version) for v in vs]  # search omits aliases
         print(json.dumps([{"version": v.version, "aliases": sorted(v.aliases), "tags": v.tags} for v in vs]))
+    elif cmd == "set-version-tag":
+        from mlflow import MlflowClient
+        MlflowClient().set_model_version_tag(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
     elif cmd == "pyfunc":
         import mlflow.pyfunc
         import numpy as np

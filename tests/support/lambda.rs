@@ -53,7 +53,11 @@ pub fn model_on_s3() -> &'static str {
         require_servers();
         let bucket = test_bucket("churn-models");
         let dir = scratch("lambda-upload");
-        let out = churn_in(dir.path(), &[], &["upload", "--bundle", trained_bundle().to_str().unwrap(), "--out", &format!("s3://{bucket}/models")]);
+        let out = churn_in(
+            dir.path(),
+            &[],
+            &["upload", "--bundle", trained_bundle().to_str().unwrap(), "--out", &format!("s3://{bucket}/models")],
+        );
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "{stderr}");
         stdout.split_whitespace().find(|w| w.starts_with("s3://")).expect("uploaded address").to_string()

@@ -36,9 +36,7 @@ pub fn binary(name: &str) -> PathBuf {
         let mut cargo = Command::new(env!("CARGO"));
         cargo.args(["build", "--quiet", "--workspace", "--bins"]).current_dir(root());
         without_test_cargo_env(&mut cargo);
-        let status = cargo
-            .status()
-            .expect("cargo build");
+        let status = cargo.status().expect("cargo build");
         assert!(status.success(), "building the workspace binaries failed");
     });
     bin_dir().join(name)
@@ -63,11 +61,7 @@ pub fn without_test_cargo_env(c: &mut Command) {
 
 /// Runs `churn` with `args`; returns the output (status not checked).
 pub fn churn(args: &[&str]) -> Output {
-    Command::new(binary("churn"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run churn")
+    Command::new(binary("churn")).args(args).current_dir(root()).output().expect("run churn")
 }
 
 pub fn text(o: &Output) -> (String, String) {
@@ -200,9 +194,9 @@ pub fn bundle_without_background(dir: &Path) -> PathBuf {
 /// `note` (free text: most values unique), as a new user's export might have them.
 pub fn telco_with_wide_text() -> String {
     const STATES: [&str; 51] = [
-        "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY", "LA", "ME", "MD",
-        "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD",
-        "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY",
+        "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY", "LA", "ME", "MD", "MA",
+        "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX",
+        "UT", "VT", "VA", "WA", "WV", "WI", "WY",
     ];
     telco_with(|i, l| {
         let (head, label) = l.rsplit_once(',').expect("a label column");

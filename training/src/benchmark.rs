@@ -112,9 +112,7 @@ impl Recipe {
         recipe.name = name.trim().to_string();
         let mut model = toml::Table::try_from(&recipe.config.model).context("model parameters as TOML")?;
         for item in overrides.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            let (key, value) = item
-                .split_once('=')
-                .ok_or_else(|| anyhow::anyhow!("--recipe {text:?}: {item:?} is not KEY=VALUE"))?;
+            let (key, value) = item.split_once('=').ok_or_else(|| anyhow::anyhow!("--recipe {text:?}: {item:?} is not KEY=VALUE"))?;
             let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
                 .map_err(|e| anyhow::anyhow!("--recipe {text:?}: {item:?}: the value is not TOML: {e}"))?
                 .remove("v")
@@ -230,9 +228,11 @@ pub struct Report {
 /// Runs every recipe on every fold of every table. `progress` hears what starts.
 pub fn run(tables: &[BenchTable], recipes: &[Recipe], folds: usize, seed: u64, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Report> {
     anyhow::ensure!((2..=20).contains(&folds), "--folds {folds}: must be in [2, 20]");
-    let mut report = Report { folds, seed, tables: vec![], recipes: recipes.iter().map(|r| r.name.clone()).collect(), runs: vec![], summaries: vec![] };
+    let mut report =
+        Report { folds, seed, tables: vec![], recipes: recipes.iter().map(|r| r.name.clone()).collect(), runs: vec![], summaries: vec![] };
     for t in tables {
-        let config = DatasetConfig { target_column: Some(t.target.clone()), positive_label: t.positive.clone(), ..DatasetConfig::default() };
+        let config =
+            DatasetConfig { target_column: Some(t.target.clone()), positive_label: t.positive.clone(), ..DatasetConfig::default() };
         // Errors name the file already.
         let (table, _, y) = data::read_labelled(&t.path, &config)?;
         let fold_of_row = data::stratified_folds(&y, folds, seed)?;
@@ -409,7 +409,10 @@ mod tests {
         assert_eq!((t.name.as_str(), t.target.as_str(), t.positive.as_deref()), ("saas", "churned", Some("1")));
         assert!("nothing".parse::<BenchTable>().unwrap_err().contains("PATH:TARGET"));
         let r = Recipe::parse("wide=default:model.hidden=[64];model.ensemble=3;dataset.numeric_bins=16").unwrap();
-        assert_eq!((r.name.as_str(), r.config.model.hidden.clone(), r.config.model.ensemble, r.config.dataset.numeric_bins), ("wide", vec![64], 3, 16));
+        assert_eq!(
+            (r.name.as_str(), r.config.model.hidden.clone(), r.config.model.ensemble, r.config.dataset.numeric_bins),
+            ("wide", vec![64], 3, 16)
+        );
         assert_eq!(Recipe::parse("logistic").unwrap().config.model.kind, ModelKind::Logistic);
         assert!(Recipe::parse("x=default:model.dropout=1.5").unwrap_err().to_string().contains("model.dropout"));
         assert!(Recipe::parse("x=default:model.nope=1").unwrap_err().to_string().contains("nope"));

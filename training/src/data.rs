@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use churn_core::error::{FieldProblem, RowError};
-use churn_core::spec::{ResolvedSchema, SlotValues};
-use churn_core::drift::DriftReference;
-use churn_core::explain::Background;
 use churn_core::RawRow;
+use churn_core::drift::DriftReference;
+use churn_core::error::{FieldProblem, RowError};
+use churn_core::explain::Background;
+use churn_core::spec::{ResolvedSchema, SlotValues};
 use churn_core::table::Table;
 use churn_core::{CoreError, DatasetConfig, FeatureSpec, RawValue};
 use rand::SeedableRng;
@@ -45,7 +45,11 @@ impl Matrix {
     /// The given rows, in that order.
     pub fn select(&self, rows: &[usize]) -> Matrix {
         let w = self.width;
-        Matrix { x: rows.iter().flat_map(|&i| self.x[i * w..(i + 1) * w].iter().copied()).collect(), y: rows.iter().map(|&i| self.y[i]).collect(), width: w }
+        Matrix {
+            x: rows.iter().flat_map(|&i| self.x[i * w..(i + 1) * w].iter().copied()).collect(),
+            y: rows.iter().map(|&i| self.y[i]).collect(),
+            width: w,
+        }
     }
     pub fn positives(&self) -> usize {
         self.y.iter().filter(|b| **b).count()
@@ -87,7 +91,11 @@ pub fn infer_positive(table: &Table, target: &str) -> Result<String, CoreError> 
     match (seen.len(), candidates.as_slice()) {
         (2, [one]) => {
             let other = seen.iter().find(|s| s != one).expect("two values");
-            tracing::warn!(column = target, "{}: no positive label given: {one:?} counts as churned and {other:?} as not; pass --positive to choose", table.file);
+            tracing::warn!(
+                column = target,
+                "{}: no positive label given: {one:?} counts as churned and {other:?} as not; pass --positive to choose",
+                table.file
+            );
             Ok((*one).clone())
         }
         _ => Err(CoreError::Config(format!(
@@ -109,14 +117,8 @@ pub fn read_labelled(path: &Path, config: &DatasetConfig) -> Result<(Table, Reso
         }
         _ => config,
     };
-    let schema = ResolvedSchema::resolve(
-        config,
-        &table.file,
-        &table.columns,
-        table.rows,
-        &|c| table.numeric_profile(c),
-        &|c| table.distinct(c),
-    )?;
+    let schema =
+        ResolvedSchema::resolve(config, &table.file, &table.columns, table.rows, &|c| table.numeric_profile(c), &|c| table.distinct(c))?;
     let labels = labels(&table, &schema.target_column, &schema.positive_label)?;
     Ok((table, schema, labels))
 }
@@ -142,7 +144,11 @@ pub fn labels(table: &Table, target: &str, positive: &str) -> Result<Vec<bool>, 
         let text = v.display();
         let text = text.trim();
         if text.is_empty() || matches!(v, RawValue::Missing) {
-            return Err(bad_label(i, String::new(), "the label is blank; every training row needs a label (fill it or remove the row)".into()));
+            return Err(bad_label(
+                i,
+                String::new(),
+                "the label is blank; every training row needs a label (fill it or remove the row)".into(),
+            ));
         }
         let is_positive = churn_core::spec::label_matches(text, positive);
         if case_variant.is_none() && !is_positive && text.eq_ignore_ascii_case(positive) {
@@ -158,14 +164,23 @@ pub fn labels(table: &Table, target: &str, positive: &str) -> Result<Vec<bool>, 
     if let Some((i, text)) = case_variant
         && y.contains(&true)
     {
-        return Err(bad_label(i, text, format!("differs from the positive label {positive:?} only in case; write labels one way (it would count as not churned)")));
+        return Err(bad_label(
+            i,
+            text,
+            format!("differs from the positive label {positive:?} only in case; write labels one way (it would count as not churned)"),
+        ));
     }
     if seen.len() > 2 {
         // A status column ("active", "paused", "churned") is a fair target, but say what counts
         // as not churned: a misspelt label would otherwise vanish into the negatives.
         let negatives: Vec<&String> = seen.iter().filter(|s| !churn_core::spec::label_matches(s, positive)).collect();
         let count = if seen.len() == SEEN_LIMIT { format!("{SEEN_LIMIT} or more") } else { seen.len().to_string() };
-        tracing::warn!(column = target, positive, "{}: column `{target}` holds {count} values; every value but {positive:?} counts as not churned: {negatives:?}", table.file);
+        tracing::warn!(
+            column = target,
+            positive,
+            "{}: column `{target}` holds {count} values; every value but {positive:?} counts as not churned: {negatives:?}",
+            table.file
+        );
     }
     let pos = y.iter().filter(|b| **b).count();
     if seen.len() == 1 {

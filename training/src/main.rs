@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use churn_store::{Location, Mlflow, Store};
-use churn_training::{explanations, track};
 use churn_core::metrics::Evaluation;
+use churn_store::{Location, Mlflow, Store};
 use churn_training::params::{ModelKind, TrainConfig};
 use churn_training::pipeline::{self, TrainJob};
 use churn_training::{BUNDLED_CONFIG, BUNDLED_DATA};
+use churn_training::{explanations, track};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -232,23 +232,27 @@ fn load_config(a: &DataArgs) -> anyhow::Result<(PathBuf, TrainConfig)> {
     Ok((data, config))
 }
 
-fn progress(max_epochs: usize, quiet: bool) -> (ProgressBar, Box<dyn FnMut(&churn_training::train::EpochRecord)>) {
+/// What sees every training epoch.
+type OnEpoch = Box<dyn FnMut(&churn_training::train::EpochRecord)>;
+
+fn progress(max_epochs: usize, quiet: bool) -> (ProgressBar, OnEpoch) {
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(max_epochs as u64) };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} epoch {pos}/{len} [{bar:30}] {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template("{spinner} epoch {pos}/{len} [{bar:30}] {msg}").expect("valid template").progress_chars("=> "),
     );
     let b = bar.clone();
     // Ensemble members each start again at epoch 1.
     let mut member = 0;
-    (bar, Box::new(move |r| {
-        if r.epoch == 1 {
-            member += 1;
-        }
-        b.set_position(r.epoch as u64);
-        b.set_message(format!("member {member}: val AUC {:.4} loss {:.4}", r.validation_auc, r.validation_loss));
-    }))
+    (
+        bar,
+        Box::new(move |r| {
+            if r.epoch == 1 {
+                member += 1;
+            }
+            b.set_position(r.epoch as u64);
+            b.set_message(format!("member {member}: val AUC {:.4} loss {:.4}", r.validation_auc, r.validation_loss));
+        }),
+    )
 }
 
 fn print_evaluation(title: &str, e: &Evaluation, threshold: f64) {
@@ -259,7 +263,13 @@ fn print_evaluation(title: &str, e: &Evaluation, threshold: f64) {
         ("PR AUC", format!("{:.4}", e.pr_auc)),
         ("log loss", format!("{:.4}", e.log_loss)),
         ("Brier", format!("{:.4}", e.brier)),
-        ("ECE", format!("{:.4} (sampling noise: a calibrated model shows {:.4} on these rows, 90 % of the time ≤ {:.4})", e.ece, e.ece_floor, e.ece_floor_p90)),
+        (
+            "ECE",
+            format!(
+                "{:.4} (sampling noise: a calibrated model shows {:.4} on these rows, 90 % of the time ≤ {:.4})",
+                e.ece, e.ece_floor, e.ece_floor_p90
+            ),
+        ),
         ("top-decile lift", format!("{:.2} (captures {:.1} % of churners)", e.top_decile_lift, 100.0 * e.top_decile_capture)),
         (
             "at threshold",
@@ -275,7 +285,13 @@ fn print_evaluation(title: &str, e: &Evaluation, threshold: f64) {
                 e.at_half.precision, e.at_half.recall, e.at_half.f1, e.at_half.accuracy
             ),
         ),
-        ("campaign profit", format!("{:.0} at the threshold (best on this data: {:.0} at {:.2})", e.profit_at_threshold, e.best_profit, e.best_profit_threshold)),
+        (
+            "campaign profit",
+            format!(
+                "{:.0} at the threshold (best on this data: {:.0} at {:.2})",
+                e.profit_at_threshold, e.best_profit, e.best_profit_threshold
+            ),
+        ),
     ];
     for (k, v) in rows {
         println!("  {k:<18} {v}");
@@ -284,7 +300,13 @@ fn print_evaluation(title: &str, e: &Evaluation, threshold: f64) {
     for t in &e.tiers {
         println!(
             "  {:<10} {:>9} {:>9} {:>9.1}% {:>12.0} {:>7.2}  {}",
-            t.tier, t.customers, t.churners, 100.0 * t.churn_rate, t.realised_profit, t.roi, t.action
+            t.tier,
+            t.customers,
+            t.churners,
+            100.0 * t.churn_rate,
+            t.realised_profit,
+            t.roi,
+            t.action
         );
     }
 }
@@ -359,7 +381,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Location::S3 { .. } => PathBuf::from("out/bundles").join(format!(".staging-{}", std::process::id())),
             };
             let (bar, on_epoch) = progress(config.model.max_epochs, false);
-            let o = pipeline::run(TrainJob { data: data_path.clone(), config, out: Some(local.clone()), force: force || dest.is_s3(), on_epoch })?;
+            let o = pipeline::run(TrainJob {
+                data: data_path.clone(),
+                config,
+                out: Some(local.clone()),
+                force: force || dest.is_s3(),
+                on_epoch,
+            })?;
             bar.finish_and_clear();
             let p = &o.prepared;
             let epochs = match o.trained.member_best_epochs.as_slice() {
@@ -521,7 +549,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 for f in &features {
                     println!("  {:<24} PSI {:>8.4}  {}", f.feature, f.psi, if f.drifted { "DRIFTED" } else { "" });
                 }
-                println!("{} of {} features drifted; mean churn probability {:.3}", r.drifted().count(), r.features.len(), r.summary.mean_probability);
+                println!(
+                    "{} of {} features drifted; mean churn probability {:.3}",
+                    r.drifted().count(),
+                    r.features.len(),
+                    r.summary.mean_probability
+                );
             }
             if fail_on_drift && r.drifted().next().is_some() {
                 let names: Vec<&str> = r.drifted().map(|f| f.feature.as_str()).collect();
@@ -606,7 +639,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     p.candidate_auc,
                     if p.forced { "; forced" } else { "" }
                 ),
-                None => println!("{name}@{} -> version {} (ROC AUC {:.4}; no champion before)", track::CHAMPION, p.version, p.candidate_auc),
+                None => {
+                    println!("{name}@{} -> version {} (ROC AUC {:.4}; no champion before)", track::CHAMPION, p.version, p.candidate_auc)
+                }
             }
         }
         Command::Benchmark { tables, recipes, folds, seed, out } => {
@@ -615,7 +650,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let names = if recipes.is_empty() { vec!["default".to_string(), "logistic".to_string()] } else { recipes };
             let recipes = names.iter().map(|r| Recipe::parse(r)).collect::<anyhow::Result<Vec<_>>>()?;
             let bar = ProgressBar::new((tables.len() * recipes.len() * folds) as u64);
-            bar.set_style(ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "));
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "),
+            );
             let report = benchmark::run(&tables, &recipes, folds, seed, &mut |what| {
                 bar.set_message(what.to_string());
                 bar.inc(1);
@@ -649,7 +686,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             println!("test figures over seeds 1..={seeds} on {} (mean ± sd)", data_path.display());
-            println!("{:<9} {:>16} {:>16} {:>16} {:>16} {:>16} {:>16} {:>9}", "model", "ROC AUC", "PR AUC", "Brier", "ECE", "ECE floor", "log loss", "s/run");
+            println!(
+                "{:<9} {:>16} {:>16} {:>16} {:>16} {:>16} {:>16} {:>9}",
+                "model", "ROC AUC", "PR AUC", "Brier", "ECE", "ECE floor", "log loss", "s/run"
+            );
             for kind in ["mlp", "logistic"] {
                 let pick = |f: &dyn Fn(&serde_json::Value) -> f64| -> String {
                     let v: Vec<f64> = runs.iter().filter(|r| r["kind"] == kind).map(f).collect();
@@ -668,7 +708,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     secs.split(' ').next().unwrap_or("")
                 );
             }
-            println!("ECE floor: the ECE a perfectly calibrated model shows on each test split by sampling noise alone (labels drawn from its own probabilities)");
+            println!(
+                "ECE floor: the ECE a perfectly calibrated model shows on each test split by sampling noise alone (labels drawn from its own probabilities)"
+            );
             if let Some(p) = json {
                 std::fs::write(&p, serde_json::to_vec_pretty(&runs)?).with_context(|| p.display().to_string())?;
             }

@@ -133,8 +133,7 @@ impl ChurnModel for Mlp {
 
     fn to_dense(&self) -> candle_core::Result<Vec<Dense>> {
         let last = self.layers.len() - 1;
-        let mut out: Vec<Dense> =
-            self.layers.iter().enumerate().map(|(i, l)| dense(l, i < last)).collect::<candle_core::Result<_>>()?;
+        let mut out: Vec<Dense> = self.layers.iter().enumerate().map(|(i, l)| dense(l, i < last)).collect::<candle_core::Result<_>>()?;
         // Eval-mode batch norm is x*s + t per feature, s = gamma / sqrt(var + eps),
         // t = beta - mean*s; fold it into the first linear layer: W' = W diag(s), b' = b + W t.
         let eps = self.norm.eps();

@@ -45,7 +45,12 @@ pub struct FigureCheck {
 /// (`metrics.json` → `test`, `test_spread`); a figure worse by more than noise allows plus
 /// `margin` is flagged. Bundles without `test_spread` get it estimated from today's spread,
 /// scaled by the square root of the row counts. `None` when the bundle has no test figures.
-pub fn concept_drift(bundle_metrics: &serde_json::Value, now: &Evaluation, now_spread: &FigureSpread, margin: f64) -> Option<Vec<FigureCheck>> {
+pub fn concept_drift(
+    bundle_metrics: &serde_json::Value,
+    now: &Evaluation,
+    now_spread: &FigureSpread,
+    margin: f64,
+) -> Option<Vec<FigureCheck>> {
     let test = bundle_metrics.get("test")?;
     let test_rows = test.get("rows")?.as_f64()?;
     let stored: Option<FigureSpread> = bundle_metrics.get("test_spread").and_then(|s| serde_json::from_value(s.clone()).ok());
@@ -85,9 +90,7 @@ mod tests {
         let p: Vec<f32> = (0..400).map(|i| ((i * 37) % 100) as f32 / 100.0).collect();
         let y: Vec<bool> = p.iter().enumerate().map(|(i, &v)| v > 0.5 || i % 7 == 0).collect();
         let (e, spread) = evaluation(&p, &y);
-        let metrics = |auc: f64| {
-            serde_json::json!({"test": {"rows": 400, "roc_auc": auc, "pr_auc": e.pr_auc, "brier": e.brier - 0.001, "ece": e.ece, "ece_floor": e.ece_floor}, "test_spread": spread})
-        };
+        let metrics = |auc: f64| serde_json::json!({"test": {"rows": 400, "roc_auc": auc, "pr_auc": e.pr_auc, "brier": e.brier - 0.001, "ece": e.ece, "ece_floor": e.ece_floor}, "test_spread": spread});
         // The same figures at training: nothing flagged, whatever the margin.
         let c = concept_drift(&metrics(e.roc_auc), &e, &spread, 0.0).unwrap();
         assert_eq!(c.len(), 4);

@@ -112,7 +112,8 @@ impl Notebook {
         let reports = std::env::var_os(REPORTS_VARIABLE)
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../out/notebooks"));
-        std::fs::create_dir_all(&reports).with_context(|| format!("creating the reports folder {} ({REPORTS_VARIABLE})", reports.display()))?;
+        std::fs::create_dir_all(&reports)
+            .with_context(|| format!("creating the reports folder {} ({REPORTS_VARIABLE})", reports.display()))?;
         Ok(Notebook { name: name.to_string(), cells: parse_cells(&source), outputs: Vec::new(), reports })
     }
 

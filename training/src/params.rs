@@ -62,6 +62,8 @@ pub struct TrainParams {
     /// With two or more members: pool the training and validation rows and let each member hold
     /// out a different fold of them (early stopping, out-of-fold calibration; see `train::fit`).
     pub cross_fit: bool,
+    /// Knots of the spline calibration in the logit (`train::Calibration`); 0 is Platt scaling.
+    pub calibration_knots: usize,
 }
 
 impl Default for TrainParams {
@@ -70,7 +72,8 @@ impl Default for TrainParams {
             kind: ModelKind::Mlp,
             // The default recipe, chosen by `churn benchmark` (5-fold cross-validation on the
             // three bundled tables, README "Model quality"): five narrow members cross-fitted
-            // over piecewise-linear inputs rank better than one member as wide as all five.
+            // over piecewise-linear inputs rank better than one member as wide as all five, and
+            // eight units each keep serving within its latency budget.
             hidden: vec![8],
             dropout: 0.3,
             learning_rate: 3e-3,
@@ -87,6 +90,7 @@ impl Default for TrainParams {
             background_rows: 50,
             ensemble: 5,
             cross_fit: true,
+            calibration_knots: 3,
         }
     }
 }
@@ -131,6 +135,9 @@ impl TrainParams {
         if self.max_epochs == 0 {
             return bad("max_epochs", "0".into(), "must be >= 1");
         }
+        if self.calibration_knots > 16 {
+            return bad("calibration_knots", self.calibration_knots.to_string(), "must be at most 16 (0 is Platt scaling)");
+        }
         if self.patience == 0 {
             return bad("patience", "0".into(), "must be >= 1");
         }
@@ -163,8 +170,7 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("{}: cannot read the configuration: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read the configuration: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 }

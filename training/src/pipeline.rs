@@ -77,7 +77,7 @@ pub fn fit_and_evaluate(
     on_epoch: &mut dyn FnMut(&EpochRecord),
 ) -> anyhow::Result<Fitted> {
     let trained = train::fit(params, &prepared.train, &prepared.validation, on_epoch)?;
-    let pv = train::calibrated(&trained.validation_logits, trained.calibration);
+    let pv = train::calibrated(&trained.validation_logits, &trained.calibration);
     let (threshold, _) = best_profit_threshold(&pv, &prepared.validation.y, playbook);
     let validation = Evaluation::compute(&pv, &prepared.validation.y, threshold, playbook)?;
     let candle_test_p = train::candle_probabilities(&trained, &prepared.test)?;
@@ -91,32 +91,30 @@ pub fn run(job: TrainJob) -> anyhow::Result<Outcome> {
     churn_core::table::FileFormat::from_path(&data)?;
     let params = config.model.clone().check()?;
     let playbook: Playbook = config.playbook.clone().check()?;
-    if let Some(dir) = &out {
-        if dir.join(bundle::MANIFEST).exists() && !force {
-            anyhow::bail!("{}: a bundle already exists here; choose another --out or pass --force to replace it", dir.display());
-        }
+    if let Some(dir) = &out
+        && dir.join(bundle::MANIFEST).exists()
+        && !force
+    {
+        anyhow::bail!("{}: a bundle already exists here; choose another --out or pass --force to replace it", dir.display());
     }
     let prepared = data::prepare(&data, &config.dataset, params.validation_fraction, params.test_fraction, params.seed)?;
     playbook.check_fields(prepared.spec.input_names())?;
-    tracing::info!(
-        rows = prepared.table.rows,
-        features = prepared.spec.width(),
-        train = prepared.train.rows(),
-        "data prepared"
-    );
+    tracing::info!(rows = prepared.table.rows, features = prepared.spec.width(), train = prepared.train.rows(), "data prepared");
     let Fitted { trained, threshold, validation, candle_test_p, test } = fit_and_evaluate(&params, &playbook, &prepared, &mut *on_epoch)?;
 
     let layers = train::export_layers(&trained)?;
     let model_name = format!("churn-{}", params.kind.name());
-    let onnx = churn_core::onnx::dense_stack_to_onnx(&layers, &[
-        ("model_name".into(), model_name.clone()),
-        ("threshold".into(), threshold.to_string()),
-        ("features".into(), prepared.spec.feature_names.join(",")),
-    ])?;
+    let onnx = churn_core::onnx::dense_stack_to_onnx(
+        &layers,
+        &[
+            ("model_name".into(), model_name.clone()),
+            ("threshold".into(), threshold.to_string()),
+            ("features".into(), prepared.spec.feature_names.join(",")),
+        ],
+    )?;
     let scorer = Scorer::from_onnx(&onnx, prepared.spec.width())?;
     let tract_test_p = scorer.predict(&prepared.test.x)?;
-    let parity_max_abs_diff =
-        candle_test_p.iter().zip(&tract_test_p).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let parity_max_abs_diff = candle_test_p.iter().zip(&tract_test_p).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     if parity_max_abs_diff > PARITY_TOLERANCE {
         anyhow::bail!(
             "exported model disagrees with candle by {parity_max_abs_diff} (> {PARITY_TOLERANCE}) on test rows; no bundle written"
@@ -144,7 +142,15 @@ pub fn run(job: TrainJob) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
-fn write_bundle(o: &Outcome, scorer: &Scorer, dir: &Path, data: &Path, model_name: &str, playbook: &Playbook, force: bool) -> anyhow::Result<Manifest> {
+fn write_bundle(
+    o: &Outcome,
+    scorer: &Scorer,
+    dir: &Path,
+    data: &Path,
+    model_name: &str,
+    playbook: &Playbook,
+    force: bool,
+) -> anyhow::Result<Manifest> {
     let p = &o.prepared;
     let metrics = json!({
         "model_kind": o.params.kind.name(),
@@ -186,7 +192,7 @@ fn write_bundle(o: &Outcome, scorer: &Scorer, dir: &Path, data: &Path, model_nam
             format!("{} / {} / {} (seed {})", p.train.rows(), p.validation.rows(), p.test.rows(), o.params.seed),
         ),
         ("epochs (best / run)", format!("{} / {}", o.trained.best_epoch, o.trained.history.len())),
-        ("calibration (Platt a, b)", format!("{:.4}, {:.4}", o.trained.calibration.a, o.trained.calibration.b)),
+        ("calibration", describe_calibration(&o.trained.calibration)),
         ("decision threshold (max validation profit)", format!("{:.2}", o.threshold)),
         ("candle vs tract max |diff| on test rows", format!("{:.2e}", o.parity_max_abs_diff)),
     ];
@@ -247,4 +253,20 @@ pub fn evaluate_with_predictions(bundle: &Bundle, path: &Path) -> anyhow::Result
     let p = bundle.scorer.predict(&m.x)?;
     let e = Evaluation::compute(&p, &m.y, bundle.manifest.threshold, &bundle.playbook)?;
     Ok((e, p, m.y))
+}
+
+/// The calibration in one line of the report.
+fn describe_calibration(c: &train::Calibration) -> String {
+    if c.knots.is_empty() {
+        format!("Platt scaling: a {:.4}, b {:.4}", c.a, c.b)
+    } else {
+        let knots: Vec<String> = c.knots.iter().map(|t| format!("{t:.2}")).collect();
+        format!(
+            "spline in the logit: a {:.4}, b {:.4}, knots at {} (slopes change by {:?})",
+            c.a,
+            c.b,
+            knots.join(", "),
+            c.slopes.iter().map(|v| (v * 1e4).round() / 1e4).collect::<Vec<_>>()
+        )
+    }
 }

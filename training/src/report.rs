@@ -48,7 +48,13 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_
     let bounds = |f: fn(&(f64, f64)) -> f64| {
         let vals = series.iter().flat_map(|s| s.points.iter().map(f));
         let (lo, hi) = vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-        if !lo.is_finite() { (0.0, 1.0) } else if hi - lo < 1e-9 { (lo - 0.5, hi + 0.5) } else { (lo, hi + (hi - lo) * 0.02) }
+        if !lo.is_finite() {
+            (0.0, 1.0)
+        } else if hi - lo < 1e-9 {
+            (lo - 0.5, hi + 0.5)
+        } else {
+            (lo, hi + (hi - lo) * 0.02)
+        }
     };
     let (x0, x1) = bounds(|p| p.0);
     let (y0, y1) = bounds(|p| p.1);
@@ -140,15 +146,21 @@ pub struct ReportInput<'a> {
 /// The reliability diagram (10 bins) with the band a perfectly calibrated model would stay in
 /// on these rows 90 % of the time (5th to 95th percentile per bin, [`metrics::calibration_noise`]).
 pub fn calibration_chart(p: &[f32], y: &[bool]) -> String {
-    let observed = metrics::calibration_bins(p, y, 10).iter().filter(|b| b.count > 0).map(|b| (b.mean_predicted, b.fraction_positive)).collect();
+    let observed =
+        metrics::calibration_bins(p, y, 10).iter().filter(|b| b.count > 0).map(|b| (b.mean_predicted, b.fraction_positive)).collect();
     let noise = metrics::calibration_noise(p);
     let band = |pick: fn(&(f64, f64, f64)) -> f64| noise.bands.iter().map(|b| (b.0, pick(b))).collect::<Vec<_>>();
-    line_chart("Calibration (10 bins)", "mean predicted", "observed churn rate", &[
-        Series::line("model", observed),
-        Series::reference("perfect", vec![(0.0, 0.0), (1.0, 1.0)]),
-        Series::reference("5 % if calibrated", band(|b| b.1)),
-        Series::reference("95 % if calibrated", band(|b| b.2)),
-    ])
+    line_chart(
+        "Calibration (10 bins)",
+        "mean predicted",
+        "observed churn rate",
+        &[
+            Series::line("model", observed),
+            Series::reference("perfect", vec![(0.0, 0.0), (1.0, 1.0)]),
+            Series::reference("5 % if calibrated", band(|b| b.1)),
+            Series::reference("95 % if calibrated", band(|b| b.2)),
+        ],
+    )
 }
 
 pub fn model_report(r: &ReportInput<'_>) -> String {
@@ -164,7 +176,15 @@ pub fn model_report(r: &ReportInput<'_>) -> String {
         ("PR AUC (average precision)", f(e.pr_auc)),
         ("log loss", f(e.log_loss)),
         ("Brier score", f(e.brier)),
-        ("expected calibration error", format!("{} (a perfectly calibrated model shows {} on these rows by sampling noise, 90 % of the time ≤ {})", f(e.ece), f(e.ece_floor), f(e.ece_floor_p90))),
+        (
+            "expected calibration error",
+            format!(
+                "{} (a perfectly calibrated model shows {} on these rows by sampling noise, 90 % of the time ≤ {})",
+                f(e.ece),
+                f(e.ece_floor),
+                f(e.ece_floor_p90)
+            ),
+        ),
         ("top-decile lift / capture", format!("{:.2} / {:.1} %", e.top_decile_lift, 100.0 * e.top_decile_capture)),
         (
             "at chosen threshold",
@@ -209,27 +229,37 @@ pub fn model_report(r: &ReportInput<'_>) -> String {
     let diag = vec![(0.0, 0.0), (1.0, 1.0)];
     let epochs = |f: fn(&EpochRecord) -> f64| r.history.iter().map(|h| (h.epoch as f64, f(h))).collect::<Vec<_>>();
     let charts = [
-        line_chart("ROC", "false positive rate", "true positive rate", &[
-            Series::line("model", metrics::roc_curve(p, y)),
-            Series::reference("chance", diag.clone()),
-        ]),
-        line_chart("Precision-recall", "recall", "precision", &[
-            Series::line("model", metrics::pr_curve(p, y)),
-            Series::reference("base rate", vec![(0.0, e.base_rate), (1.0, e.base_rate)]),
-        ]),
+        line_chart(
+            "ROC",
+            "false positive rate",
+            "true positive rate",
+            &[Series::line("model", metrics::roc_curve(p, y)), Series::reference("chance", diag.clone())],
+        ),
+        line_chart(
+            "Precision-recall",
+            "recall",
+            "precision",
+            &[Series::line("model", metrics::pr_curve(p, y)), Series::reference("base rate", vec![(0.0, e.base_rate), (1.0, e.base_rate)])],
+        ),
         calibration_chart(p, y),
-        line_chart("Cumulative gains", "share of customers contacted", "share of churners reached", &[
-            Series::line("model", metrics::gains(p, y)),
-            Series::reference("random", diag),
-        ]),
-        line_chart("Campaign profit vs threshold", "threshold", "profit", &[Series::line(
-            "realised profit",
-            metrics::profit_curve(p, y, r.playbook),
-        )]),
-        line_chart("Training curves", "epoch", "loss", &[
-            Series::line("train loss", epochs(|h| h.train_loss)),
-            Series::line("validation loss", epochs(|h| h.validation_loss)),
-        ]),
+        line_chart(
+            "Cumulative gains",
+            "share of customers contacted",
+            "share of churners reached",
+            &[Series::line("model", metrics::gains(p, y)), Series::reference("random", diag)],
+        ),
+        line_chart(
+            "Campaign profit vs threshold",
+            "threshold",
+            "profit",
+            &[Series::line("realised profit", metrics::profit_curve(p, y, r.playbook))],
+        ),
+        line_chart(
+            "Training curves",
+            "epoch",
+            "loss",
+            &[Series::line("train loss", epochs(|h| h.train_loss)), Series::line("validation loss", epochs(|h| h.validation_loss))],
+        ),
         line_chart("Validation ROC AUC", "epoch", "AUC", &[Series::line("validation AUC", epochs(|h| h.validation_auc))]),
     ];
     body.push_str("<h2>Charts (test rows)</h2><div class=\"charts\">");
@@ -243,7 +273,8 @@ pub fn model_report(r: &ReportInput<'_>) -> String {
 /// The playbook's personalised offers and how many contacted test customers get each.
 pub fn offers_section(playbook: &Playbook, mix: &[crate::explanations::OfferCount]) -> String {
     if playbook.offers.is_empty() {
-        return "<h2>Personalised offers</h2><p>The playbook defines no offers: every contacted customer gets the tier's action.</p>".into();
+        return "<h2>Personalised offers</h2><p>The playbook defines no offers: every contacted customer gets the tier's action.</p>"
+            .into();
     }
     let b = &playbook.business;
     let mut h = String::from(
@@ -258,17 +289,21 @@ pub fn offers_section(playbook: &Playbook, mix: &[crate::explanations::OfferCoun
             if !o.values.is_empty() {
                 format!("in {}", o.values.join(" | "))
             } else {
-                [o.above.map(|a| format!("> {a}")), o.below.map(|b| format!("< {b}"))].into_iter().flatten().collect::<Vec<_>>().join(" and ")
+                [o.above.map(|a| format!("> {a}")), o.below.map(|b| format!("< {b}"))]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" and ")
             }
         });
         h.push_str(&format!(
-            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td></tr>",
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0} %</td><td>{}</td><td>{:.0}</td></tr>",
             esc(&c.offer),
             esc(o.map(|o| o.field.as_str()).unwrap_or("")),
             esc(&condition.unwrap_or_default()),
             esc(&c.action),
             o.and_then(|o| o.cost).unwrap_or(b.cost_per_contact),
-            format!("{:.0} %", 100.0 * o.and_then(|o| o.success_rate).unwrap_or(b.success_rate)),
+            100.0 * o.and_then(|o| o.success_rate).unwrap_or(b.success_rate),
             c.customers,
             c.expected_value
         ));

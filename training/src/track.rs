@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::train::EpochRecord;
 
-pub use churn_store::registry::{CHALLENGER, CHAMPION, TAG_BUNDLE_SHA, TAG_BUNDLE_URI, bundle_location};
+pub use churn_store::registry::{CHALLENGER, CHAMPION, TAG_BUNDLE_SHA, TAG_BUNDLE_URI, bundle_location, load_version};
 
 /// A bundle's files, verified against its manifest.
 pub struct BundleFiles {
@@ -112,7 +112,8 @@ pub async fn log_run(mlflow: &Mlflow, experiment: &str, b: &BundleFiles) -> anyh
         let mut metrics = Vec::new();
         let history: Vec<EpochRecord> = serde_json::from_value(b.json("history.json")).unwrap_or_default();
         for r in &history {
-            for (key, value) in [("train_loss", r.train_loss), ("validation_loss", r.validation_loss), ("validation_auc", r.validation_auc)] {
+            for (key, value) in [("train_loss", r.train_loss), ("validation_loss", r.validation_loss), ("validation_auc", r.validation_auc)]
+            {
                 metrics.push(Metric { key: key.into(), value, step: r.epoch as i64, timestamp: now });
             }
         }
@@ -198,13 +199,17 @@ pub async fn promote(
     margin: f64,
     force: bool,
 ) -> anyhow::Result<Promotion> {
+    anyhow::ensure!(
+        margin.is_finite() && margin >= 0.0,
+        "--margin must be a number >= 0, not {margin}; to promote a version that does not beat the champion, pass --force"
+    );
     let candidate = mlflow.model_version(name, version).await?;
-    let cand_bundle = store.load_bundle(&bundle_location(&candidate)?).await?;
+    let cand_bundle = load_version(store, &candidate).await?;
     let candidate_auc = crate::pipeline::evaluate(&cand_bundle, data)?.roc_auc;
     let current = mlflow.alias(name, CHAMPION).await?;
     let previous = match &current {
         Some(c) if c.version != version => {
-            let b = store.load_bundle(&bundle_location(c)?).await?;
+            let b = load_version(store, c).await?;
             Some((c.version.clone(), crate::pipeline::evaluate(&b, data)?.roc_auc))
         }
         _ => None,
@@ -217,7 +222,7 @@ pub async fn promote(
             data.display()
         );
     }
-    mlflow.set_alias(name, CHAMPION, version).await?;
+    // The tags first: a version never carries the alias without the record of why.
     mlflow.set_version_tag(name, version, "promotion_roc_auc", &format!("{candidate_auc:.6}")).await?;
     if let Some((v, auc)) = &previous {
         mlflow.set_version_tag(name, version, "promoted_over", &format!("version {v} (ROC AUC {auc:.6})")).await?;
@@ -226,5 +231,16 @@ pub async fn promote(
     if forced {
         mlflow.set_version_tag(name, version, "promotion_forced", "true").await?;
     }
+    // Someone else may have promoted while the versions were evaluated: the comparison would
+    // then be against a champion that is no longer the champion.
+    let now = mlflow.alias(name, CHAMPION).await?.map(|v| v.version);
+    let before = current.map(|v| v.version);
+    anyhow::ensure!(
+        now == before,
+        "the {CHAMPION} alias of {name} moved from {} to {} while this promotion was evaluated; champion unchanged by this command. Run churn promote again",
+        before.as_deref().map_or("no version".to_string(), |v| format!("version {v}")),
+        now.as_deref().map_or("no version".to_string(), |v| format!("version {v}"))
+    );
+    mlflow.set_alias(name, CHAMPION, version).await?;
     Ok(Promotion { version: version.into(), previous, candidate_auc, forced })
 }

@@ -1,5 +1,6 @@
-//! The one training loop (any [`ChurnModel`]), Platt calibration, and the export of the trained
-//! and calibrated model to the ONNX graph the Lambdas run.
+//! The one training loop (any [`ChurnModel`]), calibration (Platt scaling, or its spline
+//! generalisation), and the export of the trained and calibrated model to the ONNX graph the
+//! Lambdas run.
 
 use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -22,11 +23,56 @@ pub struct EpochRecord {
     pub validation_auc: f64,
 }
 
-/// `p = sigmoid(a * logit + b)`, fitted on validation logits.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-pub struct Platt {
+/// The calibration map from the model's logit `z` to the probability:
+/// `p = sigmoid(a z + b + Σ_i slopes[i] · max(0, z − knots[i]))`, fitted on held-out logits.
+/// Without knots it is Platt scaling; each knot lets the slope change there (a linear spline in
+/// the logit), which follows reliability curves a sigmoid cannot (too high at both ends, say)
+/// while staying smooth and, as fitted, increasing, so the ranking is the model's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Calibration {
     pub a: f64,
     pub b: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub knots: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slopes: Vec<f64>,
+}
+
+impl Calibration {
+    /// The calibrated logit of `z`.
+    pub fn logit(&self, z: f64) -> f64 {
+        self.a * z + self.b + self.knots.iter().zip(&self.slopes).map(|(t, c)| c * (z - t).max(0.0)).sum::<f64>()
+    }
+
+    /// Whether the map increases everywhere (every segment's slope is positive).
+    fn increasing(&self) -> bool {
+        let mut slope = self.a;
+        slope > 0.0
+            && self.slopes.iter().all(|c| {
+                slope += c;
+                slope > 0.0
+            })
+    }
+
+    /// Dense layers computing the calibrated logit from the model's logit (a 1-wide input): the
+    /// knots' hinges as ReLU units, and `z` itself as `relu(z) − relu(−z)`. Empty without knots:
+    /// Platt's affine map is folded into the model's last layer instead.
+    fn head(&self) -> Vec<Dense> {
+        if self.knots.is_empty() {
+            return vec![];
+        }
+        let k = self.knots.len();
+        let mut w1 = vec![1.0f32, -1.0];
+        w1.extend(std::iter::repeat_n(1.0, k));
+        let mut b1 = vec![0.0f32, 0.0];
+        b1.extend(self.knots.iter().map(|t| -t as f32));
+        let mut w2 = vec![self.a as f32, -self.a as f32];
+        w2.extend(self.slopes.iter().map(|&c| c as f32));
+        vec![
+            Dense { weight: w1, bias: b1, inputs: 1, outputs: k + 2, relu: true },
+            Dense { weight: w2, bias: vec![self.b as f32], inputs: k + 2, outputs: 1, relu: false },
+        ]
+    }
 }
 
 pub struct Trained {
@@ -39,7 +85,7 @@ pub struct Trained {
     /// Every member's best epoch.
     pub member_best_epochs: Vec<usize>,
     pub pos_weight: f64,
-    pub calibration: Platt,
+    pub calibration: Calibration,
     /// Logits standing for the model's predictions on the validation rows (before
     /// calibration): out-of-fold when cross-fitted, the model's own otherwise.
     pub validation_logits: Vec<f32>,
@@ -88,12 +134,7 @@ pub fn sigmoid(z: f64) -> f64 {
 /// the validation rows alone, and the validation rows' out-of-fold logits stand for the
 /// model's validation predictions (threshold, validation figures). Without cross-fitting, all
 /// members share the given split. `on_epoch` sees every epoch of every member.
-pub fn fit(
-    params: &ValidParams,
-    train: &Matrix,
-    validation: &Matrix,
-    on_epoch: &mut dyn FnMut(&EpochRecord),
-) -> anyhow::Result<Trained> {
+pub fn fit(params: &ValidParams, train: &Matrix, validation: &Matrix, on_epoch: &mut dyn FnMut(&EpochRecord)) -> anyhow::Result<Trained> {
     let cross_fit = params.cross_fit && params.ensemble > 1;
     let pool = if cross_fit { Some(train.concat(validation)) } else { None };
     let folds = match &pool {
@@ -146,10 +187,10 @@ pub fn fit(
         Box::new(model::Ensemble::new(std::iter::once(first.model).chain(members.map(|m| m.model)).collect()))
     };
     let (calibration, validation_logits) = if pool.is_some() {
-        (platt(&held_out, &held_out_y), validation_logits)
+        (calibrate(&held_out, &held_out_y, params.calibration_knots), validation_logits)
     } else {
         let zv = logits(model.as_ref(), validation)?;
-        (platt(&zv, &validation.y), zv)
+        (calibrate(&zv, &validation.y, params.calibration_knots), zv)
     };
     Ok(Trained { model, history, best_epoch, member_best_epochs, pos_weight, calibration, validation_logits })
 }
@@ -210,82 +251,152 @@ fn fit_member(
     Ok(Member { model, history, best_epoch })
 }
 
-/// Platt scaling by Newton's method on the log loss, with Platt's smoothed targets
-/// (`(N+ + 1)/(N+ + 2)` and `1/(N- + 2)`) so that a separable validation set cannot drive the
-/// slope to infinity.
-pub fn platt(z: &[f32], y: &[bool]) -> Platt {
+/// Fits the [`Calibration`] with `knots` knots (at evenly spaced quantiles of `z`) by Newton's
+/// method on the log loss, with Platt's smoothed targets (`(N+ + 1)/(N+ + 2)` and
+/// `1/(N- + 2)`) so that a separable set cannot drive the slope to infinity. A spline that
+/// would not increase everywhere (too few rows between knots) falls back to Platt scaling.
+pub fn calibrate(z: &[f32], y: &[bool], knots: usize) -> Calibration {
+    let mut sorted: Vec<f64> = z.iter().map(|&v| v as f64).collect();
+    sorted.sort_by(f64::total_cmp);
+    let mut at: Vec<f64> = (1..=knots).map(|i| sorted.get(i * sorted.len() / (knots + 1)).copied().unwrap_or(0.0)).collect();
+    at.dedup();
+    if at.len() == knots && knots > 0 {
+        let spline = fit_hinges(z, y, &at);
+        if spline.increasing() {
+            return spline;
+        }
+    }
+    fit_hinges(z, y, &[])
+}
+
+/// Platt scaling: [`calibrate`] without knots.
+pub fn platt(z: &[f32], y: &[bool]) -> Calibration {
+    fit_hinges(z, y, &[])
+}
+
+/// Newton's method for `sigmoid(a z + b + Σ c_i relu(z − t_i))` against the smoothed targets,
+/// with a backtracking line search (Lin, Lin & Weng's fix of Platt's original procedure: a
+/// plain Newton step overshoots on well-separated data).
+fn fit_hinges(z: &[f32], y: &[bool], knots: &[f64]) -> Calibration {
+    let n_params = knots.len() + 2;
     let pos = y.iter().filter(|b| **b).count() as f64;
     let neg = y.len() as f64 - pos;
     let (t_pos, t_neg) = ((pos + 1.0) / (pos + 2.0), 1.0 / (neg + 2.0));
     let target = |yi: bool| if yi { t_pos } else { t_neg };
+    // Features of one logit: z, 1, then the hinges.
+    let features = |zi: f64, f: &mut Vec<f64>| {
+        f.clear();
+        f.push(zi);
+        f.push(1.0);
+        f.extend(knots.iter().map(|t| (zi - t).max(0.0)));
+    };
+    let mut f = Vec::with_capacity(n_params);
     // Cross-entropy against the smoothed targets, in a form that stays finite for large |s|.
-    let loss = |a: f64, b: f64| -> f64 {
+    let mut loss = |theta: &[f64]| -> f64 {
         z.iter()
             .zip(y)
             .map(|(&zi, &yi)| {
-                let s = a * zi as f64 + b;
+                features(zi as f64, &mut f);
+                let s: f64 = f.iter().zip(theta).map(|(a, b)| a * b).sum();
                 let log1p_exp = if s > 0.0 { s + (-s).exp().ln_1p() } else { s.exp().ln_1p() };
                 log1p_exp - target(yi) * s
             })
             .sum()
     };
-    let (mut a, mut b) = (1.0f64, 0.0f64);
-    let mut current = loss(a, b);
+    let mut theta = vec![0.0; n_params];
+    theta[0] = 1.0;
+    let mut current = loss(&theta);
+    let mut f = Vec::with_capacity(n_params);
     for _ in 0..100 {
-        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-9, 0.0, 1e-9);
+        let mut g = vec![0.0; n_params];
+        let mut h = vec![0.0; n_params * n_params];
+        for i in 0..n_params {
+            h[i * n_params + i] = 1e-9;
+        }
         for (&zi, &yi) in z.iter().zip(y) {
-            let zi = zi as f64;
-            let p = sigmoid(a * zi + b);
-            let d = p - target(yi);
-            let w = p * (1.0 - p);
-            ga += d * zi;
-            gb += d;
-            haa += w * zi * zi;
-            hab += w * zi;
-            hbb += w;
+            features(zi as f64, &mut f);
+            let s: f64 = f.iter().zip(&theta).map(|(a, b)| a * b).sum();
+            let p = sigmoid(s);
+            let (d, w) = (p - target(yi), p * (1.0 - p));
+            for i in 0..n_params {
+                g[i] += d * f[i];
+                for j in 0..n_params {
+                    h[i * n_params + j] += w * f[i] * f[j];
+                }
+            }
         }
-        let det = haa * hbb - hab * hab;
-        if det.abs() < 1e-12 {
-            break;
-        }
-        let da = (hbb * ga - hab * gb) / det;
-        let db = (haa * gb - hab * ga) / det;
-        // A plain Newton step overshoots on well-separated data; backtrack until the loss falls
-        // (Lin, Lin & Weng's fix of Platt's original procedure).
+        let Some(step_dir) = solve(h, g.clone(), n_params) else { break };
         let mut step = 1.0;
         let mut moved = false;
+        let decrease: f64 = g.iter().zip(&step_dir).map(|(a, b)| -a * b).sum();
         while step > 1e-10 {
-            let (na, nb) = (a - step * da, b - step * db);
-            let next = loss(na, nb);
-            if next < current + 1e-4 * step * (ga * -da + gb * -db) {
-                (a, b, current, moved) = (na, nb, next, true);
+            let next_theta: Vec<f64> = theta.iter().zip(&step_dir).map(|(t, d)| t - step * d).collect();
+            let next = loss(&next_theta);
+            if next < current + 1e-4 * step * decrease {
+                (theta, current, moved) = (next_theta, next, true);
                 break;
             }
             step /= 2.0;
         }
-        if !moved || (step * da).abs() < 1e-10 && (step * db).abs() < 1e-10 {
+        if !moved || step_dir.iter().all(|d| (step * d).abs() < 1e-10) {
             break;
         }
     }
-    Platt { a, b }
+    Calibration { a: theta[0], b: theta[1], knots: knots.to_vec(), slopes: theta[2..].to_vec() }
+}
+
+/// Solves `h x = g` (`h` symmetric positive definite, `n × n`, row-major) by Gaussian
+/// elimination with partial pivoting; `None` when singular. Written here because the system
+/// has at most a few dozen unknowns and the workspace has no linear-algebra crate.
+fn solve(mut h: Vec<f64>, mut g: Vec<f64>, n: usize) -> Option<Vec<f64>> {
+    for col in 0..n {
+        let pivot = (col..n).max_by(|&a, &b| h[a * n + col].abs().total_cmp(&h[b * n + col].abs()))?;
+        if h[pivot * n + col].abs() < 1e-12 {
+            return None;
+        }
+        if pivot != col {
+            for k in 0..n {
+                h.swap(col * n + k, pivot * n + k);
+            }
+            g.swap(col, pivot);
+        }
+        for row in col + 1..n {
+            let factor = h[row * n + col] / h[col * n + col];
+            for k in col..n {
+                h[row * n + k] -= factor * h[col * n + k];
+            }
+            g[row] -= factor * g[col];
+        }
+    }
+    let mut x = vec![0.0; n];
+    for row in (0..n).rev() {
+        let tail: f64 = (row + 1..n).map(|k| h[row * n + k] * x[k]).sum();
+        x[row] = (g[row] - tail) / h[row * n + row];
+    }
+    Some(x)
 }
 
 /// Calibrated probabilities from logits.
-pub fn calibrated(z: &[f32], c: Platt) -> Vec<f32> {
-    z.iter().map(|&zi| sigmoid(c.a * zi as f64 + c.b) as f32).collect()
+pub fn calibrated(z: &[f32], c: &Calibration) -> Vec<f32> {
+    z.iter().map(|&zi| sigmoid(c.logit(zi as f64)) as f32).collect()
 }
 
-/// Dense layers of the trained model with the calibration folded into the last layer, so that
-/// the exported graph's sigmoid yields the calibrated probability.
+/// Dense layers of the trained model and its calibration, so that the exported graph's sigmoid
+/// yields the calibrated probability: Platt's affine map folded into the model's last layer,
+/// a spline as two more layers after the model's logit ([`Calibration::head`]).
 pub fn export_layers(t: &Trained) -> candle_core::Result<Vec<Dense>> {
     let mut layers = t.model.to_dense()?;
-    let last = layers.last_mut().expect("at least one layer");
-    for w in &mut last.weight {
-        *w = (*w as f64 * t.calibration.a) as f32;
+    let head = t.calibration.head();
+    if head.is_empty() {
+        let last = layers.last_mut().expect("at least one layer");
+        for w in &mut last.weight {
+            *w = (*w as f64 * t.calibration.a) as f32;
+        }
+        for b in &mut last.bias {
+            *b = (*b as f64 * t.calibration.a + t.calibration.b) as f32;
+        }
     }
-    for b in &mut last.bias {
-        *b = (*b as f64 * t.calibration.a + t.calibration.b) as f32;
-    }
+    layers.extend(head);
     Ok(layers)
 }
 
@@ -294,8 +405,12 @@ pub fn export_layers(t: &Trained) -> candle_core::Result<Vec<Dense>> {
 pub fn candle_probabilities(t: &Trained, m: &Matrix) -> candle_core::Result<Vec<f32>> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let z = t.model.forward(&tensor(m)?, false, &mut rng)?;
-    let p = candle_nn::ops::sigmoid(&((z * t.calibration.a)? + t.calibration.b)?)?;
-    p.to_vec1::<f32>()
+    let c = &t.calibration;
+    let mut s = ((&z * c.a)? + c.b)?;
+    for (&knot, &slope) in c.knots.iter().zip(&c.slopes) {
+        s = (s + ((&z - knot)?.relu()? * slope)?)?;
+    }
+    candle_nn::ops::sigmoid(&s)?.to_vec1::<f32>()
 }
 
 #[cfg(test)]
@@ -310,6 +425,37 @@ mod tests {
         let bce = |z: f64, y: f64| -(y * sigmoid(z).ln() + (1.0 - y) * (1.0 - sigmoid(z)).ln());
         let want = (3.0 * bce(0.5, 1.0) + bce(-1.0, 0.0) + bce(2.0, 0.0)) / 3.0;
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+
+    /// Labels drawn (in expectation) from a reliability curve no sigmoid follows: the spline
+    /// calibration fits it far better than Platt scaling, stays increasing, and its exported
+    /// head computes the same calibrated logit.
+    #[test]
+    fn spline_calibration_follows_a_bent_reliability_curve() {
+        let truth = |z: f64| if z < 0.0 { 0.3 * z - 1.0 } else { 2.0 * z - 1.0 };
+        let (mut z, mut y) = (vec![], vec![]);
+        for k in -40..=40 {
+            let zi = k as f32 / 10.0;
+            let pos = (sigmoid(truth(zi as f64)) * 200.0).round() as usize;
+            for j in 0..200 {
+                z.push(zi);
+                y.push(j < pos);
+            }
+        }
+        let err = |c: &Calibration| {
+            (-40..=40).map(|k| (sigmoid(c.logit(k as f64 / 10.0)) - sigmoid(truth(k as f64 / 10.0))).abs()).fold(0.0, f64::max)
+        };
+        let (spline, plain) = (calibrate(&z, &y, 5), platt(&z, &y));
+        assert_eq!(spline.knots.len(), 5);
+        assert!(spline.increasing());
+        assert!(err(&spline) < 0.03 && err(&plain) > 0.08, "spline {} Platt {}", err(&spline), err(&plain));
+        // The head as dense layers: relu(z), relu(-z), hinges, then the linear combination.
+        let head = spline.head();
+        for zi in [-3.7f32, -0.2, 0.0, 0.9, 3.3] {
+            let hidden: Vec<f32> = (0..head[0].outputs).map(|o| (head[0].weight[o] * zi + head[0].bias[o]).max(0.0)).collect();
+            let out = hidden.iter().zip(&head[1].weight).map(|(a, b)| a * b).sum::<f32>() + head[1].bias[0];
+            assert!((out as f64 - spline.logit(zi as f64)).abs() < 1e-4, "{zi}: {out} vs {}", spline.logit(zi as f64));
+        }
     }
 
     #[test]

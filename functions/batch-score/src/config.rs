@@ -66,7 +66,18 @@ impl BatchConfig {
         let part_size = number("PART_SIZE_MB", 8, 5, 512)? as usize * (1 << 20);
         let time_margin_ms = number("TIME_MARGIN_MS", 10_000, 0, 600_000)?;
         let top_reasons = number("TOP_REASONS", 0, 0, 50)? as usize;
-        Ok(BatchConfig { model_uri, mlflow_uri, input_prefix, scored_prefix, rejected_prefix, psi_threshold, max_rows, part_size, time_margin_ms, top_reasons })
+        Ok(BatchConfig {
+            model_uri,
+            mlflow_uri,
+            input_prefix,
+            scored_prefix,
+            rejected_prefix,
+            psi_threshold,
+            max_rows,
+            part_size,
+            time_margin_ms,
+            top_reasons,
+        })
     }
 }
 

@@ -84,7 +84,11 @@ pub fn tasks(event: Value, input_prefix: &str) -> Result<(Vec<Task>, Vec<Skipped
             if !name.is_empty() && !name.starts_with("ObjectCreated") {
                 skipped.push(Skipped { bucket, key, reason: format!("event {name} is not an ObjectCreated event") });
             } else if !key.starts_with(input_prefix) {
-                skipped.push(Skipped { bucket, key, reason: format!("not under the input prefix {input_prefix}; outputs are never scored") });
+                skipped.push(Skipped {
+                    bucket,
+                    key,
+                    reason: format!("not under the input prefix {input_prefix}; outputs are never scored"),
+                });
             } else if key.ends_with('/') {
                 skipped.push(Skipped { bucket, key, reason: "a folder marker, not a file".into() });
             } else {
@@ -94,10 +98,10 @@ pub fn tasks(event: Value, input_prefix: &str) -> Result<(Vec<Task>, Vec<Skipped
         return Ok((tasks, skipped));
     }
     let task: Task = serde_json::from_value(event).map_err(|e| EventError::Unrecognised(e.to_string()))?;
-    if let Some([a, b]) = task.row_groups {
-        if a >= b {
-            return Err(EventError::Unrecognised(format!("row_groups [{a}, {b}] is empty: give [first, end) with first < end")));
-        }
+    if let Some([a, b]) = task.row_groups
+        && a >= b
+    {
+        return Err(EventError::Unrecognised(format!("row_groups [{a}, {b}] is empty: give [first, end) with first < end")));
     }
     if !task.key.starts_with(input_prefix) {
         let reason = format!("not under the input prefix {input_prefix}; outputs are never scored");

@@ -146,7 +146,9 @@ pub enum JobError {
     #[error(transparent)]
     S3(#[from] S3Error),
     /// Not enough time left; nothing was written.
-    #[error("s3://{bucket}/{key}: stopped after {rows} rows with {left_ms} ms left before the deadline; nothing was written. Raise the function's timeout, or split the object (the row-group state machine in infra/README.md)")]
+    #[error(
+        "s3://{bucket}/{key}: stopped after {rows} rows with {left_ms} ms left before the deadline; nothing was written. Raise the function's timeout, or split the object (the row-group state machine in infra/README.md)"
+    )]
     OutOfTime { bucket: String, key: String, rows: u64, left_ms: u64 },
 }
 
@@ -232,7 +234,13 @@ impl Scorer {
     fn summary(&self, task: &Task, keys: &Keys, status: Status, etag: &str, bytes: u64) -> Summary {
         Summary {
             status,
-            source: SourceInfo { bucket: task.bucket.clone(), key: task.key.clone(), etag: etag.into(), bytes, row_groups: task.row_groups },
+            source: SourceInfo {
+                bucket: task.bucket.clone(),
+                key: task.key.clone(),
+                etag: etag.into(),
+                bytes,
+                row_groups: task.row_groups,
+            },
             model: self.model.clone(),
             rows_in: 0,
             rows_scored: 0,
@@ -257,7 +265,10 @@ impl Scorer {
         if !req.key.starts_with(&self.config.input_prefix) {
             return Err(format!("{label}: not under the input prefix {}", self.config.input_prefix));
         }
-        let info = s3io::head(&self.client, &req.bucket, &req.key).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("{label}: no such object"))?;
+        let info = s3io::head(&self.client, &req.bucket, &req.key)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{label}: no such object"))?;
         let reader = S3Reader {
             client: self.client.clone(),
             bucket: req.bucket.clone(),
@@ -266,9 +277,11 @@ impl Scorer {
             size: info.size,
             fetched: Default::default(),
         };
-        let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| match parquet_failure(&label, e, |m| unreadable(&label, m)) {
-            Failure::Input(m) | Failure::Refused(m) | Failure::Superseded(m) => m,
-            Failure::Job(e) => e.to_string(),
+        let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| {
+            match parquet_failure(&label, e, |m| unreadable(&label, m)) {
+                Failure::Input(m) | Failure::Refused(m) | Failure::Superseded(m) => m,
+                Failure::Job(e) => e.to_string(),
+            }
         })?;
         table::check_parquet_layout(builder.metadata(), info.size).map_err(|m| format!("{label}: {m}"))?;
         let groups = builder.metadata().row_groups();
@@ -282,7 +295,8 @@ impl Scorer {
         let start = Instant::now();
         let keys = Keys::of(task, &self.config);
         // Both at once: one round trip.
-        let (info, done) = tokio::join!(s3io::head(&self.client, &task.bucket, &task.key), s3io::head(&self.client, &task.bucket, &keys.summary));
+        let (info, done) =
+            tokio::join!(s3io::head(&self.client, &task.bucket, &task.key), s3io::head(&self.client, &task.bucket, &keys.summary));
         let Some(info) = info? else {
             let mut s = self.summary(task, &keys, Status::Failed, "", 0);
             s.error = Some(format!("s3://{}/{}: the object does not exist (deleted after the event was sent?)", task.bucket, task.key));
@@ -328,7 +342,13 @@ impl Scorer {
         let delete = |key: &str| {
             let key = key.to_string();
             async move {
-                self.client.delete_object().bucket(&task.bucket).key(&key).send().await.map_err(|e| s3io::s3_error("DeleteObject", &task.bucket, &key, e))
+                self.client
+                    .delete_object()
+                    .bucket(&task.bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .map_err(|e| s3io::s3_error("DeleteObject", &task.bucket, &key, e))
             }
         };
         let (a, b) = tokio::join!(delete(&keys.scored), delete(&keys.rejected));
@@ -354,7 +374,13 @@ impl Scorer {
         Ok(())
     }
 
-    async fn open(&self, task: &Task, info: &s3io::ObjectInfo, format: FileFormat, fetched: &Arc<AtomicU64>) -> Result<(Source, Vec<String>, usize), Failure> {
+    async fn open(
+        &self,
+        task: &Task,
+        info: &s3io::ObjectInfo,
+        format: FileFormat,
+        fetched: &Arc<AtomicU64>,
+    ) -> Result<(Source, Vec<String>, usize), Failure> {
         let label = Self::uri(&task.bucket, &task.key);
         match format {
             FileFormat::Parquet => {
@@ -367,7 +393,9 @@ impl Scorer {
                     fetched: fetched.clone(),
                 };
                 let bad_file = |m| unreadable(&label, m);
-                let meta = ArrowReaderMetadata::load_async(&mut reader, Default::default()).await.map_err(|e| parquet_failure(&label, e, bad_file))?;
+                let meta = ArrowReaderMetadata::load_async(&mut reader, Default::default())
+                    .await
+                    .map_err(|e| parquet_failure(&label, e, bad_file))?;
                 table::check_parquet_layout(meta.metadata(), info.size).map_err(|m| Failure::Input(format!("{label}: {m}")))?;
                 let categorical: Vec<&str> = self.bundle.spec.categorical_input_names().collect();
                 let meta = table::dictionary_columns(meta, &categorical).map_err(|e| parquet_failure(&label, e, bad_file))?;
@@ -419,9 +447,9 @@ impl Scorer {
                     .map_err(|e| Failure::Job(s3io::s3_error("GetObject", &task.bucket, &task.key, e).into()))?;
                 let mut body = out.body.into_async_read();
                 let mut file = tokio::fs::File::from_std(spool.reopen().map_err(|e| Failure::Input(format!("temporary file: {e}")))?);
-                let n = tokio::io::copy(&mut body, &mut file).await.map_err(|e| {
-                    Failure::Job(S3Error::transfer("GetObject body", &task.bucket, &task.key, e).into())
-                })?;
+                let n = tokio::io::copy(&mut body, &mut file)
+                    .await
+                    .map_err(|e| Failure::Job(S3Error::transfer("GetObject body", &task.bucket, &task.key, e).into()))?;
                 fetched.fetch_add(n, Ordering::Relaxed);
                 tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(|e| Failure::Input(format!("temporary file: {e}")))?;
                 let open = || spool.reopen().map_err(|e| Failure::Input(format!("temporary file: {e}")));
@@ -432,13 +460,21 @@ impl Scorer {
         }
     }
 
-    async fn score(&self, task: &Task, keys: &Keys, info: &s3io::ObjectInfo, deadline_ms: u64, summary: &mut Summary) -> Result<(), Failure> {
+    async fn score(
+        &self,
+        task: &Task,
+        keys: &Keys,
+        info: &s3io::ObjectInfo,
+        deadline_ms: u64,
+        summary: &mut Summary,
+    ) -> Result<(), Failure> {
         let label = Self::uri(&task.bucket, &task.key);
-        let format = FileFormat::from_path(std::path::Path::new(&task.key)).map_err(|_| {
-            Failure::Input(format!("{label}: unsupported file type; name the object *.parquet (or *.pq) or *.csv"))
-        })?;
+        let format = FileFormat::from_path(std::path::Path::new(&task.key))
+            .map_err(|_| Failure::Input(format!("{label}: unsupported file type; name the object *.parquet (or *.pq) or *.csv")))?;
         if info.size == 0 {
-            return Err(Failure::Input(format!("{label}: the object is empty (0 bytes); upload a parquet or CSV file with a header and customer rows")));
+            return Err(Failure::Input(format!(
+                "{label}: the object is empty (0 bytes); upload a parquet or CSV file with a header and customer rows"
+            )));
         }
         let started = Instant::now();
         let fetched = Arc::new(AtomicU64::new(0));
@@ -446,7 +482,8 @@ impl Scorer {
         table::require(&label, &columns, self.bundle.spec.input_names()).map_err(|e| Failure::Input(e.to_string()))?;
 
         // Checked at start-up: a bundle that cannot give reasons stops init.
-        let mut scorer = BatchScorer::new(&self.bundle, &columns).with_reasons(self.config.top_reasons).map_err(|e| Failure::Input(e.to_string()))?;
+        let mut scorer =
+            BatchScorer::new(&self.bundle, &columns).with_reasons(self.config.top_reasons).map_err(|e| Failure::Input(e.to_string()))?;
         let scored_schema = scored_schema(&scorer.schema());
         let mut scored_enc = Encoder::new(format, scored_schema.clone()).map_err(|e| Failure::Input(e.to_string()))?;
         let part = self.config.part_size;
@@ -454,7 +491,8 @@ impl Scorer {
             FileFormat::Csv => "text/csv",
             FileFormat::Parquet => "application/vnd.apache.parquet",
         };
-        let mut scored_up = Upload::new(&self.client, &task.bucket, &keys.scored, content_type, part).with_metadata(META_SOURCE_ETAG, &info.etag);
+        let mut scored_up =
+            Upload::new(&self.client, &task.bucket, &keys.scored, content_type, part).with_metadata(META_SOURCE_ETAG, &info.etag);
         let mut rejected: Option<(Encoder, Upload, SchemaRef)> = None;
         let locate = move |i: usize| table::locate(format, i);
         let version: ArrayRef = Arc::new(StringArray::from(vec![self.model.version.as_str()]));
@@ -478,7 +516,9 @@ impl Scorer {
                 let good = filter_record_batch(&out, &ok).expect("mask matches the batch");
                 let n = good.num_rows();
                 let mut cols: Vec<ArrayRef> = good.columns()[..good.num_columns() - 1].to_vec();
-                cols.push(arrow::compute::kernels::take::take(&version, &arrow::array::UInt32Array::from(vec![0u32; n]), None).expect("take"));
+                cols.push(
+                    arrow::compute::kernels::take::take(&version, &arrow::array::UInt32Array::from(vec![0u32; n]), None).expect("take"),
+                );
                 let good = RecordBatch::try_new(scored_schema.clone(), cols).expect("scored schema");
                 let bytes = scored_enc.encode(&good).map_err(|e| Failure::Input(e.to_string()))?;
                 scored_up.write(&bytes).await.map_err(|e| Failure::Job(e.into()))?;
@@ -488,7 +528,8 @@ impl Scorer {
                     let bad = reject_rows(&batch, &bad_mask, &errors, row);
                     if rejected.is_none() {
                         let enc = Encoder::new(format, bad.schema()).map_err(|e| Failure::Input(e.to_string()))?;
-                        let up = Upload::new(&self.client, &task.bucket, &keys.rejected, content_type, part).with_metadata(META_SOURCE_ETAG, &info.etag);
+                        let up = Upload::new(&self.client, &task.bucket, &keys.rejected, content_type, part)
+                            .with_metadata(META_SOURCE_ETAG, &info.etag);
                         rejected = Some((enc, up, bad.schema()));
                     }
                     let (enc, up, _) = rejected.as_mut().expect("just set");
@@ -500,6 +541,19 @@ impl Scorer {
             Ok(())
         }
         .await;
+        // Still the current version? An object replaced after its last read would otherwise get
+        // this version's results under its names: they are dropped, and the new version's own
+        // event scores it.
+        let result = match result {
+            Ok(()) => match s3io::head(&self.client, &task.bucket, &task.key).await {
+                Ok(Some(now)) if now.etag == info.etag => Ok(()),
+                Ok(_) => Err(Failure::Superseded(format!(
+                    "{label}: the object was replaced after it was read; nothing was written, the new version's own event scores it"
+                ))),
+                Err(e) => Err(Failure::Job(e.into())),
+            },
+            Err(e) => Err(e),
+        };
         if let Err(e) = result {
             scored_up.abort().await;
             if let Some((_, up, _)) = rejected {
@@ -526,9 +580,13 @@ impl Scorer {
             finish_scored.await?
         } else {
             let delete_stale = async {
-                self.client.delete_object().bucket(&task.bucket).key(&keys.rejected).send().await.map_err(|e| {
-                    Failure::Job(s3io::s3_error("DeleteObject", &task.bucket, &keys.rejected, e).into())
-                })
+                self.client
+                    .delete_object()
+                    .bucket(&task.bucket)
+                    .key(&keys.rejected)
+                    .send()
+                    .await
+                    .map_err(|e| Failure::Job(s3io::s3_error("DeleteObject", &task.bucket, &keys.rejected, e).into()))
             };
             let (deleted, scored) = tokio::join!(delete_stale, finish_scored);
             deleted?;
@@ -573,9 +631,9 @@ enum Failure {
 fn parquet_failure(label: &str, e: parquet::errors::ParquetError, bad_file: impl FnOnce(String) -> Failure) -> Failure {
     if let parquet::errors::ParquetError::External(inner) = e {
         return match inner.downcast::<S3Error>() {
-            Ok(s3) if s3.code.as_deref() == Some("PreconditionFailed") => {
-                Failure::Superseded(format!("{label}: the object was replaced while it was being read; the new version's own event scores it"))
-            }
+            Ok(s3) if s3.code.as_deref() == Some("PreconditionFailed") => Failure::Superseded(format!(
+                "{label}: the object was replaced while it was being read; the new version's own event scores it"
+            )),
             Ok(s3) => Failure::Job((*s3).into()),
             Err(other) => bad_file(other.to_string()),
         };

@@ -61,7 +61,9 @@ fn log_summary(s: &Summary) {
         Status::Failed | Status::Refused => {
             tracing::error!(key = %s.source.key, status = ?s.status, error = s.error.as_deref().unwrap_or(""), summary = %s.summary_uri, "not scored")
         }
-        Status::Superseded => tracing::warn!(key = %s.source.key, error = s.error.as_deref().unwrap_or(""), "replaced while scored; nothing written"),
+        Status::Superseded => {
+            tracing::warn!(key = %s.source.key, error = s.error.as_deref().unwrap_or(""), "replaced while scored; nothing written")
+        }
         _ => tracing::info!(
             key = %s.source.key,
             status = ?s.status,

@@ -46,7 +46,12 @@ impl S3Error {
     }
 }
 
-pub fn s3_error<E: ProvideErrorMetadata + std::error::Error + 'static>(op: &'static str, bucket: &str, key: &str, e: SdkError<E>) -> S3Error {
+pub fn s3_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    op: &'static str,
+    bucket: &str,
+    key: &str,
+    e: SdkError<E>,
+) -> S3Error {
     let code = e.as_service_error().and_then(|s| s.code()).map(str::to_string);
     S3Error { op, bucket: bucket.into(), key: key.into(), code, message: DisplayErrorContext(&e).to_string() }
 }
@@ -149,7 +154,10 @@ impl AsyncFileReader for S3Reader {
         .boxed()
     }
 
-    fn get_metadata<'a>(&'a mut self, options: Option<&'a ArrowReaderOptions>) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         async move {
             let size = self.size;
             // The footer of most files fits in the first 64 KiB fetched from the end.
@@ -186,8 +194,11 @@ pub fn spawn_io<T: Send + 'static>(transfer: impl std::future::Future<Output = T
 pub struct Prefetch {
     inner: S3Reader,
     spans: std::collections::VecDeque<Range<u64>>,
-    pending: Option<(Range<u64>, tokio::task::JoinHandle<Result<Bytes, S3Error>>)>,
+    pending: Option<(Range<u64>, Fetch)>,
 }
+
+/// A span being fetched in the background.
+type Fetch = tokio::task::JoinHandle<Result<Bytes, S3Error>>;
 
 impl Prefetch {
     pub fn new(inner: S3Reader, spans: impl IntoIterator<Item = Range<u64>>) -> Self {
@@ -210,12 +221,12 @@ impl Prefetch {
         while self.spans.front().is_some_and(|r| r.start <= span.start) {
             self.spans.pop_front();
         }
-        if self.pending.is_none() {
-            if let Some(next) = self.spans.pop_front() {
-                let reader = self.inner.clone();
-                let r = next.clone();
-                self.pending = Some((next, spawn_io(async move { reader.range(r).await })));
-            }
+        if self.pending.is_none()
+            && let Some(next) = self.spans.pop_front()
+        {
+            let reader = self.inner.clone();
+            let r = next.clone();
+            self.pending = Some((next, spawn_io(async move { reader.range(r).await })));
         }
         Ok(bytes)
     }
@@ -245,7 +256,10 @@ impl AsyncFileReader for Prefetch {
         .boxed()
     }
 
-    fn get_metadata<'a>(&'a mut self, options: Option<&'a ArrowReaderOptions>) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         self.inner.get_metadata(options)
     }
 }
@@ -416,11 +430,11 @@ impl Upload {
         if let Some(handle) = self.in_flight.take() {
             handle.abort();
         }
-        if let Some(id) = &self.upload_id {
-            if let Err(e) = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(id).send().await {
-                // The bucket's lifecycle rule removes stale parts if this fails too.
-                tracing::warn!(key = %self.key, error = %DisplayErrorContext(&e), "could not abort a multipart upload");
-            }
+        if let Some(id) = &self.upload_id
+            && let Err(e) = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.key).upload_id(id).send().await
+        {
+            // The bucket's lifecycle rule removes stale parts if this fails too.
+            tracing::warn!(key = %self.key, error = %DisplayErrorContext(&e), "could not abort a multipart upload");
         }
     }
 }
@@ -436,7 +450,10 @@ mod tests {
         assert_eq!(coalesced(&ranges), Some(10..50));
         let bytes = Bytes::from((10u8..50).collect::<Vec<_>>());
         let parts = cut(&bytes, 10, &ranges);
-        assert_eq!(parts.iter().map(|b| b.to_vec()).collect::<Vec<_>>(), ranges.iter().map(|r| (r.start as u8..r.end as u8).collect::<Vec<_>>()).collect::<Vec<_>>());
+        assert_eq!(
+            parts.iter().map(|b| b.to_vec()).collect::<Vec<_>>(),
+            ranges.iter().map(|r| (r.start as u8..r.end as u8).collect::<Vec<_>>()).collect::<Vec<_>>()
+        );
         // A gap wider than the slack is not worth fetching: the ranges go one by one.
         assert_eq!(coalesced(&[0..10, SPAN_SLACK + 20..SPAN_SLACK + 30]), None);
         assert_eq!(coalesced(&[0..10, SPAN_SLACK + 10..SPAN_SLACK + 30]), Some(0..SPAN_SLACK + 30));

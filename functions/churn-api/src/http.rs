@@ -35,7 +35,21 @@ struct App {
 #[openapi(
     info(title = "Churn prediction API", description = "Churn probability, risk tier, recommended action and reasons per customer."),
     paths(predict, health, model, openapi),
-    components(schemas(PredictRequest, PredictResponse, Prediction, Reason, PersonalisedOffer, InputWarning, ModelInfo, ErrorResponse, Problem, Health, ModelDescription, InputField, TierInfo))
+    components(schemas(
+        PredictRequest,
+        PredictResponse,
+        Prediction,
+        Reason,
+        PersonalisedOffer,
+        InputWarning,
+        ModelInfo,
+        ErrorResponse,
+        Problem,
+        Health,
+        ModelDescription,
+        InputField,
+        TierInfo
+    ))
 )]
 struct ApiDoc;
 
@@ -81,7 +95,12 @@ fn request_id(id: Option<Extension<RequestId>>, headers: &HeaderMap) -> String {
         (status = 413, description = "Body or batch over the limit", body = ErrorResponse),
         (status = 415, description = "Content-Type is not application/json", body = ErrorResponse),
     ))]
-async fn predict(State(app): State<App>, id: Option<Extension<RequestId>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn predict(
+    State(app): State<App>,
+    id: Option<Extension<RequestId>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let start = Instant::now();
     let request_id = request_id(id, &headers);
     let p = &app.predictor;
@@ -89,7 +108,12 @@ async fn predict(State(app): State<App>, id: Option<Extension<RequestId>>, heade
         .and_then(|()| {
             body.map_err(|e| {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(413, "payload_too_large", format!("the body is over {} bytes: split the batch", app.max_body_bytes), vec![])
+                    ApiError::new(
+                        413,
+                        "payload_too_large",
+                        format!("the body is over {} bytes: split the batch", app.max_body_bytes),
+                        vec![],
+                    )
                 } else {
                     ApiError::invalid(format!("the body could not be read: {e}"), vec![])
                 }
@@ -101,7 +125,8 @@ async fn predict(State(app): State<App>, id: Option<Extension<RequestId>>, heade
     match result {
         Ok(response) => {
             let probabilities: Vec<f64> = response.predictions.iter().map(|x| x.churn_probability).collect();
-            let hashed: Vec<String> = response.predictions.iter().take(20).filter_map(|x| x.customer_id.as_deref()).map(|id| p.pseudonym(id)).collect();
+            let hashed: Vec<String> =
+                response.predictions.iter().take(20).filter_map(|x| x.customer_id.as_deref()).map(|id| p.pseudonym(id)).collect();
             tracing::info!(request_id, model_version = %version, status = 200, customers = probabilities.len(), customer_pseudonyms = ?hashed, latency_ms, "scored");
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
             println!("{}", metrics::emf_line("predict", version, latency_ms, &probabilities, now));
@@ -152,5 +177,10 @@ async fn not_found() -> Response {
 }
 
 async fn method_not_allowed() -> Response {
-    error(ApiError::new(405, "method_not_allowed", "wrong method for this route: POST /predict; GET /health, /model, /openapi.json", vec![]))
+    error(ApiError::new(
+        405,
+        "method_not_allowed",
+        "wrong method for this route: POST /predict; GET /health, /model, /openapi.json",
+        vec![],
+    ))
 }

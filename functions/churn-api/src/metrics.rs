@@ -132,5 +132,4 @@ mod tests {
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"], serde_json::json!([["Function", "ModelVersion"]]));
         assert_eq!((v["Function"].as_str(), v["ModelVersion"].as_str(), v["Latency"].as_f64()), (Some("predict"), Some("3"), Some(1.5)));
     }
-
 }

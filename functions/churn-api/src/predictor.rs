@@ -50,13 +50,17 @@ impl Predictor {
     /// `version`: the registry version when the bundle came through `models:/…`.
     pub fn new(bundle: Bundle, version: Option<String>, max_batch: usize, top_reasons: usize) -> Self {
         let sha = bundle.manifest.bundle_sha256();
-        let info = ModelInfo {
-            name: bundle.manifest.model_name.clone(),
-            version: version.unwrap_or_else(|| sha[..12].to_string()),
-            sha256: sha,
-        };
-        Predictor { bundle, info, limits: Limits { max_batch }, top_reasons, pseudonyms: Pseudonymizer::random(), reasons: Reasons::Occlusion }
-            .with_reasons(Reasons::Shapley { permutations: Reasons::DEFAULT_PERMUTATIONS })
+        let info =
+            ModelInfo { name: bundle.manifest.model_name.clone(), version: version.unwrap_or_else(|| sha[..12].to_string()), sha256: sha };
+        Predictor {
+            bundle,
+            info,
+            limits: Limits { max_batch },
+            top_reasons,
+            pseudonyms: Pseudonymizer::random(),
+            reasons: Reasons::Occlusion,
+        }
+        .with_reasons(Reasons::Shapley { permutations: Reasons::DEFAULT_PERMUTATIONS })
     }
 
     /// Uses `reasons`; Shapley values need the bundle's background sample, so a bundle without
@@ -172,7 +176,8 @@ impl Predictor {
                     }
                 });
                 reasons.truncate(self.top_reasons);
-                let reasons = reasons.into_iter().map(|r| Reason { feature: r.feature, value: r.value, contribution: r.contribution }).collect();
+                let reasons =
+                    reasons.into_iter().map(|r| Reason { feature: r.feature, value: r.value, contribution: r.contribution }).collect();
                 Prediction {
                     customer_id: c.id.clone(),
                     churn_probability: prob,
@@ -194,7 +199,7 @@ impl Predictor {
             .inputs
             .iter()
             .map(|i| match &i.kind {
-                InputKind::Numeric { valid_min, valid_max } => InputField {
+                InputKind::Numeric { valid_min, valid_max, .. } => InputField {
                     name: i.name.clone(),
                     kind: "number".into(),
                     min: valid_min.is_finite().then_some(*valid_min),
@@ -217,7 +222,12 @@ impl Predictor {
             threshold: b.manifest.threshold,
             id_field: b.spec.id_column.clone(),
             inputs,
-            tiers: b.playbook.tiers.iter().map(|t| TierInfo { name: t.name.clone(), min_probability: t.min_probability, action: t.action.clone() }).collect(),
+            tiers: b
+                .playbook
+                .tiers
+                .iter()
+                .map(|t| TierInfo { name: t.name.clone(), min_probability: t.min_probability, action: t.action.clone() })
+                .collect(),
             metrics: b.metrics.clone(),
         }
     }

@@ -41,6 +41,71 @@ pub struct Customer {
     pub id: Option<String>,
 }
 
+const DUPLICATE: &str = "duplicate key `";
+
+/// A JSON value parsed like `serde_json::Value`, except that an object with the same key twice
+/// is an error: `serde_json` keeps the last one silently, and a customer sent with two
+/// different `tenure`s must not be scored on whichever came last. (No maintained crate offers
+/// this for `Value`; `serde_with`'s duplicate-key checks cover typed maps only.)
+struct NoDuplicateKeys(Value);
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(NoDuplicateKeys)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.into()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(NoDuplicateKeys(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let NoDuplicateKeys(v) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("{DUPLICATE}{key}`")));
+            }
+            object.insert(key, v);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
 /// Limits a request must respect.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -49,14 +114,26 @@ pub struct Limits {
 
 /// Parses `body` and validates every customer in it.
 pub fn parse(body: &[u8], spec: &FeatureSpec, limits: Limits) -> Result<Vec<Customer>, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            400,
-            "invalid_json",
-            format!("the body is not valid JSON: {e}"),
-            vec![Problem { field: "body".into(), value: None, problem: format!("line {} column {}: {e}", e.line(), e.column()) }],
-        )
-    })?;
+    let value: Value = serde_json::from_slice::<NoDuplicateKeys>(body)
+        .map_err(|e| {
+            let at = format!("line {} column {}", e.line(), e.column());
+            let message = e.to_string();
+            match message.strip_prefix(DUPLICATE).and_then(|rest| rest.split('`').next()) {
+                Some(key) => ApiError::new(
+                    400,
+                    "duplicate_key",
+                    format!("the field `{key}` appears twice in one object ({at}); send each field once"),
+                    vec![Problem { field: key.into(), value: None, problem: format!("sent twice ({at})") }],
+                ),
+                None => ApiError::new(
+                    400,
+                    "invalid_json",
+                    format!("the body is not valid JSON: {e}"),
+                    vec![Problem { field: "body".into(), value: None, problem: format!("{at}: {e}") }],
+                ),
+            }
+        })?
+        .0;
     let mut problems = Vec::new();
     let items: Vec<(String, Value)> = match value {
         Value::Object(mut o) if o.contains_key("customers") => {
@@ -114,13 +191,21 @@ pub fn parse(body: &[u8], spec: &FeatureSpec, limits: Limits) -> Result<Vec<Cust
         for key in record.keys() {
             let known = spec.inputs.iter().any(|i| &i.name == key) || spec.id_column.as_deref() == Some(key.as_str());
             if !known {
-                let hint = if *key == spec.target_column { "this is the label the model predicts, not an input; remove it" } else { "unknown field; GET /model lists the fields" };
+                let hint = if *key == spec.target_column {
+                    "this is the label the model predicts, not an input; remove it"
+                } else {
+                    "unknown field; GET /model lists the fields"
+                };
                 problems.push(Problem { field: at(key), value: None, problem: hint.into() });
             }
         }
         for input in &spec.inputs {
             if !record.contains_key(&input.name) {
-                problems.push(Problem { field: at(&input.name), value: None, problem: "missing; send null when the value is unknown".into() });
+                problems.push(Problem {
+                    field: at(&input.name),
+                    value: None,
+                    problem: "missing; send null when the value is unknown".into(),
+                });
             }
         }
         let mut value_problems = Vec::new();
@@ -142,7 +227,10 @@ pub fn parse(body: &[u8], spec: &FeatureSpec, limits: Limits) -> Result<Vec<Cust
     }
     if !problems.is_empty() {
         let n = problems.len();
-        return Err(ApiError::invalid(format!("{n} problem{} in the request; nothing was scored", if n == 1 { "" } else { "s" }), problems));
+        return Err(ApiError::invalid(
+            format!("{n} problem{} in the request; nothing was scored", if n == 1 { "" } else { "s" }),
+            problems,
+        ));
     }
     Ok(customers)
 }

@@ -88,8 +88,7 @@ impl Bundle {
     /// anything is parsed.
     pub fn load_with(label: &str, mut fetch: impl FnMut(&str) -> Result<Vec<u8>>) -> Result<Self> {
         let bad = |m: String| CoreError::Bundle { dir: label.to_string(), message: m };
-        let manifest: Manifest = serde_json::from_slice(&fetch(MANIFEST)?)
-            .map_err(|e| bad(format!("{MANIFEST} is not valid: {e}")))?;
+        let manifest: Manifest = serde_json::from_slice(&fetch(MANIFEST)?).map_err(|e| bad(format!("{MANIFEST} is not valid: {e}")))?;
         if manifest.schema_version != crate::SCHEMA_VERSION {
             return Err(bad(format!(
                 "schema version {} (this build reads {}): use a matching churn version",
@@ -121,11 +120,13 @@ impl Bundle {
         let metrics = json(METRICS, text(METRICS), &bad)?;
         let scorer = Scorer::from_onnx(&files[MODEL], spec.width())?;
         // Files older bundles lack: parsed and checked against the spec when present.
-        let reference: Option<DriftReference> = files.contains_key(REFERENCE).then(|| json(REFERENCE, text(REFERENCE), &bad)).transpose()?;
+        let reference: Option<DriftReference> =
+            files.contains_key(REFERENCE).then(|| json(REFERENCE, text(REFERENCE), &bad)).transpose()?;
         if let Some(r) = &reference {
             r.check(&spec).map_err(bad)?;
         }
-        let background: Option<Background> = files.contains_key(BACKGROUND).then(|| json(BACKGROUND, text(BACKGROUND), &bad)).transpose()?;
+        let background: Option<Background> =
+            files.contains_key(BACKGROUND).then(|| json(BACKGROUND, text(BACKGROUND), &bad)).transpose()?;
         if let Some(b) = &background {
             b.check(&spec).map_err(bad)?;
         }

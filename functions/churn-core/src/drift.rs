@@ -209,7 +209,8 @@ impl DriftReference {
     /// Checks that the reference fits `spec` (same features, same bins), so counting cannot go
     /// out of bounds on a mismatched bundle.
     pub fn check(&self, spec: &FeatureSpec) -> Result<(), String> {
-        let names: Vec<&str> = spec.numeric.iter().map(|f| f.name.as_str()).chain(spec.categorical.iter().map(|c| c.name.as_str())).collect();
+        let names: Vec<&str> =
+            spec.numeric.iter().map(|f| f.name.as_str()).chain(spec.categorical.iter().map(|c| c.name.as_str())).collect();
         let mine: Vec<&str> = self.features.iter().map(|f| f.name.as_str()).collect();
         if names != mine {
             return Err(format!("{REFERENCE} describes features {mine:?}, the feature spec has {names:?}"));

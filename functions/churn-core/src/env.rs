@@ -31,7 +31,11 @@ pub struct ModelSource {
 /// Reads `MODEL_URI` and `MLFLOW_TRACKING_URI`.
 pub fn model_source(get: &impl Fn(&str) -> Option<String>) -> Result<ModelSource, ConfigError> {
     let model_uri = get("MODEL_URI").filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-        ConfigError::new("MODEL_URI", "", "not set: give the model bundle as a directory, s3://bucket/prefix/<model>/<id>, or models:/<name>@<alias>")
+        ConfigError::new(
+            "MODEL_URI",
+            "",
+            "not set: give the model bundle as a directory, s3://bucket/prefix/<model>/<id>, or models:/<name>@<alias>",
+        )
     })?;
     let mlflow_uri = get("MLFLOW_TRACKING_URI").filter(|v| !v.trim().is_empty());
     if model_uri.starts_with("models:/") && mlflow_uri.is_none() {
@@ -45,7 +49,13 @@ pub fn model_source(get: &impl Fn(&str) -> Option<String>) -> Result<ModelSource
 }
 
 /// A whole number from `min` to `max`; `default` when the variable is not set.
-pub fn whole_number(get: &impl Fn(&str) -> Option<String>, variable: &'static str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+pub fn whole_number(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
     match get(variable) {
         None => Ok(default),
         Some(v) => match v.trim().parse::<u64>() {

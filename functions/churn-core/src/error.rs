@@ -68,7 +68,9 @@ pub enum CoreError {
     #[error("bundle {dir}: {message}")]
     Bundle { dir: String, message: String },
 
-    #[error("bundle {dir}: checksum mismatch for {file}: manifest says {expected}, file has {actual}. The bundle is corrupt or was modified; fetch it again")]
+    #[error(
+        "bundle {dir}: checksum mismatch for {file}: manifest says {expected}, file has {actual}. The bundle is corrupt or was modified; fetch it again"
+    )]
     Checksum { dir: String, file: String, expected: String, actual: String },
 
     #[error("model: {0}")]
@@ -91,7 +93,9 @@ pub type Result<T, E = CoreError> = std::result::Result<T, E>;
 fn missing_columns_fix(found: &[String]) -> String {
     let other = [';', '\t', '|'].into_iter().find(|c| found.len() == 1 && found[0].contains(*c));
     match other {
-        Some(c) => format!("The header is one column holding {c:?}: CSV input must be comma-separated; save the file with commas (or as parquet)"),
+        Some(c) => {
+            format!("The header is one column holding {c:?}: CSV input must be comma-separated; save the file with commas (or as parquet)")
+        }
         None => "Add the column(s) or change the configuration".to_string(),
     }
 }

@@ -41,9 +41,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
+use crate::onnx::{Dense, dense_stack_from_onnx};
 use crate::row::{RawRow, RawValue};
 use crate::scorer::Scorer;
-use crate::onnx::{Dense, dense_stack_from_onnx};
 use crate::spec::{FeatureSpec, InputKind, SlotValues, SwitchScratch};
 use tract_onnx::prelude::tract_linalg::{self, element_wise::ElementWise};
 
@@ -108,15 +108,10 @@ pub fn top_reasons(spec: &FeatureSpec, row: &(impl RawRow + ?Sized), contributio
         .iter()
         .enumerate()
         .zip(contributions)
-        .filter_map(|((i, input), &contribution)| {
-            (contribution > 1e-6).then(|| {
-                let v = row.value(i, &input.name).display();
-                Reason {
-                    feature: input.name.clone(),
-                    value: if v.trim().is_empty() { "missing".into() } else { v },
-                    contribution,
-                }
-            })
+        .filter(|(_, contribution)| **contribution > 1e-6)
+        .map(|((i, input), &contribution)| {
+            let v = row.value(i, &input.name).display();
+            Reason { feature: input.name.clone(), value: if v.trim().is_empty() { "missing".into() } else { v }, contribution }
         })
         .collect();
     reasons.sort_by(|a, b| b.contribution.total_cmp(&a.contribution).then_with(|| a.feature.cmp(&b.feature)));
@@ -273,9 +268,8 @@ pub fn shapley(
                 }
                 let mixed = Mixed { x: &x, background: b, from_x: &from_x };
                 let out = rows.next().expect("sized for every chain row");
-                spec.transform_into(&mixed, &mut scratch, out, None).map_err(|e| {
-                    CoreError::Model(format!("a mix of this customer and a background customer does not transform: {e}"))
-                })?;
+                spec.transform_into(&mixed, &mut scratch, out, None)
+                    .map_err(|e| CoreError::Model(format!("a mix of this customer and a background customer does not transform: {e}")))?;
             }
         }
     }
@@ -308,6 +302,9 @@ pub fn shapley(
 #[derive(Debug)]
 pub struct Explainer {
     layers: Vec<Dense>,
+    /// Layers up to the model's logit (the first one-output layer); those after it are the
+    /// calibration head, a function of the logit alone.
+    body: usize,
     /// tract's vectorised sigmoid (the one the model's own `Sigmoid` runs).
     sigmoid: Box<dyn ElementWise<f32>>,
     /// The first layer's weights by model input: `columns[j * h..(j + 1) * h]` is input `j`'s.
@@ -349,6 +346,19 @@ fn dot_with(a: &[f32], b: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Runs `layers` on `b.hidden`; returns the first output of the last one.
+fn forward(layers: &[Dense], b: &mut Buffers) -> f32 {
+    for l in layers {
+        b.next.clear();
+        b.next.extend((0..l.outputs).map(|o| {
+            let v = dot(&l.weight[o * l.inputs..(o + 1) * l.inputs], &b.hidden) + l.bias[o];
+            if l.relu { v.max(0.0) } else { v }
+        }));
+        std::mem::swap(&mut b.hidden, &mut b.next);
+    }
+    b.hidden[0]
+}
+
 /// Buffers of one explanation.
 #[derive(Default)]
 struct Buffers {
@@ -373,7 +383,8 @@ impl Explainer {
             }
         }
         let sigmoid = tract_linalg::Func::Sigmoid.ew_f32().map_err(|e| CoreError::Model(format!("no sigmoid kernel: {e}")))?;
-        let mut explainer = Explainer { layers, sigmoid, columns, starts: Vec::with_capacity(background.rows.len()) };
+        let body = layers.iter().position(|l| l.outputs == 1).map_or(layers.len(), |i| i + 1);
+        let mut explainer = Explainer { layers, body, sigmoid, columns, starts: Vec::with_capacity(background.rows.len()) };
         let mut buffers = Buffers::default();
         for (i, row) in background.rows.iter().enumerate() {
             let mut slots = SlotValues::default();
@@ -408,27 +419,36 @@ impl Explainer {
         self.sigmoid.run(logits).map_err(|e| CoreError::Model(format!("sigmoid: {e}")))
     }
 
-    /// The logit from the first layer's pre-activation `z`.
+    /// The (calibrated) logit from the first layer's pre-activation `z`.
     #[inline]
     fn logit(&self, z: &[f32], b: &mut Buffers) -> f32 {
-        match &self.layers[..] {
+        let (body, head) = self.layers.split_at(self.body);
+        let logit = match body {
             [_] => z[0],
             // The usual shape (one hidden ReLU layer): no buffer.
             [first, out] if first.relu && out.outputs == 1 => dot_relu(&out.weight, z) + out.bias[0],
             [first, rest @ ..] => {
                 b.hidden.clear();
                 b.hidden.extend(z.iter().map(|v| if first.relu { v.max(0.0) } else { *v }));
-                for l in rest {
-                    b.next.clear();
-                    b.next.extend((0..l.outputs).map(|o| {
-                        let v = dot(&l.weight[o * l.inputs..(o + 1) * l.inputs], &b.hidden) + l.bias[o];
-                        if l.relu { v.max(0.0) } else { v }
-                    }));
-                    std::mem::swap(&mut b.hidden, &mut b.next);
-                }
-                b.hidden[0]
+                forward(rest, b)
             }
             [] => unreachable!("a dense stack has layers"),
+        };
+        match head {
+            [] => logit,
+            // The spline calibration's shape: hinges of the logit, then their combination.
+            [hinges, out] if hinges.inputs == 1 && hinges.relu && out.outputs == 1 && !out.relu => {
+                let mut v = out.bias[0];
+                for ((w, c), o) in hinges.weight.iter().zip(&hinges.bias).zip(&out.weight) {
+                    v += o * (w * logit + c).max(0.0);
+                }
+                v
+            }
+            _ => {
+                b.hidden.clear();
+                b.hidden.push(logit);
+                forward(head, b)
+            }
         }
     }
 
@@ -528,10 +548,8 @@ mod tests {
 
     fn background(spec: &FeatureSpec) -> Background {
         let columns: Vec<String> = spec.input_names().map(String::from).collect();
-        let rows = rows()
-            .iter()
-            .map(|r| columns.iter().map(|c| r.iter().find(|(n, _)| n == c).map(|(_, v)| v.to_string())).collect())
-            .collect();
+        let rows =
+            rows().iter().map(|r| columns.iter().map(|c| r.iter().find(|(n, _)| n == c).map(|(_, v)| v.to_string())).collect()).collect();
         Background { columns, rows }
     }
 
@@ -589,11 +607,23 @@ mod tests {
         let w = spec.width();
         // Weights on every input, hidden ReLU units that switch on and off along the walks.
         let weight: Vec<f32> = (0..3 * w).map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0).collect();
-        let layers = [
+        let layers = vec![
             Dense { weight, bias: vec![0.2, -0.1, 0.05], inputs: w, outputs: 3, relu: true },
             Dense { weight: vec![1.5, -2.0, 0.7], bias: vec![-0.3], inputs: 3, outputs: 1, relu: false },
         ];
-        let onnx = dense_stack_to_onnx(&layers, &[]).unwrap();
+        // The same model with a calibration head after its logit (a spline: relu(z), relu(-z)
+        // and two hinges, then their combination).
+        let mut calibrated = layers.clone();
+        calibrated.push(Dense { weight: vec![1.0, -1.0, 1.0, 1.0], bias: vec![0.0, 0.0, 0.5, -0.5], inputs: 1, outputs: 4, relu: true });
+        calibrated.push(Dense { weight: vec![0.8, -0.8, 0.6, -0.3], bias: vec![0.1], inputs: 4, outputs: 1, relu: false });
+        for layers in [layers, calibrated] {
+            fast_equals_reference_for(&spec, &bg, &layers);
+        }
+    }
+
+    fn fast_equals_reference_for(spec: &FeatureSpec, bg: &Background, layers: &[Dense]) {
+        let (spec, bg, w) = (spec.clone(), bg.clone(), spec.width());
+        let onnx = dense_stack_to_onnx(layers, &[]).unwrap();
         let scorer = Scorer::from_onnx(&onnx, w).unwrap();
         let fast = Explainer::new(&spec, &onnx, &bg).unwrap().expect("a dense stack");
         let customers: [&[(&str, &str)]; 3] = [

@@ -123,10 +123,7 @@ pub fn dense_stack_to_onnx(layers: &[Dense], metadata: &[(String, String)]) -> R
         producer_name: "churn-training".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(graph),
-        metadata_props: metadata
-            .iter()
-            .map(|(k, v)| pb::StringStringEntryProto { key: k.clone(), value: v.clone() })
-            .collect(),
+        metadata_props: metadata.iter().map(|(k, v)| pb::StringStringEntryProto { key: k.clone(), value: v.clone() }).collect(),
         ..Default::default()
     };
     Ok(model.encode_to_vec())

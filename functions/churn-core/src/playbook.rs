@@ -137,9 +137,7 @@ impl Playbook {
         }
         let b = &self.business;
         if !(0.0..=1.0).contains(&b.success_rate) || b.cost_per_contact < 0.0 || b.value_per_retained_customer < 0.0 {
-            return Err(CoreError::Config(
-                "playbook.business: success_rate must be within [0, 1]; value and cost must be >= 0".into(),
-            ));
+            return Err(CoreError::Config("playbook.business: success_rate must be within [0, 1]; value and cost must be >= 0".into()));
         }
         for o in &self.offers {
             let conditions = usize::from(!o.values.is_empty()) + usize::from(o.below.is_some() || o.above.is_some());
@@ -149,11 +147,8 @@ impl Playbook {
                     o.name
                 )));
             }
-            if o.cost.is_some_and(|c| !(c >= 0.0)) || o.success_rate.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
-                return Err(CoreError::Config(format!(
-                    "playbook.offers `{}`: cost must be >= 0 and success_rate within [0, 1]",
-                    o.name
-                )));
+            if o.cost.is_some_and(|c| c.is_nan() || c < 0.0) || o.success_rate.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+                return Err(CoreError::Config(format!("playbook.offers `{}`: cost must be >= 0 and success_rate within [0, 1]", o.name)));
             }
         }
         Ok(self)
@@ -181,9 +176,7 @@ impl Playbook {
         if !tier.contact {
             return None;
         }
-        reasons
-            .into_iter()
-            .find_map(|(field, value)| self.offers.iter().find(|o| o.field == field && o.applies(value)).map(|o| (o, field)))
+        reasons.into_iter().find_map(|(field, value)| self.offers.iter().find(|o| o.field == field && o.applies(value)).map(|o| (o, field)))
     }
 
     /// The tier of a calibrated probability.

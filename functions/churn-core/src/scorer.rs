@@ -72,7 +72,7 @@ impl Scorer {
 
     /// Probabilities for `features.len() / width` rows laid out row after row.
     pub fn predict(&self, features: &[f32]) -> Result<Vec<f32>> {
-        if self.width == 0 || features.len() % self.width != 0 {
+        if self.width == 0 || !features.len().is_multiple_of(self.width) {
             return Err(CoreError::Model(format!("{} values are not whole rows of {}", features.len(), self.width)));
         }
         let rows = features.len() / self.width;

@@ -188,13 +188,13 @@ impl<'a> BatchScorer<'a> {
         let mut p_col = Float64Builder::with_capacity(n);
         let mut tier_idx = UInt32Builder::with_capacity(n);
         let mut failed = errors.iter().peekable();
-        for r in 0..n {
+        for (r, &p) in probs.iter().enumerate().take(n) {
             if failed.next_if(|(at, _)| *at == r).is_some() {
                 p_col.append_null();
                 tier_idx.append_null();
                 self.summary.failed += 1;
             } else {
-                let p = probs[r] as f64;
+                let p = p as f64;
                 let t = self.bundle.playbook.tier_index(p);
                 p_col.append_value(p);
                 tier_idx.append_value(t as u32);
@@ -283,7 +283,12 @@ fn sparse_text(n: usize, values: &[(usize, String)]) -> StringArray {
 }
 
 /// Streams every batch of `reader` through a [`BatchScorer`], handing each scored batch to `sink`.
-fn stream<'a>(bundle: &'a Bundle, reader: TableReader, top_reasons: usize, mut sink: impl FnMut(&BatchScorer<'a>, RecordBatch) -> Result<()>) -> Result<BatchScorer<'a>> {
+fn stream<'a>(
+    bundle: &'a Bundle,
+    reader: TableReader,
+    top_reasons: usize,
+    mut sink: impl FnMut(&BatchScorer<'a>, RecordBatch) -> Result<()>,
+) -> Result<BatchScorer<'a>> {
     reader.require(bundle.spec.input_names())?;
     let mut scorer = BatchScorer::new(bundle, &reader.columns).with_reasons(top_reasons)?;
     let format = reader.format;

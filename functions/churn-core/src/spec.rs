@@ -77,8 +77,15 @@ pub struct InputColumn {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum InputKind {
     /// Values outside `[valid_min, valid_max]` are refused. Fitted: 0 as the floor when training
-    /// had no negative value; ten training ranges beyond the extremes otherwise.
-    Numeric { valid_min: f64, valid_max: f64 },
+    /// had no negative value; ten training ranges beyond the extremes otherwise. Values inside
+    /// it but outside `seen` (the training minimum and maximum) are scored with a warning: the
+    /// model has seen no such customer and treats the value as the nearest clip bound.
+    Numeric {
+        valid_min: f64,
+        valid_max: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seen: Option<[f64; 2]>,
+    },
     Categorical,
 }
 
@@ -267,13 +274,32 @@ enum Slot {
 
 #[derive(Debug, Clone)]
 enum DerivedOp {
-    Ratio { num: usize, den: usize, when_zero: Option<usize>, out: usize },
-    Difference { left: usize, right: usize, out: usize },
+    Ratio {
+        num: usize,
+        den: usize,
+        when_zero: Option<usize>,
+        out: usize,
+    },
+    Difference {
+        left: usize,
+        right: usize,
+        out: usize,
+    },
     /// `matches[i][k]`: whether category `k` of `cats[i]` is one of `values`, resolved at
     /// compile time so that known categories are counted without comparing text.
-    CountEqual { cats: Vec<usize>, values: Vec<String>, matches: Vec<Vec<bool>>, out: usize },
+    CountEqual {
+        cats: Vec<usize>,
+        values: Vec<String>,
+        matches: Vec<Vec<bool>>,
+        out: usize,
+    },
     /// `values[i]`: bucket `i`'s label resolved against the vocabulary once, at compile time.
-    Bucket { src: usize, edges: Vec<f64>, values: Vec<CatValue>, out: usize },
+    Bucket {
+        src: usize,
+        edges: Vec<f64>,
+        values: Vec<CatValue>,
+        out: usize,
+    },
 }
 
 /// Values of one record after steps 1–2, before scaling and encoding.
@@ -283,6 +309,8 @@ pub struct SlotValues {
     pub categorical: Vec<CatValue>,
     /// Numeric input slots that were blank and took their imputation value.
     pub imputed: Vec<usize>,
+    /// Inputs (indexes into `FeatureSpec::inputs`) whose value lies outside the training range.
+    pub unseen_range: Vec<usize>,
 }
 
 /// A categorical value, resolved against the fitted vocabulary so that known categories (the
@@ -328,7 +356,11 @@ fn parse_number(v: &RawValue<'_>) -> std::result::Result<Option<f64>, String> {
     match v {
         RawValue::Missing => Ok(None),
         RawValue::Number(x) => {
-            if x.is_finite() { Ok(Some(*x)) } else { Err("not a finite number".into()) }
+            if x.is_finite() {
+                Ok(Some(*x))
+            } else {
+                Err("not a finite number".into())
+            }
         }
         RawValue::Text(s) => {
             let t = trim(s);
@@ -403,8 +435,8 @@ impl FeatureSpec {
 
     /// Parses the JSON of a bundle's `feature_spec.json` and prepares it for use.
     pub fn from_json(text: &str) -> Result<Self> {
-        let mut spec: FeatureSpec = serde_json::from_str(text)
-            .map_err(|e| CoreError::Model(format!("feature_spec.json is not valid: {e}")))?;
+        let mut spec: FeatureSpec =
+            serde_json::from_str(text).map_err(|e| CoreError::Model(format!("feature_spec.json is not valid: {e}")))?;
         if spec.schema_version != crate::SCHEMA_VERSION {
             return Err(CoreError::Model(format!(
                 "feature_spec.json has schema version {}, this build reads {}; use a matching churn version",
@@ -473,10 +505,7 @@ impl FeatureSpec {
                         .iter()
                         .map(|c| {
                             cat_slot.get(c.as_str()).copied().ok_or_else(|| {
-                                CoreError::Config(format!(
-                                    "derived feature `{}` counts `{c}`, which is not a categorical input",
-                                    d.name
-                                ))
+                                CoreError::Config(format!("derived feature `{}` counts `{c}`, which is not a categorical input", d.name))
                             })
                         })
                         .collect::<Result<_>>()?;
@@ -535,17 +564,14 @@ impl FeatureSpec {
         }
         let mut bin_offset = Vec::with_capacity(self.numeric.len());
         for f in &self.numeric {
-            if f.bins.len() == 1 || f.bins.windows(2).any(|w| !(w[0] < w[1])) {
+            if f.bins.len() == 1 || f.bins.windows(2).any(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less)) {
                 return Err(CoreError::Model(format!("feature spec: bin edges of `{}` must be at least two increasing numbers", f.name)));
             }
             bin_offset.push(width);
             width += f.bin_count();
         }
         if !self.feature_names.is_empty() && self.feature_names.len() != width {
-            return Err(CoreError::Model(format!(
-                "feature spec lists {} feature names for a vector of {width}",
-                self.feature_names.len()
-            )));
+            return Err(CoreError::Model(format!("feature spec lists {} feature names for a vector of {width}", self.feature_names.len())));
         }
         let affected = input_slot
             .iter()
@@ -583,6 +609,7 @@ impl FeatureSpec {
             out.categorical = vec![CatValue::Missing; self.categorical.len()];
         }
         out.imputed.clear();
+        out.unseen_range.clear();
         for (i, input) in self.inputs.iter().enumerate() {
             if let (Slot::Categorical(s), Some(c)) = (self.plan.input_slot[i], row.resolved_category(i)) {
                 out.categorical[s].clone_from(c);
@@ -590,7 +617,7 @@ impl FeatureSpec {
             }
             let raw = row.value(i, &input.name);
             match (self.plan.input_slot[i], &input.kind) {
-                (Slot::Numeric(s), InputKind::Numeric { valid_min, valid_max }) => match parse_number(&raw) {
+                (Slot::Numeric(s), InputKind::Numeric { valid_min, valid_max, seen }) => match parse_number(&raw) {
                     Ok(Some(x)) if x < *valid_min || x > *valid_max => {
                         out.numeric[s] = f64::NAN;
                         problems.push(FieldProblem {
@@ -599,7 +626,12 @@ impl FeatureSpec {
                             problem: format!("out of the valid range [{valid_min}, {valid_max}]"),
                         })
                     }
-                    Ok(Some(x)) => out.numeric[s] = x,
+                    Ok(Some(x)) => {
+                        out.numeric[s] = x;
+                        if seen.is_some_and(|[lo, hi]| x < lo || x > hi) {
+                            out.unseen_range.push(i);
+                        }
+                    }
                     Ok(None) => {
                         out.numeric[s] = self.numeric[s].impute;
                         out.imputed.push(s);
@@ -796,6 +828,18 @@ impl FeatureSpec {
                 let f = &self.numeric[s];
                 w.push(Warning { field: f.name.clone(), message: format!("missing; imputed with the training median {}", f.impute) });
             }
+            for &i in &values.unseen_range {
+                let (input, Slot::Numeric(s)) = (&self.inputs[i], self.plan.input_slot[i]) else { continue };
+                let InputKind::Numeric { seen: Some([lo, hi]), .. } = input.kind else { continue };
+                let (x, f) = (values.numeric[s], &self.numeric[s]);
+                w.push(Warning {
+                    field: input.name.clone(),
+                    message: format!(
+                        "{x} is outside the training range [{lo}, {hi}]; the model has seen no such customer and scores it as {}",
+                        x.clamp(f.clip_min, f.clip_max)
+                    ),
+                });
+            }
         }
         for (s, c) in self.categorical.iter().enumerate() {
             match &values.categorical[s] {
@@ -804,7 +848,10 @@ impl FeatureSpec {
                     if let Some(w) = warnings.as_deref_mut() {
                         w.push(Warning {
                             field: c.name.clone(),
-                            message: format!("unseen category {v:?}; scored as an average customer for this field (known: {:?})", c.vocabulary),
+                            message: format!(
+                                "unseen category {v:?}; scored as an average customer for this field (known: {:?})",
+                                c.vocabulary
+                            ),
                         });
                     }
                 }
@@ -871,7 +918,7 @@ impl FeatureSpec {
                 ColumnKind::Numeric => {
                     inputs.push(InputColumn {
                         name: name.clone(),
-                        kind: InputKind::Numeric { valid_min: f64::NEG_INFINITY, valid_max: f64::INFINITY },
+                        kind: InputKind::Numeric { valid_min: f64::NEG_INFINITY, valid_max: f64::INFINITY, seen: None },
                     });
                     numeric.push(placeholder(name));
                 }
@@ -935,7 +982,7 @@ impl FeatureSpec {
         }
         for (i, input) in spec.inputs.iter_mut().enumerate() {
             spec.input_stats.insert(input.name.clone(), InputStats { missing: missing[i], rows: n_rows });
-            if let (InputKind::Numeric { valid_min, valid_max }, Slot::Numeric(s)) = (&mut input.kind, spec.plan.input_slot[i]) {
+            if let (InputKind::Numeric { valid_min, valid_max, seen }, Slot::Numeric(s)) = (&mut input.kind, spec.plan.input_slot[i]) {
                 let vals = &mut raw[i];
                 let med = median(vals).ok_or_else(|| {
                     CoreError::Data(format!("{file}: numeric column `{}` is blank in every training row; exclude it", input.name))
@@ -944,6 +991,7 @@ impl FeatureSpec {
                 let span = (hi - lo).max(1.0);
                 *valid_min = if lo >= 0.0 { 0.0 } else { lo - 10.0 * span };
                 *valid_max = hi + 10.0 * span;
+                *seen = Some([lo, hi]);
                 spec.numeric[s].impute = med;
             }
         }
@@ -967,9 +1015,8 @@ impl FeatureSpec {
         for (f, col) in spec.numeric.iter_mut().zip(columns.iter_mut()) {
             if f.impute.is_nan() {
                 let mut finite: Vec<f64> = col.iter().copied().filter(|x| x.is_finite()).collect();
-                f.impute = median(&mut finite).ok_or_else(|| {
-                    CoreError::Data(format!("derived feature `{}` is undefined for every training row", f.name))
-                })?;
+                f.impute = median(&mut finite)
+                    .ok_or_else(|| CoreError::Data(format!("derived feature `{}` is undefined for every training row", f.name)))?;
                 for x in col.iter_mut().filter(|x| !x.is_finite()) {
                     *x = f.impute;
                 }
@@ -1059,9 +1106,10 @@ impl ResolvedSchema {
         distinct: &dyn Fn(&str) -> usize,
     ) -> Result<Self> {
         let has = |c: &str| columns.iter().any(|x| x == c);
-        let target = config.target_column.clone().ok_or_else(|| {
-            CoreError::Config("no target column: set `target_column` in [dataset] or pass --target".into())
-        })?;
+        let target = config
+            .target_column
+            .clone()
+            .ok_or_else(|| CoreError::Config("no target column: set `target_column` in [dataset] or pass --target".into()))?;
         let mut named: Vec<String> = vec![target.clone()];
         named.extend(config.id_column.iter().cloned());
         named.extend(config.numeric.iter().flatten().cloned());
@@ -1071,9 +1119,10 @@ impl ResolvedSchema {
         if !missing.is_empty() {
             return Err(CoreError::MissingColumns { file: file.into(), missing, found: columns.to_vec() });
         }
-        let positive = config.positive_label.clone().ok_or_else(|| {
-            CoreError::Config("no positive label: set `positive_label` in [dataset] or pass --positive".into())
-        })?;
+        let positive = config
+            .positive_label
+            .clone()
+            .ok_or_else(|| CoreError::Config("no positive label: set `positive_label` in [dataset] or pass --positive".into()))?;
         let mut left_out = Vec::new();
         let mut id = match &config.id_column {
             Some(c) => Some(c.clone()),
@@ -1103,7 +1152,9 @@ impl ResolvedSchema {
                 inferred = Some(p);
                 kind
             };
-            if kind == ColumnKind::Categorical && let Some(profile) = inferred {
+            if kind == ColumnKind::Categorical
+                && let Some(profile) = inferred
+            {
                 let n = distinct(c);
                 // Inferred, and mostly numbers with a few that are not: bad values, not a category.
                 if let NumericProfile { numbers, others, first_other: Some((at, value)) } = &profile
@@ -1313,8 +1364,8 @@ pub(crate) mod tests {
                 *a += b as f64;
             }
         }
-        for i in 0..s.numeric.len() {
-            assert!(sums[i].abs() < 1e-5, "feature {i}: {}", sums[i]);
+        for (i, sum) in sums.iter().enumerate().take(s.numeric.len()) {
+            assert!(sum.abs() < 1e-5, "feature {i}: {sum}");
         }
     }
 
@@ -1387,12 +1438,11 @@ pub(crate) mod tests {
     #[test]
     fn derived_feature_with_unknown_source_is_a_config_error() {
         let mut sc = schema();
-        sc.derived.push(DerivedFeature {
-            name: "bad".into(),
-            kind: DerivedKind::Difference { left: "nope".into(), right: "total".into() },
-        });
+        sc.derived
+            .push(DerivedFeature { name: "bad".into(), kind: DerivedKind::Difference { left: "nope".into(), right: "total".into() } });
         let r = rows();
-        let err = FeatureSpec::fit(&sc, r.iter().enumerate().map(|(i, r)| (i, r.as_slice())), "t.csv", &|i| format!("line {i}")).unwrap_err();
+        let err =
+            FeatureSpec::fit(&sc, r.iter().enumerate().map(|(i, r)| (i, r.as_slice())), "t.csv", &|i| format!("line {i}")).unwrap_err();
         assert!(err.to_string().contains("`nope`"), "{err}");
     }
 }

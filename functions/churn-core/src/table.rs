@@ -187,11 +187,7 @@ fn dictionary_type() -> DataType {
 /// Fails with every missing name if `columns` lacks one of `names`.
 pub fn require<'a>(file: &str, columns: &[String], names: impl IntoIterator<Item = &'a str>) -> Result<()> {
     let missing: Vec<String> = names.into_iter().filter(|n| !columns.iter().any(|c| c == n)).map(String::from).collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(CoreError::MissingColumns { file: file.to_string(), missing, found: columns.to_vec() })
-    }
+    if missing.is_empty() { Ok(()) } else { Err(CoreError::MissingColumns { file: file.to_string(), missing, found: columns.to_vec() }) }
 }
 
 /// Field metadata key: `"false"` writes the column without a parquet dictionary.
@@ -229,8 +225,12 @@ pub fn without_statistics(field: Field) -> Field {
 /// not embedded: the parquet schema says everything readers need, and the embedded one would
 /// show users this module's column markers (and make categorical columns that were read as
 /// dictionaries read back as dictionaries instead of the text they are).
-fn parquet_writer<W: std::io::Write + Send>(sink: W, schema: &SchemaRef) -> std::result::Result<parquet::arrow::ArrowWriter<W>, parquet::errors::ParquetError> {
-    let options = parquet::arrow::arrow_writer::ArrowWriterOptions::new().with_properties(writer_properties(schema)).with_skip_arrow_metadata(true);
+fn parquet_writer<W: std::io::Write + Send>(
+    sink: W,
+    schema: &SchemaRef,
+) -> std::result::Result<parquet::arrow::ArrowWriter<W>, parquet::errors::ParquetError> {
+    let options =
+        parquet::arrow::arrow_writer::ArrowWriterOptions::new().with_properties(writer_properties(schema)).with_skip_arrow_metadata(true);
     parquet::arrow::ArrowWriter::try_new_with_options(sink, schema.clone(), options)
 }
 
@@ -256,16 +256,16 @@ fn writer_properties(schema: &Schema) -> parquet::file::properties::WriterProper
 /// S3 multipart upload): [`encode`](Self::encode) returns the bytes that are ready so far.
 pub enum Encoder {
     Csv { header: bool },
-    Parquet(parquet::arrow::ArrowWriter<Vec<u8>>),
+    Parquet(Box<parquet::arrow::ArrowWriter<Vec<u8>>>),
 }
 
 impl Encoder {
     pub fn new(format: FileFormat, schema: SchemaRef) -> Result<Self> {
         Ok(match format {
             FileFormat::Csv => Encoder::Csv { header: true },
-            FileFormat::Parquet => Encoder::Parquet(
-                parquet_writer(Vec::new(), &schema).map_err(|e| CoreError::Model(e.to_string()))?,
-            ),
+            FileFormat::Parquet => {
+                Encoder::Parquet(Box::new(parquet_writer(Vec::new(), &schema).map_err(|e| CoreError::Model(e.to_string()))?))
+            }
         })
     }
 
@@ -315,7 +315,10 @@ impl Iterator for TableReader {
             Ok(next) => next?,
             Err(why) => {
                 self.batches = Box::new(std::iter::empty());
-                return Some(Err(CoreError::format(&self.file, format!("{}: corrupt data ({why}); re-export the file", self.read_position()))));
+                return Some(Err(CoreError::format(
+                    &self.file,
+                    format!("{}: corrupt data ({why}); re-export the file", self.read_position()),
+                )));
             }
         };
         Some(match next {
@@ -353,7 +356,11 @@ pub fn catch_decoder_panic<T>(decode: impl FnOnce() -> T) -> std::result::Result
     DECODING.with(|d| d.set(false));
     out.map_err(|panic| {
         let panic = &*panic;
-        panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "the decoder failed".into())
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the decoder failed".into())
     })
 }
 
@@ -386,14 +393,15 @@ pub enum ColData {
     Num(Float64Array),
     Text(StringArray),
     /// Text as a dictionary: `keys` index `values`.
-    Dict { keys: Int32Array, values: StringArray },
+    Dict {
+        keys: Int32Array,
+        values: StringArray,
+    },
 }
 
 impl ColData {
     fn of(array: &dyn Array, name: &str) -> Result<Self> {
-        let cast = |t: &DataType| {
-            arrow::compute::cast(array, t).map_err(|e| CoreError::Data(format!("column `{name}`: {e}")))
-        };
+        let cast = |t: &DataType| arrow::compute::cast(array, t).map_err(|e| CoreError::Data(format!("column `{name}`: {e}")));
         Ok(match array.data_type() {
             DataType::Utf8 => ColData::Text(array.as_string::<i32>().clone()),
             DataType::Dictionary(_, v) if v.as_ref() == &DataType::Utf8 => {
@@ -408,7 +416,10 @@ impl ColData {
                     Some(_) => d.keys().iter().flatten().any(past),
                 };
                 if bad {
-                    return Err(CoreError::Data(format!("column `{name}`: a dictionary key points past the column's {} values (damaged file?)", values.len())));
+                    return Err(CoreError::Data(format!(
+                        "column `{name}`: a dictionary key points past the column's {} values (damaged file?)",
+                        values.len()
+                    )));
                 }
                 ColData::Dict { keys: d.keys().clone(), values }
             }
@@ -445,10 +456,7 @@ pub struct Bound {
 
 impl Bound {
     pub fn new(batch: &RecordBatch, names: &[&str]) -> Result<Self> {
-        let cols = names
-            .iter()
-            .map(|n| batch.column_by_name(n).map(|a| ColData::of(a.as_ref(), n)).transpose())
-            .collect::<Result<_>>()?;
+        let cols = names.iter().map(|n| batch.column_by_name(n).map(|a| ColData::of(a.as_ref(), n)).transpose()).collect::<Result<_>>()?;
         Ok(Bound { cols, rows: batch.num_rows(), resolved: Vec::new() })
     }
 
@@ -461,11 +469,9 @@ impl Bound {
             .iter()
             .enumerate()
             .map(|(i, c)| match c {
-                Some(ColData::Dict { values, .. }) => Some(
-                    (0..values.len())
-                        .map(|k| spec.resolve_category(i, &dictionary_value(values, k)).and_then(|r| r.ok()))
-                        .collect(),
-                ),
+                Some(ColData::Dict { values, .. }) => {
+                    Some((0..values.len()).map(|k| spec.resolve_category(i, &dictionary_value(values, k)).and_then(|r| r.ok())).collect())
+                }
                 _ => None,
             })
             .collect();
@@ -558,15 +564,18 @@ impl Table {
     pub fn column_values(&self, name: &str) -> Result<Vec<RawValue<'_>>> {
         let mut out = Vec::with_capacity(self.rows);
         for b in &self.batches {
-            let a = b
-                .column_by_name(name)
-                .ok_or_else(|| CoreError::MissingColumns { file: self.file.clone(), missing: vec![name.into()], found: self.columns.clone() })?;
+            let a = b.column_by_name(name).ok_or_else(|| CoreError::MissingColumns {
+                file: self.file.clone(),
+                missing: vec![name.into()],
+                found: self.columns.clone(),
+            })?;
             match a.data_type() {
                 DataType::Utf8 => {
                     let s = a.as_string::<i32>();
-                    out.extend((0..s.len()).map(|i| {
-                        if s.is_null(i) { RawValue::Missing } else { RawValue::Text(std::borrow::Cow::Borrowed(s.value(i))) }
-                    }))
+                    out.extend(
+                        (0..s.len())
+                            .map(|i| if s.is_null(i) { RawValue::Missing } else { RawValue::Text(std::borrow::Cow::Borrowed(s.value(i))) }),
+                    )
                 }
                 _ => {
                     let c = ColData::of(a.as_ref(), name)?;
@@ -606,9 +615,7 @@ impl Table {
     /// Number of distinct non-blank values of the column.
     pub fn distinct(&self, name: &str) -> usize {
         self.column_values(name)
-            .map(|v| {
-                v.iter().map(|x| x.display()).filter(|s| !s.trim().is_empty()).collect::<HashSet<_>>().len()
-            })
+            .map(|v| v.iter().map(|x| x.display()).filter(|s| !s.trim().is_empty()).collect::<HashSet<_>>().len())
             .unwrap_or(0)
     }
 
@@ -660,12 +667,7 @@ impl TableWriter {
         let file = File::create(&tmp).map_err(|e| CoreError::io(tmp.display(), e))?;
         let sink = match format {
             FileFormat::Csv => Sink::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(BufWriter::new(file))),
-            FileFormat::Parquet => {
-                Sink::Parquet(
-                    parquet_writer(file, &schema)
-                        .map_err(|e| CoreError::format(path.display(), e))?,
-                )
-            }
+            FileFormat::Parquet => Sink::Parquet(parquet_writer(file, &schema).map_err(|e| CoreError::format(path.display(), e))?),
         };
         Ok(TableWriter { path: path.to_path_buf(), tmp, sink: Some(sink), rows: 0 })
     }
@@ -762,10 +764,7 @@ mod tests {
     #[test]
     fn parquet_round_trip_through_the_writer() {
         let d = tempfile::tempdir().unwrap();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Utf8, true),
-            Field::new("x", DataType::Float64, true),
-        ]));
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, true), Field::new("x", DataType::Float64, true)]));
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![Arc::new(StringArray::from(vec!["a", "b"])), Arc::new(Float64Array::from(vec![Some(1.0), None]))],

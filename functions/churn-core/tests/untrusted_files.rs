@@ -23,11 +23,11 @@ fn telco_csv() -> Vec<u8> {
 /// The first 400 Telco customers as parquet, in row groups of 100.
 fn telco_parquet() -> Vec<u8> {
     let csv = telco_csv();
-    let mut r = TableReader::csv("telco.csv", std::io::Cursor::new(csv.clone()), std::io::Cursor::new(csv)).unwrap();
+    let r = TableReader::csv("telco.csv", std::io::Cursor::new(csv.clone()), std::io::Cursor::new(csv)).unwrap();
     let mut out = Vec::new();
     let mut enc: Option<Encoder> = None;
     let mut schema = None;
-    while let Some(b) = r.next() {
+    for b in r {
         let b = b.unwrap();
         let e = enc.get_or_insert_with(|| Encoder::new(FileFormat::Parquet, b.schema()).unwrap());
         schema = Some(b.schema());
@@ -41,13 +41,13 @@ fn telco_parquet() -> Vec<u8> {
 
 /// Reads every batch; `Err` for a clean error, panics propagate to the caller.
 fn read_all(format: FileFormat, data: Vec<u8>) -> Result<usize, String> {
-    let mut r = match format {
+    let r = match format {
         FileFormat::Parquet => TableReader::parquet("f.parquet", Bytes::from(data)),
         FileFormat::Csv => TableReader::csv("f.csv", std::io::Cursor::new(data.clone()), std::io::Cursor::new(data)),
     }
     .map_err(|e| e.to_string())?;
     let mut rows = 0;
-    while let Some(b) = r.next() {
+    for b in r {
         rows += b.map_err(|e| e.to_string())?.num_rows();
     }
     Ok(rows)
@@ -136,9 +136,24 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
         ("footer-length-too-large.parquet", apply(pq.clone(), &[Mutation::Set { at: n - 5, byte: 0x7f }])),
         ("no-data-only-magic.parquet", b"PAR1PAR1".to_vec()),
         ("csv-named-parquet.parquet", csv[..2000].to_vec()),
-        ("csv-invalid-utf8.csv", { let mut c = csv.clone(); let at = 3000 + c[3000..].iter().position(u8::is_ascii_alphabetic).unwrap(); c[at] = 0xff; c }),
-        ("csv-ragged-row.csv", { let mut c = csv.clone(); let at = c.iter().rposition(|&b| b == b'\n').unwrap(); c.splice(at..at, b",extra,fields".iter().copied()); c }),
-        ("csv-unterminated-quote.csv", { let mut c = csv.clone(); let at = 5000 + c[5000..].iter().position(|&b| b == b',').unwrap() + 1; c.insert(at, b'"'); c }),
+        ("csv-invalid-utf8.csv", {
+            let mut c = csv.clone();
+            let at = 3000 + c[3000..].iter().position(u8::is_ascii_alphabetic).unwrap();
+            c[at] = 0xff;
+            c
+        }),
+        ("csv-ragged-row.csv", {
+            let mut c = csv.clone();
+            let at = c.iter().rposition(|&b| b == b'\n').unwrap();
+            c.splice(at..at, b",extra,fields".iter().copied());
+            c
+        }),
+        ("csv-unterminated-quote.csv", {
+            let mut c = csv.clone();
+            let at = 5000 + c[5000..].iter().position(|&b| b == b',').unwrap() + 1;
+            c.insert(at, b'"');
+            c
+        }),
         ("csv-binary.csv", (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect()),
     ];
     // Damage inside the footer, found by the property test above: a column chunk offset turned
@@ -178,8 +193,7 @@ fn every_corpus_file_fails_cleanly_naming_itself() {
         let Ok(format) = FileFormat::from_path(&path) else { continue };
         n += 1;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let mut r = TableReader::open(&path)?;
-            while let Some(b) = r.next() {
+            for b in TableReader::open(&path)? {
                 b?;
             }
             Ok::<_, churn_core::CoreError>(())

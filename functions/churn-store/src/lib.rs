@@ -38,7 +38,9 @@ impl StoreError {
     pub fn is_unreachable(&self) -> bool {
         match self {
             StoreError::Mlflow { message, .. } => message.starts_with("unreachable"),
-            StoreError::S3 { code: None, message, .. } => message.starts_with("unreachable") || message.contains("dispatch failure") || message.contains("timeout"),
+            StoreError::S3 { code: None, message, .. } => {
+                message.starts_with("unreachable") || message.contains("dispatch failure") || message.contains("timeout")
+            }
             _ => false,
         }
     }

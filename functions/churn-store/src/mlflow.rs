@@ -17,7 +17,6 @@ use serde_json::{Value, json};
 use crate::StoreError;
 use crate::retry::{self, ATTEMPTS, Failure};
 
-
 #[derive(Clone, Debug)]
 pub struct Mlflow {
     base: String,
@@ -121,9 +120,9 @@ impl Mlflow {
     async fn send(&self, what: &str, make: impl Fn() -> reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), StoreError> {
         retry::send("MLflow", what, make).await.map_err(|f| match f {
             Failure::Body(e) => self.err(format!("{what}: reading the answer: {e}")),
-            Failure::Unreachable(e) => self.err(format!(
-                "unreachable ({what}: {e}) after {ATTEMPTS} attempts; is the tracking server running at this address?"
-            )),
+            Failure::Unreachable(e) => {
+                self.err(format!("unreachable ({what}: {e}) after {ATTEMPTS} attempts; is the tracking server running at this address?"))
+            }
         })
     }
 
@@ -139,7 +138,11 @@ impl Mlflow {
                 r
             })
             .await?;
-        let value: Value = if bytes.is_empty() { json!({}) } else { serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"message": String::from_utf8_lossy(&bytes)})) };
+        let value: Value = if bytes.is_empty() {
+            json!({})
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"message": String::from_utf8_lossy(&bytes)}))
+        };
         if !(200..300).contains(&status) {
             let code = value.get("error_code").and_then(Value::as_str).unwrap_or("HTTP_ERROR");
             let message = value.get("message").and_then(Value::as_str).unwrap_or_default();
@@ -178,7 +181,13 @@ impl Mlflow {
     }
 
     /// Params, metrics and tags in batches within MLflow's per-request limits.
-    pub async fn log_batch(&self, run_id: &str, params: &[(String, String)], metrics: &[Metric], tags: &[(String, String)]) -> Result<(), StoreError> {
+    pub async fn log_batch(
+        &self,
+        run_id: &str,
+        params: &[(String, String)],
+        metrics: &[Metric],
+        tags: &[(String, String)],
+    ) -> Result<(), StoreError> {
         let kv = |items: &[(String, String)]| items.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>();
         for chunk in params.chunks(100) {
             self.call(reqwest::Method::POST, "runs/log-batch", &[], Some(json!({"run_id": run_id, "params": kv(chunk)}))).await?;
@@ -290,22 +299,39 @@ impl Mlflow {
         Ok(ModelVersion::from_json(&v["model_version"]))
     }
 
-    pub async fn create_model_version(&self, name: &str, source: &str, run_id: &str, tags: &[(String, String)]) -> Result<ModelVersion, StoreError> {
+    pub async fn create_model_version(
+        &self,
+        name: &str,
+        source: &str,
+        run_id: &str,
+        tags: &[(String, String)],
+    ) -> Result<ModelVersion, StoreError> {
         let tags: Vec<Value> = tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
         let v = self
-            .call(reqwest::Method::POST, "model-versions/create", &[], Some(json!({"name": name, "source": source, "run_id": run_id, "tags": tags})))
+            .call(
+                reqwest::Method::POST,
+                "model-versions/create",
+                &[],
+                Some(json!({"name": name, "source": source, "run_id": run_id, "tags": tags})),
+            )
             .await?;
         Ok(ModelVersion::from_json(&v["model_version"]))
     }
 
     pub async fn set_version_tag(&self, name: &str, version: &str, key: &str, value: &str) -> Result<(), StoreError> {
-        self.call(reqwest::Method::POST, "model-versions/set-tag", &[], Some(json!({"name": name, "version": version, "key": key, "value": value})))
-            .await?;
+        self.call(
+            reqwest::Method::POST,
+            "model-versions/set-tag",
+            &[],
+            Some(json!({"name": name, "version": version, "key": key, "value": value})),
+        )
+        .await?;
         Ok(())
     }
 
     pub async fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<(), StoreError> {
-        self.call(reqwest::Method::POST, "registered-models/alias", &[], Some(json!({"name": name, "alias": alias, "version": version}))).await?;
+        self.call(reqwest::Method::POST, "registered-models/alias", &[], Some(json!({"name": name, "alias": alias, "version": version})))
+            .await?;
         Ok(())
     }
 

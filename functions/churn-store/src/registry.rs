@@ -25,6 +25,28 @@ pub fn bundle_location(v: &ModelVersion) -> Result<Location, StoreError> {
     Location::parse(uri)
 }
 
+/// Loads a registered version's bundle (every file checked against its manifest) and checks
+/// the manifest is the one registered: its SHA-256 must equal the version's `bundle_sha256`
+/// tag, so a bundle replaced after registration is never served under that version.
+pub async fn load_version(store: &Store, v: &ModelVersion) -> Result<Bundle, StoreError> {
+    let location = bundle_location(v)?;
+    let bundle = store.load_bundle(&location).await?;
+    if let Some(expected) = v.tags.get(TAG_BUNDLE_SHA) {
+        let found = bundle.manifest.bundle_sha256();
+        if &found != expected {
+            return Err(StoreError::Uri {
+                uri: format!("models:/{}/{}", v.name, v.version),
+                problem: format!(
+                    "the bundle at {location} has SHA-256 {found}, but the version's {TAG_BUNDLE_SHA} tag says {expected}: \
+                     the bundle was replaced after it was registered. Register the bundle as a new version (churn register), \
+                     or restore the registered one"
+                ),
+            });
+        }
+    }
+    Ok(bundle)
+}
+
 /// A bundle loaded from a model address, with where it came from.
 pub struct Resolved {
     pub bundle: Bundle,
@@ -37,17 +59,18 @@ pub struct Resolved {
 /// `models:/<name>/<version>` (through MLflow, which must then be given) — and loads the bundle,
 /// every file checked against its manifest.
 pub async fn resolve_model(store: &Store, mlflow: Option<&Mlflow>, uri: &str) -> Result<Resolved, StoreError> {
-    let (location, version) = match ModelRef::parse(uri) {
+    let location = match ModelRef::parse(uri) {
         Some(r) => {
             let mlflow = mlflow.ok_or_else(|| StoreError::Uri {
                 uri: uri.to_string(),
                 problem: "a models:/ address needs MLflow: set MLFLOW_TRACKING_URI".into(),
             })?;
             let v = mlflow.resolve(&r).await?;
-            (bundle_location(&v)?, Some(v))
+            let bundle = load_version(store, &v).await?;
+            return Ok(Resolved { bundle, location: bundle_location(&v)?, version: Some(v) });
         }
-        None => (Location::parse(uri)?, None),
+        None => Location::parse(uri)?,
     };
     let bundle = store.load_bundle(&location).await?;
-    Ok(Resolved { bundle, location, version })
+    Ok(Resolved { bundle, location, version: None })
 }

@@ -16,7 +16,9 @@
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode, sign};
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode, sign,
+};
 use aws_sigv4::sign::v4;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -55,11 +57,10 @@ pub(crate) fn env_endpoint(var: impl Fn(&str) -> Option<String>) -> Option<Strin
 
 impl S3Reader {
     pub(crate) fn new(endpoint: Option<String>, region: String) -> Result<S3Reader, StoreError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| StoreError::S3 { op: "client".into(), uri: endpoint.clone().unwrap_or_default(), code: None, message: e.to_string() })?;
+        let http =
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(3)).timeout(Duration::from_secs(60)).build().map_err(|e| {
+                StoreError::S3 { op: "client".into(), uri: endpoint.clone().unwrap_or_default(), code: None, message: e.to_string() }
+            })?;
         Ok(S3Reader { http, endpoint: endpoint.map(|e| e.trim_end_matches('/').to_string()), region })
     }
 
@@ -104,7 +105,13 @@ impl S3Reader {
 }
 
 /// The headers that sign a GET of `url` (with `extra` headers, which are signed too) at `time`.
-pub(crate) fn sign_get(url: &str, extra: &[(&str, &str)], credentials: &Credentials, region: &str, time: SystemTime) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn sign_get(
+    url: &str,
+    extra: &[(&str, &str)],
+    credentials: &Credentials,
+    region: &str,
+    time: SystemTime,
+) -> Result<Vec<(String, String)>, String> {
     let mut settings = SigningSettings::default();
     // S3's rules: the path is encoded once (the URL already is), never normalised, and the
     // payload hash travels in x-amz-content-sha256.
@@ -121,7 +128,8 @@ pub(crate) fn sign_get(url: &str, extra: &[(&str, &str)], credentials: &Credenti
         .build()
         .map_err(|e| format!("signing: {e}"))?
         .into();
-    let request = SignableRequest::new("GET", url, extra.iter().copied(), SignableBody::Bytes(&[])).map_err(|e| format!("signing {url}: {e}"))?;
+    let request =
+        SignableRequest::new("GET", url, extra.iter().copied(), SignableBody::Bytes(&[])).map_err(|e| format!("signing {url}: {e}"))?;
     let (instructions, _) = sign(request, &params).map_err(|e| format!("signing {url}: {e}"))?.into_parts();
     let mut headers: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     headers.extend(instructions.headers().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -150,7 +158,8 @@ mod tests {
         // Header": a 10-byte range of examplebucket/test.txt on 24 May 2013.
         let creds = Credentials::new("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", None, None, "test");
         let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_369_353_600);
-        let headers = sign_get("https://examplebucket.s3.amazonaws.com/test.txt", &[("range", "bytes=0-9")], &creds, "us-east-1", time).unwrap();
+        let headers =
+            sign_get("https://examplebucket.s3.amazonaws.com/test.txt", &[("range", "bytes=0-9")], &creds, "us-east-1", time).unwrap();
         let auth = headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.as_str()).unwrap();
         assert_eq!(
             auth,
@@ -188,7 +197,10 @@ mod tests {
         assert_eq!((c.access_key_id(), c.secret_access_key(), c.session_token()), ("a", "s", None));
         assert_eq!(env_region(vars(&[("AWS_DEFAULT_REGION", "eu-west-1")])).as_deref(), Some("eu-west-1"));
         assert_eq!(env_region(vars(&[("AWS_REGION", "us-west-2"), ("AWS_DEFAULT_REGION", "eu-west-1")])).as_deref(), Some("us-west-2"));
-        assert_eq!(env_endpoint(vars(&[("AWS_ENDPOINT_URL", "http://a"), ("AWS_ENDPOINT_URL_S3", "http://b")])).as_deref(), Some("http://b"));
+        assert_eq!(
+            env_endpoint(vars(&[("AWS_ENDPOINT_URL", "http://a"), ("AWS_ENDPOINT_URL_S3", "http://b")])).as_deref(),
+            Some("http://b")
+        );
     }
 
     #[test]

@@ -38,10 +38,7 @@ impl Location {
             return Ok(Location::S3 { bucket: bucket.into(), prefix: prefix.trim_matches('/').into() });
         }
         if uri.contains("://") {
-            return Err(StoreError::Uri {
-                uri: uri.into(),
-                problem: "only s3://bucket/prefix or a local directory is supported".into(),
-            });
+            return Err(StoreError::Uri { uri: uri.into(), problem: "only s3://bucket/prefix or a local directory is supported".into() });
         }
         if uri.trim().is_empty() {
             return Err(StoreError::Uri { uri: uri.into(), problem: "empty location".into() });
@@ -53,10 +50,9 @@ impl Location {
     pub fn join(&self, name: &str) -> Location {
         match self {
             Location::Local(p) => Location::Local(p.join(name)),
-            Location::S3 { bucket, prefix } => Location::S3 {
-                bucket: bucket.clone(),
-                prefix: if prefix.is_empty() { name.into() } else { format!("{prefix}/{name}") },
-            },
+            Location::S3 { bucket, prefix } => {
+                Location::S3 { bucket: bucket.clone(), prefix: if prefix.is_empty() { name.into() } else { format!("{prefix}/{name}") } }
+            }
         }
     }
 
@@ -147,11 +143,14 @@ impl Store {
             use aws_credential_types::provider::ProvideCredentials;
             let mut cached = self.chain_credentials.lock().await;
             // Temporary credentials are renewed five minutes before they expire.
-            let fresh = |c: &aws_credential_types::Credentials| c.expiry().is_none_or(|t| t > std::time::SystemTime::now() + Duration::from_secs(300));
+            let fresh = |c: &aws_credential_types::Credentials| {
+                c.expiry().is_none_or(|t| t > std::time::SystemTime::now() + Duration::from_secs(300))
+            };
             if let Some(c) = cached.as_ref().filter(|c| fresh(c)) {
                 return Ok(c.clone());
             }
-            let provider = self.sdk().await.0.credentials_provider().ok_or_else(|| missing("no credentials provider is configured".into()))?;
+            let provider =
+                self.sdk().await.0.credentials_provider().ok_or_else(|| missing("no credentials provider is configured".into()))?;
             let c = provider.provide_credentials().await.map_err(|e| missing(display_chain(&e)))?;
             *cached = Some(c.clone());
             Ok(c)
@@ -185,9 +184,7 @@ impl Store {
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(https)
             .retry_config(
-                aws_config::retry::RetryConfig::standard()
-                    .with_max_attempts(S3_ATTEMPTS)
-                    .with_initial_backoff(Duration::from_millis(100)),
+                aws_config::retry::RetryConfig::standard().with_max_attempts(S3_ATTEMPTS).with_initial_backoff(Duration::from_millis(100)),
             )
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
@@ -244,7 +241,10 @@ impl Store {
                 tokio::fs::write(p, bytes).await.map_err(|e| StoreError::Io { path: p.display().to_string(), error: e })
             }
             #[cfg(not(feature = "sdk"))]
-            Location::S3 { .. } => Err(StoreError::Uri { uri: loc.to_string(), problem: "this build only reads from S3 (churn-store without its sdk feature)".into() }),
+            Location::S3 { .. } => Err(StoreError::Uri {
+                uri: loc.to_string(),
+                problem: "this build only reads from S3 (churn-store without its sdk feature)".into(),
+            }),
             #[cfg(feature = "sdk")]
             Location::S3 { bucket, prefix } => {
                 match self.get(loc).await {
@@ -357,7 +357,8 @@ impl Store {
 
 /// Reads a local bundle directory and verifies every file against its manifest.
 pub fn read_verified(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
-    let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| StoreError::Io { path: dir.join(name).display().to_string(), error: e });
+    let read =
+        |name: &str| std::fs::read(dir.join(name)).map_err(|e| StoreError::Io { path: dir.join(name).display().to_string(), error: e });
     let manifest_bytes = read(bundle::MANIFEST)?;
     let manifest = parse_manifest(&dir.display().to_string(), &manifest_bytes)?;
     let mut files = BTreeMap::new();
@@ -370,8 +371,9 @@ pub fn read_verified(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, StoreError
 }
 
 fn parse_manifest(dir: &str, bytes: &[u8]) -> Result<Manifest, StoreError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Core(CoreError::Bundle { dir: dir.to_string(), message: format!("{} is not valid: {e}", bundle::MANIFEST) }))
+    serde_json::from_slice(bytes).map_err(|e| {
+        StoreError::Core(CoreError::Bundle { dir: dir.to_string(), message: format!("{} is not valid: {e}", bundle::MANIFEST) })
+    })
 }
 
 /// Every file in `files` has the SHA-256 the manifest gives it.
@@ -379,7 +381,12 @@ fn verify(dir: &str, manifest: &Manifest, files: &BTreeMap<String, Vec<u8>>) -> 
     for (name, expected) in manifest.files.iter().filter(|(n, _)| files.contains_key(*n)) {
         let actual = churn_core::sha256_hex(&files[name]);
         if &actual != expected {
-            return Err(StoreError::Core(CoreError::Checksum { dir: dir.to_string(), file: name.clone(), expected: expected.clone(), actual }));
+            return Err(StoreError::Core(CoreError::Checksum {
+                dir: dir.to_string(),
+                file: name.clone(),
+                expected: expected.clone(),
+                actual,
+            }));
         }
     }
     Ok(())

@@ -27,16 +27,24 @@ async fn run(in_lambda: bool) -> anyhow::Result<()> {
     let start = Instant::now();
     let config = ServeConfig::from_env(|k| std::env::var(k).ok())?;
     if !config.pseudonyms.configured {
-        tracing::warn!("ID_PSEUDONYM_KEY is not set: customer ids in logs use a random per-instance key and cannot be matched across instances");
+        tracing::warn!(
+            "ID_PSEUDONYM_KEY is not set: customer ids in logs use a random per-instance key and cannot be matched across instances"
+        );
     }
     let store = Store::new();
     let mlflow = config.mlflow_uri.as_deref().map(Mlflow::new).transpose()?;
     let resolved = registry::resolve_model(&store, mlflow.as_ref(), &config.model_uri)
         .await
         .with_context(|| format!("loading the model from MODEL_URI={}", config.model_uri))?;
-    let predictor = Arc::new(Predictor::new(resolved.bundle, resolved.version.map(|v| v.version), config.max_batch, config.top_reasons).with_pseudonyms(config.pseudonyms.clone()).with_reasons(config.reasons));
+    let predictor = Arc::new(
+        Predictor::new(resolved.bundle, resolved.version.map(|v| v.version), config.max_batch, config.top_reasons)
+            .with_pseudonyms(config.pseudonyms.clone())
+            .with_reasons(config.reasons),
+    );
     if matches!(config.reasons, churn_api::Reasons::Shapley { .. }) && predictor.reasons() == churn_api::Reasons::Occlusion {
-        tracing::warn!("the bundle has no background sample (trained before explanations existed): reasons use occlusion; retrain for Shapley reasons");
+        tracing::warn!(
+            "the bundle has no background sample (trained before explanations existed): reasons use occlusion; retrain for Shapley reasons"
+        );
     }
     let info = predictor.info();
     tracing::info!(model = %info.name, version = %info.version, location = %resolved.location, init_ms = start.elapsed().as_secs_f64() * 1e3, "model loaded");

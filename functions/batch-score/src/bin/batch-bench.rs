@@ -83,9 +83,21 @@ async fn prepare(rows: usize, bucket: &str, key: &str, data: &PathBuf) -> anyhow
             .fields()
             .iter()
             .zip(b.columns())
-            .map(|(f, c)| if numeric.contains(&f.name().as_str()) { cast_with_options(c, &DataType::Float64, &safe).expect("cast") } else { c.clone() })
+            .map(|(f, c)| {
+                if numeric.contains(&f.name().as_str()) {
+                    cast_with_options(c, &DataType::Float64, &safe).expect("cast")
+                } else {
+                    c.clone()
+                }
+            })
             .collect();
-        let fields: Vec<_> = b.schema().fields().iter().zip(&cols).map(|(f, c)| arrow::datatypes::Field::new(f.name(), c.data_type().clone(), true)).collect();
+        let fields: Vec<_> = b
+            .schema()
+            .fields()
+            .iter()
+            .zip(&cols)
+            .map(|(f, c)| arrow::datatypes::Field::new(f.name(), c.data_type().clone(), true))
+            .collect();
         batches.push(RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), cols)?);
     }
     let schema = batches[0].schema();
@@ -127,7 +139,11 @@ async fn score(model: &PathBuf, bucket: &str, key: &str) -> anyhow::Result<()> {
     })?;
     let scorer = Scorer {
         client: client().await,
-        model: ModelInfo { name: bundle.manifest.model_name.clone(), version: sha[..12].to_string(), sha256: format!("bench-{}", std::process::id()) },
+        model: ModelInfo {
+            name: bundle.manifest.model_name.clone(),
+            version: sha[..12].to_string(),
+            sha256: format!("bench-{}", std::process::id()),
+        },
         bundle,
         config,
     };

@@ -71,7 +71,11 @@ fn percentile(v: &mut [f64], q: f64) -> f64 {
 }
 
 fn warm(model: &PathBuf, iterations: usize, only: Option<&str>) -> anyhow::Result<()> {
-    let methods = [("shapley", Reasons::Shapley { permutations: Reasons::DEFAULT_PERMUTATIONS }), ("occlusion", Reasons::Occlusion), ("none", Reasons::None)];
+    let methods = [
+        ("shapley", Reasons::Shapley { permutations: Reasons::DEFAULT_PERMUTATIONS }),
+        ("occlusion", Reasons::Occlusion),
+        ("none", Reasons::None),
+    ];
     for (_, reasons) in methods.into_iter().filter(|(name, _)| only.is_none_or(|o| o == *name)) {
         let p = Predictor::new(churn_core::Bundle::load_dir(model)?, None, 1000, 3).with_reasons(reasons);
         anyhow::ensure!(p.reasons() == reasons, "{} has no background sample for Shapley reasons", model.display());
@@ -191,7 +195,10 @@ fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
         // The invocation waits in the emulator until the function asks for it: the time to the
         // answer is exec + init + first request.
         let resp = invoke(port).with_context(|| {
-            format!("no answer from {}: it most likely failed at start-up (run it with MODEL_URI={model} to see its error)", binary.display())
+            format!(
+                "no answer from {}: it most likely failed at start-up (run it with MODEL_URI={model} to see its error)",
+                binary.display()
+            )
         })?;
         let elapsed = t.elapsed().as_secs_f64() * 1e3;
         if !resp.contains("\\\"statusCode\\\"") && !resp.contains("\"statusCode\":200") && !resp.contains("200") {
