@@ -4,7 +4,7 @@
 // One training run through the library, exactly as `churn train` does it: seeded stratified
 // split, feature spec fitted on the training rows, MLP (batch norm → hidden → dropout →
 // output) with a positive-class weight, Adam with weight decay, early stopping on validation
-// ROC AUC, Platt calibration, ONNX export checked against candle. The bundle is written to
+// ROC AUC, calibration (a spline in the logit), ONNX export checked against candle. The bundle is written to
 // the reports folder (`model/`), where notebooks 03–05 read it. The logistic baseline is
 // trained on the same split for comparison.
 

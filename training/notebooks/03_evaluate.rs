@@ -27,7 +27,7 @@ nb.text(format!(
 // ## Ranking and calibration
 //
 // ROC and precision–recall show how well churners are ranked above stayers; the calibration
-// curve shows whether a predicted 30 % means 30 % (Platt scaling undoes the skew of the
+// curve shows whether a predicted 30 % means 30 % (the calibration undoes the skew of the
 // positive-class weight); the dashed band is where a perfectly calibrated model's bins would
 // fall on this many customers 90 % of the time. Cumulative gains: the share of churners reached when contacting the
 // riskiest customers first.
