@@ -90,7 +90,7 @@ fn sample_events_through_the_lambda_runtime_api() {
     assert_eq!(emf.len(), scored.len(), "{lines:#?}");
     for v in &emf {
         let directive = &v["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(directive["Namespace"], "ChurnPrediction", "{v}");
+        assert_eq!(directive["Namespace"], churn_core::METRIC_NAMESPACE, "{v}");
         assert!(v["_aws"]["Timestamp"].as_u64().is_some_and(|t| t > 1_700_000_000_000), "{v}");
         assert_eq!((v["Function"].as_str(), v["ModelVersion"].is_string()), (Some("predict"), true), "{v}");
         assert!(v["Latency"].as_f64().is_some_and(|l| l > 0.0), "{v}");

@@ -415,7 +415,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (local, published) = match &dest {
                 Location::Local(_) => (local.clone(), dest.clone()),
                 Location::S3 { .. } => {
-                    let id = &manifest.bundle_sha256()[..12];
+                    let id = &manifest.short_id();
                     let kept = PathBuf::from("out/bundles").join(format!("{}-{id}", manifest.model_name));
                     let _ = std::fs::remove_dir_all(&kept);
                     std::fs::rename(&local, &kept).with_context(|| format!("moving the bundle to {}", kept.display()))?;
@@ -492,8 +492,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let spread = churn_core::metrics::bootstrap_spread(&p, &y, churn_training::monitor::RESAMPLES)?;
             let checks = churn_training::monitor::concept_drift(&bundle.metrics, &e, &spread, margin);
             if json {
-                // The evaluation's own fields at the top level (as before the drift check
-                // existed), with the check beside them.
+                // The evaluation's own fields at the top level, where scripts reading the figures
+                // find them, with the drift check beside them.
                 let mut doc = serde_json::to_value(&e)?;
                 doc["concept_drift"] = serde_json::to_value(&checks)?;
                 doc["concept_drift_margin"] = margin.into();

@@ -38,7 +38,7 @@ impl BundleFiles {
 
     /// Short id of the bundle: its S3 folder name and its MLflow run name.
     pub fn id(&self) -> String {
-        self.manifest.bundle_sha256()[..12].to_string()
+        self.manifest.short_id()
     }
 
     fn json(&self, name: &str) -> Value {

@@ -34,7 +34,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use aws_sdk_s3::Client;
 use churn_core::Bundle;
 use churn_core::drift::FeatureDrift;
-use churn_core::scoring::BatchScorer;
+use churn_core::scoring::{BatchScorer, ERROR_COLUMN};
 use churn_core::table::{self, Encoder, FileFormat, TableReader};
 use futures::StreamExt;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
@@ -511,11 +511,13 @@ impl Scorer {
                 }
                 let batch = batch?;
                 let out = scorer.score(&batch, row, &locate).map_err(|e| Failure::Input(e.to_string()))?;
-                let errors = out.column(out.num_columns() - 1).clone();
+                let at_error = out.schema().index_of(ERROR_COLUMN).expect("the scorer writes an error column");
+                let errors = out.column(at_error).clone();
                 let ok = arrow::compute::is_null(&errors).expect("is_null on a column");
                 let good = filter_record_batch(&out, &ok).expect("mask matches the batch");
                 let n = good.num_rows();
-                let mut cols: Vec<ArrayRef> = good.columns()[..good.num_columns() - 1].to_vec();
+                let mut cols: Vec<ArrayRef> =
+                    good.columns().iter().enumerate().filter(|(i, _)| *i != at_error).map(|(_, c)| c.clone()).collect();
                 cols.push(
                     arrow::compute::kernels::take::take(&version, &arrow::array::UInt32Array::from(vec![0u32; n]), None).expect("take"),
                 );
@@ -651,7 +653,7 @@ fn read_failure(label: &str, at: &str, e: String) -> Failure {
 
 /// The scored output's schema: the scorer's columns without `error`, plus `model_version`.
 fn scored_schema(scorer: &Schema) -> SchemaRef {
-    let mut fields: Vec<Field> = scorer.fields().iter().take(scorer.fields().len() - 1).map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = scorer.fields().iter().filter(|f| f.name() != ERROR_COLUMN).map(|f| f.as_ref().clone()).collect();
     fields.push(table::without_statistics(Field::new("model_version", DataType::Utf8, false)));
     Arc::new(Schema::new(fields))
 }

@@ -17,8 +17,7 @@ use serde_json::{Value, json};
 pub use config::BatchConfig;
 pub use job::{Scorer, Status, Summary};
 
-/// Namespace of the CloudWatch metrics (shared with the prediction function).
-pub const NAMESPACE: &str = "ChurnPrediction";
+use churn_core::METRIC_NAMESPACE as NAMESPACE;
 
 /// Handles one invocation: every task is attempted; the answer lists each object's summary and
 /// every skipped record. When any task failed for a retry-worthy reason the invocation fails

@@ -29,7 +29,7 @@ async fn run() -> anyhow::Result<()> {
     let model = ModelInfo {
         name: resolved.bundle.manifest.model_name.clone(),
         // The registry version when the model came through MLflow, else the bundle's short SHA.
-        version: resolved.version.as_ref().map(|v| v.version.clone()).unwrap_or_else(|| sha[..12].to_string()),
+        version: resolved.version.as_ref().map(|v| v.version.clone()).unwrap_or_else(|| resolved.bundle.manifest.short_id()),
         sha256: sha,
     };
     // A bundle that cannot give reasons is a configuration mistake: said now, not per object.

@@ -5,8 +5,7 @@
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
-/// Namespace of every metric.
-pub const NAMESPACE: &str = "ChurnPrediction";
+use churn_core::METRIC_NAMESPACE as NAMESPACE;
 
 /// Buckets of the probability histogram: `[0, 0.1), [0.1, 0.2), … [0.9, 1]`
 /// (`churn_core::metrics::probability_bin`). A shift between buckets over days is the drift

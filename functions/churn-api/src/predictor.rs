@@ -50,8 +50,11 @@ impl Predictor {
     /// `version`: the registry version when the bundle came through `models:/…`.
     pub fn new(bundle: Bundle, version: Option<String>, max_batch: usize, top_reasons: usize) -> Self {
         let sha = bundle.manifest.bundle_sha256();
-        let info =
-            ModelInfo { name: bundle.manifest.model_name.clone(), version: version.unwrap_or_else(|| sha[..12].to_string()), sha256: sha };
+        let info = ModelInfo {
+            name: bundle.manifest.model_name.clone(),
+            version: version.unwrap_or_else(|| bundle.manifest.short_id()),
+            sha256: sha,
+        };
         Predictor {
             bundle,
             info,

@@ -57,6 +57,12 @@ impl Manifest {
     pub fn bundle_sha256(&self) -> String {
         crate::sha256_hex(serde_json::to_string(self).expect("manifest serialises").as_bytes())
     }
+
+    /// The bundle's short id, the first 12 hex digits of [`bundle_sha256`](Self::bundle_sha256):
+    /// the model version outputs carry when no registry version names the bundle.
+    pub fn short_id(&self) -> String {
+        self.bundle_sha256()[..12].to_string()
+    }
 }
 
 /// A loaded, verified bundle, ready to score.

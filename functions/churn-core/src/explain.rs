@@ -30,8 +30,8 @@
 //! contribution is how much lower the probability would be if the field were typical:
 //! `p(customer) - p(customer with this field typical)`. Positive values raise the risk.
 //! Contributions are exact answers to that what-if question; they are not additive like
-//! Shapley values. How well its top reasons agree with the Shapley ones is measured by
-//! `churn explain --compare-occlusion` and tested (tests/explain.rs).
+//! Shapley values. How well its top reasons agree with the Shapley ones is printed by
+//! `churn explain` and tested (tests/explain.rs).
 
 use std::borrow::Cow;
 

@@ -28,6 +28,10 @@ pub mod spec;
 #[cfg(feature = "tabular")]
 pub mod table;
 
+/// The CloudWatch namespace of every metric the functions emit (their EMF lines); the
+/// template's alarms watch it.
+pub const METRIC_NAMESPACE: &str = "ChurnPrediction";
+
 pub use bundle::{Bundle, Manifest};
 pub use config::{DatasetConfig, DerivedFeature, DerivedKind};
 pub use error::{CoreError, FieldProblem, RowError};

@@ -1324,7 +1324,7 @@ pub(crate) mod tests {
         for r in rows() {
             assert_eq!(s.transform(r.as_slice()).unwrap(), back.transform(r.as_slice()).unwrap());
         }
-        // Old bundles (no `bins`) read as before.
+        // A spec without `bins` (bundles written before piecewise-linear inputs) reads unchanged.
         let old = FeatureSpec::from_json(&plain.to_json()).unwrap();
         assert_eq!(old.width(), plain.width());
     }

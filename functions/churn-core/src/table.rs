@@ -134,7 +134,7 @@ impl TableReader {
 /// Parquet reading options that return the text columns named in `names` as dictionary arrays
 /// (the file's own dictionary pages, not one string per row), so that a categorical column's
 /// few distinct values are resolved once per batch ([`Bound::resolve_categories`]) instead of
-/// once per row. Other columns, and files without such columns, read as before.
+/// once per row. Other columns, and files without such columns, keep their own types.
 pub fn dictionary_columns(
     meta: parquet::arrow::arrow_reader::ArrowReaderMetadata,
     names: &[&str],

@@ -141,7 +141,7 @@ async fn score(model: &PathBuf, bucket: &str, key: &str) -> anyhow::Result<()> {
         client: client().await,
         model: ModelInfo {
             name: bundle.manifest.model_name.clone(),
-            version: sha[..12].to_string(),
+            version: bundle.manifest.short_id(),
             sha256: format!("bench-{}", std::process::id()),
         },
         bundle,
