@@ -461,8 +461,22 @@ fn health_model_and_openapi() {
     for path in ["/predict", "/health", "/model", "/openapi.json"] {
         assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
-    for schema in ["PredictResponse", "Prediction", "ErrorResponse", "ModelDescription"] {
+    for schema in ["PredictResponse", "Prediction", "ErrorResponse", "ModelDescription", "ErrorCode"] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
+    // Every error code a client may meet is listed.
+    let codes = doc["components"]["schemas"]["ErrorCode"].to_string();
+    for code in [
+        "invalid_json",
+        "duplicate_key",
+        "invalid_request",
+        "payload_too_large",
+        "unsupported_media_type",
+        "not_found",
+        "method_not_allowed",
+        "internal",
+    ] {
+        assert!(codes.contains(code), "{code} not in {codes}");
     }
 }
 

@@ -71,13 +71,8 @@ pub fn router(predictor: Arc<Predictor>, max_body_bytes: usize) -> Router {
         .with_state(App { predictor, max_body_bytes })
 }
 
-fn json<T: serde::Serialize>(status: u16, body: &T) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(body)).into_response()
-}
-
-fn error(e: ApiError) -> Response {
-    json(e.status, &e.body)
+fn ok<T: serde::Serialize>(body: &T) -> Response {
+    (StatusCode::OK, axum::Json(body)).into_response()
 }
 
 fn request_id(id: Option<Extension<RequestId>>, headers: &HeaderMap) -> String {
@@ -109,8 +104,7 @@ async fn predict(
             body.map_err(|e| {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::new(
-                        413,
-                        "payload_too_large",
+                        ErrorCode::PayloadTooLarge,
                         format!("the body is over {} bytes: split the batch", app.max_body_bytes),
                         vec![],
                     )
@@ -130,11 +124,11 @@ async fn predict(
             tracing::info!(request_id, model_version = %version, status = 200, customers = probabilities.len(), customer_pseudonyms = ?hashed, latency_ms, "scored");
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
             println!("{}", metrics::emf_line("predict", version, latency_ms, &probabilities, now));
-            json(200, &response)
+            ok(&response)
         }
         Err(e) => {
-            tracing::info!(request_id, model_version = %version, status = e.status, error = %e.body.error, problems = e.body.problems.len(), latency_ms, "refused");
-            error(e)
+            tracing::info!(request_id, model_version = %version, status = e.status().as_u16(), error = ?e.body.error, problems = e.body.problems.len(), latency_ms, "refused");
+            e.into_response()
         }
     }
 }
@@ -146,8 +140,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::new(
-            415,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             format!("Content-Type {:?} is not JSON: send the body as application/json", ct),
             vec![Problem { field: "Content-Type".into(), value: Some(ct.to_string()), problem: "expected application/json".into() }],
         ))
@@ -157,30 +150,27 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 /// Liveness: the model is loaded and answering.
 #[utoipa::path(get, path = "/health", responses((status = 200, body = Health)))]
 async fn health(State(app): State<App>) -> Response {
-    json(200, &Health { status: "ok".into(), model: app.predictor.info().clone() })
+    ok(&Health { status: "ok".into(), model: app.predictor.info().clone() })
 }
 
 /// The loaded model: name, version, figures, the input fields it expects, the risk tiers.
 #[utoipa::path(get, path = "/model", responses((status = 200, body = ModelDescription)))]
 async fn model(State(app): State<App>) -> Response {
-    json(200, &app.predictor.describe())
+    ok(&app.predictor.describe())
 }
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3 document")))]
 async fn openapi() -> Response {
-    json(200, &openapi_document())
+    ok(&openapi_document())
 }
 
 async fn not_found() -> Response {
-    error(ApiError::new(404, "not_found", "no such route: use POST /predict, GET /health, GET /model or GET /openapi.json", vec![]))
+    ApiError::new(ErrorCode::NotFound, "no such route: use POST /predict, GET /health, GET /model or GET /openapi.json", vec![])
+        .into_response()
 }
 
 async fn method_not_allowed() -> Response {
-    error(ApiError::new(
-        405,
-        "method_not_allowed",
-        "wrong method for this route: POST /predict; GET /health, /model, /openapi.json",
-        vec![],
-    ))
+    ApiError::new(ErrorCode::MethodNotAllowed, "wrong method for this route: POST /predict; GET /health, /model, /openapi.json", vec![])
+        .into_response()
 }

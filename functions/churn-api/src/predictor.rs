@@ -112,7 +112,7 @@ impl Predictor {
         let width = spec.width();
         let internal = |e: churn_core::CoreError| {
             tracing::error!(error = %e, "inference failed");
-            ApiError::new(500, "internal", "the model could not score this request; it has been logged", vec![])
+            ApiError::new(ErrorCode::Internal, "the model could not score this request; it has been logged", vec![])
         };
         let transform = |c: &Customer, scratch: &mut SlotValues, out: &mut [f32], w: &mut Vec<Warning>| {
             spec.transform_into(&c.record, scratch, out, Some(w)).map_err(|e| ApiError::invalid(format!("{}: {e}", c.path), vec![]))

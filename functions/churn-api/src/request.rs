@@ -14,22 +14,31 @@ use churn_core::FeatureSpec;
 use churn_core::spec::SlotValues;
 use serde_json::{Map, Value};
 
-use crate::types::{ErrorResponse, Problem};
+use crate::types::{ErrorCode, ErrorResponse, Problem};
 
-/// A request refused before scoring: the HTTP status and the body to send.
+/// A request refused: the body to send, whose code decides the HTTP status.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
-    pub status: u16,
     pub body: ErrorResponse,
 }
 
 impl ApiError {
-    pub fn new(status: u16, error: &str, message: impl Into<String>, problems: Vec<Problem>) -> Self {
-        ApiError { status, body: ErrorResponse { error: error.into(), message: message.into(), problems } }
+    pub fn new(code: ErrorCode, message: impl Into<String>, problems: Vec<Problem>) -> Self {
+        ApiError { body: ErrorResponse { error: code, message: message.into(), problems } }
     }
 
     pub fn invalid(message: impl Into<String>, problems: Vec<Problem>) -> Self {
-        Self::new(400, "invalid_request", message, problems)
+        Self::new(ErrorCode::InvalidRequest, message, problems)
+    }
+
+    pub fn status(&self) -> axum::http::StatusCode {
+        self.body.error.status()
+    }
+}
+
+impl axum::response::IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        (self.status(), axum::Json(self.body)).into_response()
     }
 }
 
@@ -120,14 +129,12 @@ pub fn parse(body: &[u8], spec: &FeatureSpec, limits: Limits) -> Result<Vec<Cust
             let message = e.to_string();
             match message.strip_prefix(DUPLICATE).and_then(|rest| rest.split('`').next()) {
                 Some(key) => ApiError::new(
-                    400,
-                    "duplicate_key",
+                    ErrorCode::DuplicateKey,
                     format!("the field `{key}` appears twice in one object ({at}); send each field once"),
                     vec![Problem { field: key.into(), value: None, problem: format!("sent twice ({at})") }],
                 ),
                 None => ApiError::new(
-                    400,
-                    "invalid_json",
+                    ErrorCode::InvalidJson,
                     format!("the body is not valid JSON: {e}"),
                     vec![Problem { field: "body".into(), value: None, problem: format!("{at}: {e}") }],
                 ),
@@ -150,8 +157,7 @@ pub fn parse(body: &[u8], spec: &FeatureSpec, limits: Limits) -> Result<Vec<Cust
                     }
                     if a.len() > limits.max_batch {
                         return Err(ApiError::new(
-                            413,
-                            "payload_too_large",
+                            ErrorCode::PayloadTooLarge,
                             format!("{} customers in one request; the limit is {}: split the batch", a.len(), limits.max_batch),
                             vec![Problem {
                                 field: "customers".into(),

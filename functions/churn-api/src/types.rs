@@ -91,12 +91,47 @@ pub struct Problem {
     pub problem: String,
 }
 
+/// What went wrong, as the `error` field of every error response names it; each code has one
+/// HTTP status ([`ErrorCode::status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the body is not JSON.
+    InvalidJson,
+    /// 400: an object has the same key twice.
+    DuplicateKey,
+    /// 400: valid JSON, invalid customers (every problem listed).
+    InvalidRequest,
+    /// 413: the body or the batch is over the limit.
+    PayloadTooLarge,
+    /// 415: the Content-Type is not JSON.
+    UnsupportedMediaType,
+    /// 404: no such route.
+    NotFound,
+    /// 405: the route exists with another method.
+    MethodNotAllowed,
+    /// 500: the model failed; logged.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> axum::http::StatusCode {
+        use axum::http::StatusCode as S;
+        match self {
+            ErrorCode::InvalidJson | ErrorCode::DuplicateKey | ErrorCode::InvalidRequest => S::BAD_REQUEST,
+            ErrorCode::PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => S::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::NotFound => S::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => S::METHOD_NOT_ALLOWED,
+            ErrorCode::Internal => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 /// Every error response: a short code, a sentence, and each problem with its field path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorResponse {
-    /// `invalid_json`, `unsupported_media_type`, `invalid_request`, `payload_too_large`,
-    /// `not_found`, `method_not_allowed`, `internal`.
-    pub error: String,
+    pub error: ErrorCode,
     pub message: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
