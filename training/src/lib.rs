@@ -2,9 +2,11 @@
 //! logistic baseline) through the shared feature contract of `churn-core`, calibrates it,
 //! evaluates it, and writes the model bundle (ONNX + feature spec + metrics + report).
 //!
-//! The `churn` binary (src/main.rs) is a thin CLI over [`pipeline`].
+//! The `churn` binary (src/main.rs) runs [`cli`], one function per subcommand over [`pipeline`]
+//! and the other modules.
 
 pub mod benchmark;
+pub mod cli;
 pub mod data;
 pub mod explanations;
 pub mod model;
