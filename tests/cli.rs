@@ -44,6 +44,23 @@ fn train_writes_a_complete_verified_bundle() {
     assert!(metrics["test"]["roc_auc"].as_f64().unwrap() > 0.75, "{}", metrics["test"]);
 }
 
+/// `churn compare`: the MLP and the logistic baseline on the same seeds, a table of mean ± sd
+/// test figures and every run as JSON.
+#[test]
+fn compare_trains_both_kinds_per_seed_and_writes_every_run() {
+    let d = scratch("compare");
+    let json = d.path().join("runs.json");
+    let out = churn_ok(&["compare", "--seeds", "1", "--json", json.to_str().unwrap()]);
+    assert!(out.lines().any(|l| l.starts_with("mlp ")) && out.lines().any(|l| l.starts_with("logistic ")), "{out}");
+    let runs: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(runs.iter().map(|r| r["kind"].as_str().unwrap()).collect::<Vec<_>>(), ["mlp", "logistic"]);
+    for r in &runs {
+        assert_eq!(r["seed"], 1);
+        assert!(r["test"]["roc_auc"].as_f64().unwrap() > 0.8, "{r}");
+        assert!(r["seconds"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}
+
 #[test]
 fn training_is_deterministic_for_a_seed() {
     let d = scratch("det");
