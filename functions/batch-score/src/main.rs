@@ -25,13 +25,7 @@ async fn run() -> anyhow::Result<()> {
     let resolved = registry::resolve_model(&store, mlflow.as_ref(), &config.model_uri)
         .await
         .with_context(|| format!("loading the model from MODEL_URI={}", config.model_uri))?;
-    let sha = resolved.bundle.manifest.bundle_sha256();
-    let model = ModelInfo {
-        name: resolved.bundle.manifest.model_name.clone(),
-        // The registry version when the model came through MLflow, else the bundle's short SHA.
-        version: resolved.version.as_ref().map(|v| v.version.clone()).unwrap_or_else(|| resolved.bundle.manifest.short_id()),
-        sha256: sha,
-    };
+    let model = ModelInfo::of(&resolved.bundle.manifest, resolved.version.as_ref().map(|v| v.version.clone()));
     // A bundle that cannot give reasons is a configuration mistake: said now, not per object.
     churn_core::scoring::BatchScorer::new(&resolved.bundle, &[])
         .with_reasons(config.top_reasons)

@@ -49,12 +49,7 @@ pub struct Predictor {
 impl Predictor {
     /// `version`: the registry version when the bundle came through `models:/…`.
     pub fn new(bundle: Bundle, version: Option<String>, max_batch: usize, top_reasons: usize) -> Self {
-        let sha = bundle.manifest.bundle_sha256();
-        let info = ModelInfo {
-            name: bundle.manifest.model_name.clone(),
-            version: version.unwrap_or_else(|| bundle.manifest.short_id()),
-            sha256: sha,
-        };
+        let info = ModelInfo::of(&bundle.manifest, version);
         Predictor {
             bundle,
             info,

@@ -18,16 +18,7 @@ pub enum PredictRequest {
     One(serde_json::Map<String, serde_json::Value>),
 }
 
-/// Which model answered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct ModelInfo {
-    pub name: String,
-    /// The registry version when loaded through `models:/…`, else the bundle id (first 12 hex
-    /// digits of its SHA-256).
-    pub version: String,
-    /// SHA-256 of the bundle's manifest.
-    pub sha256: String,
-}
+pub use churn_core::ModelInfo;
 
 /// One field's part in a prediction: its Shapley value (or occlusion contribution; see `churn_core::explain`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -65,6 +65,29 @@ impl Manifest {
     }
 }
 
+/// Which model answered: what every API response, batch summary and log line names.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ModelInfo {
+    pub name: String,
+    /// The registry version when loaded through `models:/…`, else the bundle's short id (first 12
+    /// hex digits of its SHA-256).
+    pub version: String,
+    /// SHA-256 of the bundle's manifest.
+    pub sha256: String,
+}
+
+impl ModelInfo {
+    /// The model of `manifest`, under its registry `version` when it has one.
+    pub fn of(manifest: &Manifest, version: Option<String>) -> Self {
+        ModelInfo {
+            name: manifest.model_name.clone(),
+            version: version.unwrap_or_else(|| manifest.short_id()),
+            sha256: manifest.bundle_sha256(),
+        }
+    }
+}
+
 /// A loaded, verified bundle, ready to score.
 #[derive(Debug)]
 pub struct Bundle {

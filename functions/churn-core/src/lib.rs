@@ -32,7 +32,7 @@ pub mod table;
 /// template's alarms watch it.
 pub const METRIC_NAMESPACE: &str = "ChurnPrediction";
 
-pub use bundle::{Bundle, Manifest};
+pub use bundle::{Bundle, Manifest, ModelInfo};
 pub use config::{DatasetConfig, DerivedFeature, DerivedKind};
 pub use error::{CoreError, FieldProblem, RowError};
 pub use playbook::Playbook;
