@@ -276,13 +276,9 @@ pub fn offer_mix(
         }
         let row = view.row(i);
         let a = explain::shapley(spec, scorer, background, &row, ShapleyParams { permutations, seed: 0 })?;
-        let reasons = explain::top_reasons(spec, &row, &a.values, names.len());
-        let pick = playbook.offer_for(tier, reasons.iter().map(|r| (r.feature.as_str(), r.value.as_str())));
+        let (_, pick) = explain::reasons_and_offer(spec, playbook, tier, &row, &a.values, 0);
         let (slot, value) = match pick {
-            Some((o, _)) => (
-                playbook.offers.iter().position(|x| x.name == o.name).expect("offer from this playbook"),
-                o.expected_value(f64::from(prob), &playbook.business),
-            ),
+            Some(p) => (p.index, p.offer.expected_value(f64::from(prob), &playbook.business)),
             None => (counts.len() - 1, playbook.expected_value(f64::from(prob))),
         };
         counts[slot].customers += 1;

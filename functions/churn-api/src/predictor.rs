@@ -162,18 +162,14 @@ impl Predictor {
             .zip(warnings)
             .map(|((c, (prob, contributions)), w)| {
                 let tier = self.bundle.playbook.tier(prob);
-                // Every positive reason feeds the offer choice; the answer lists the top ones.
-                let mut reasons = explain::top_reasons(spec, &c.record, &contributions, spec.inputs.len());
                 let playbook = &self.bundle.playbook;
-                let offer = playbook.offer_for(tier, reasons.iter().map(|r| (r.feature.as_str(), r.value.as_str()))).map(|(o, field)| {
-                    PersonalisedOffer {
-                        name: o.name.clone(),
-                        action: o.action.clone(),
-                        addresses: field.to_string(),
-                        expected_value: o.expected_value(prob, &playbook.business),
-                    }
+                let (reasons, pick) = explain::reasons_and_offer(spec, playbook, tier, &c.record, &contributions, self.top_reasons);
+                let offer = pick.map(|p| PersonalisedOffer {
+                    name: p.offer.name.clone(),
+                    action: p.offer.action.clone(),
+                    addresses: p.field,
+                    expected_value: p.offer.expected_value(prob, &playbook.business),
                 });
-                reasons.truncate(self.top_reasons);
                 let reasons =
                     reasons.into_iter().map(|r| Reason { feature: r.feature, value: r.value, contribution: r.contribution }).collect();
                 Prediction {

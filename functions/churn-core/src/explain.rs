@@ -119,6 +119,36 @@ pub fn top_reasons(spec: &FeatureSpec, row: &(impl RawRow + ?Sized), contributio
     reasons
 }
 
+/// The playbook's offer chosen for a customer, with where it sits in `playbook.offers`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OfferPick<'p> {
+    pub index: usize,
+    pub offer: &'p crate::playbook::Offer,
+    /// The reason (input field) the offer addresses.
+    pub field: String,
+}
+
+/// What a customer in `tier` is told, from per-input `contributions`: the `top_k` reasons, and
+/// the playbook's offer chosen from *every* positive reason (an offer may address a field below
+/// the top few). The one rule the API, `churn score` and the reports share.
+pub fn reasons_and_offer<'p>(
+    spec: &FeatureSpec,
+    playbook: &'p crate::Playbook,
+    tier: &crate::playbook::Tier,
+    row: &(impl RawRow + ?Sized),
+    contributions: &[f64],
+    top_k: usize,
+) -> (Vec<Reason>, Option<OfferPick<'p>>) {
+    let mut reasons = top_reasons(spec, row, contributions, spec.inputs.len());
+    let pick = playbook.offer_for(tier, reasons.iter().map(|r| (r.feature.as_str(), r.value.as_str()))).map(|(offer, field)| OfferPick {
+        index: playbook.offers.iter().position(|o| std::ptr::eq(o, offer)).expect("an offer of this playbook"),
+        offer,
+        field: field.to_string(),
+    });
+    reasons.truncate(top_k);
+    (reasons, pick)
+}
+
 /// Training customers the Shapley values are measured against: raw values as text (as they read
 /// in a CSV), `None` for blank, in the order of `columns` (the spec's inputs). No id column.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -244,22 +244,18 @@ impl<'a> BatchScorer<'a> {
             spec.checked_slot_values(&row, &mut self.scratch).map_err(|e| CoreError::Model(format!("reasons: {e}")))?;
             let params = explain::ShapleyParams { permutations: explain::REASON_PERMUTATIONS, seed: 0 };
             let a = explainer.explain_slots(spec, &self.scratch, params)?;
-            // Every positive reason feeds the offer choice (as in the API); the text lists the top ones.
-            let mut reasons = explain::top_reasons(spec, &row, &a.values, spec.inputs.len());
-            match playbook.offer_for(tier, reasons.iter().map(|r| (r.feature.as_str(), r.value.as_str()))) {
-                Some((offer, _)) => {
-                    if let Some(i) = playbook.offers.iter().position(|o| std::ptr::eq(o, offer)) {
-                        self.summary.offers[i].1 += 1;
-                    }
-                    cols[1].append_value(&offer.name);
-                    cols[2].append_value(&offer.action);
+            let (reasons, pick) = explain::reasons_and_offer(spec, playbook, tier, &row, &a.values, self.top_reasons);
+            match pick {
+                Some(p) => {
+                    self.summary.offers[p.index].1 += 1;
+                    cols[1].append_value(&p.offer.name);
+                    cols[2].append_value(&p.offer.action);
                 }
                 None => {
                     cols[1].append_null();
                     cols[2].append_null();
                 }
             }
-            reasons.truncate(self.top_reasons);
             cols[0].append_value(reasons_text(&reasons));
         }
         Ok(cols.map(|mut c| Arc::new(c.finish()) as ArrayRef))
