@@ -29,6 +29,10 @@ pub enum StoreError {
     Exists { uri: String },
     #[error("MLflow at {server}: {message}")]
     Mlflow { server: String, message: String },
+    /// The service did not answer (connection refused, name resolution, time-out) after the
+    /// bounded retries: worth trying again later, unlike a refusal.
+    #[error("{service} at {target}: unreachable ({detail}) after {attempts} attempts; {hint}")]
+    Unreachable { service: &'static str, target: String, detail: String, attempts: u32, hint: &'static str },
     #[error(transparent)]
     Core(#[from] churn_core::CoreError),
 }
@@ -36,12 +40,6 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the error means "could not reach the service" (as opposed to a refusal).
     pub fn is_unreachable(&self) -> bool {
-        match self {
-            StoreError::Mlflow { message, .. } => message.starts_with("unreachable"),
-            StoreError::S3 { code: None, message, .. } => {
-                message.starts_with("unreachable") || message.contains("dispatch failure") || message.contains("timeout")
-            }
-            _ => false,
-        }
+        matches!(self, StoreError::Unreachable { .. })
     }
 }

@@ -120,9 +120,13 @@ impl Mlflow {
     async fn send(&self, what: &str, make: impl Fn() -> reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), StoreError> {
         retry::send("MLflow", what, make).await.map_err(|f| match f {
             Failure::Body(e) => self.err(format!("{what}: reading the answer: {e}")),
-            Failure::Unreachable(e) => {
-                self.err(format!("unreachable ({what}: {e}) after {ATTEMPTS} attempts; is the tracking server running at this address?"))
-            }
+            Failure::Unreachable(e) => StoreError::Unreachable {
+                service: "MLflow",
+                target: self.base.clone(),
+                detail: format!("{what}: {e}"),
+                attempts: ATTEMPTS,
+                hint: "is the tracking server running at this address?",
+            },
         })
     }
 

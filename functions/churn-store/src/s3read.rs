@@ -91,7 +91,13 @@ impl S3Reader {
         })
         .await
         .map_err(|f| match f {
-            Failure::Unreachable(e) => error(None, format!("unreachable after {ATTEMPTS} attempts: {e}")),
+            Failure::Unreachable(e) => StoreError::Unreachable {
+                service: "S3",
+                target: uri.clone(),
+                detail: format!("GetObject: {e}"),
+                attempts: ATTEMPTS,
+                hint: "check the network and, for a non-AWS server, AWS_ENDPOINT_URL_S3",
+            },
             Failure::Body(e) => error(None, format!("reading the object: {e}")),
         })?;
         if status == 200 {
@@ -201,6 +207,16 @@ mod tests {
             env_endpoint(vars(&[("AWS_ENDPOINT_URL", "http://a"), ("AWS_ENDPOINT_URL_S3", "http://b")])).as_deref(),
             Some("http://b")
         );
+    }
+
+    /// A closed port is `Unreachable` (a variant a caller matches), not an S3 refusal.
+    #[tokio::test]
+    async fn an_unreachable_endpoint_is_reported_as_such() {
+        let r = S3Reader::new(Some("http://127.0.0.1:9".into()), "us-east-1".into()).unwrap();
+        let creds = Credentials::new("AKID", "SECRET", None, None, "test");
+        let e = r.get(&creds, "b", "k").await.unwrap_err();
+        assert!(matches!(e, StoreError::Unreachable { service: "S3", attempts: 4, .. }), "{e:?}");
+        assert!(e.to_string().contains("s3://b/k") && e.to_string().contains("AWS_ENDPOINT_URL_S3"), "{e}");
     }
 
     #[test]

@@ -212,6 +212,16 @@ impl Store {
         loc: &Location,
         e: aws_sdk_s3::error::SdkError<E>,
     ) -> StoreError {
+        use aws_sdk_s3::error::SdkError;
+        if matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) {
+            return StoreError::Unreachable {
+                service: "S3",
+                target: loc.to_string(),
+                detail: format!("{op}: {}", DisplayErrorContext(&e)),
+                attempts: S3_ATTEMPTS,
+                hint: "check the network and, for a non-AWS server, AWS_ENDPOINT_URL_S3",
+            };
+        }
         let code = e.as_service_error().and_then(|s| s.code()).map(str::to_string);
         StoreError::S3 { op: op.into(), uri: loc.to_string(), code, message: DisplayErrorContext(&e).to_string() }
     }
