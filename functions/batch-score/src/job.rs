@@ -198,7 +198,7 @@ impl Source {
                 Ok(next) => next.map(|r| r.map_err(|e| parquet_failure(label, e, |m| read_failure(label, at, m)))),
                 Err(why) => Some(Err(read_failure(label, at, format!("corrupt data ({why})")))),
             },
-            Source::Table(t, _) => t.next().map(|r| r.map_err(|e| Failure::Input(e.to_string()))),
+            Source::Table(t, _) => t.next().map(|r| r.map_err(Failure::from)),
         }
     }
 }
@@ -448,7 +448,7 @@ impl Scorer {
                 fetched.fetch_add(n, Ordering::Relaxed);
                 tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(|e| Failure::Input(format!("temporary file: {e}")))?;
                 let open = || spool.reopen().map_err(|e| Failure::Input(format!("temporary file: {e}")));
-                let reader = TableReader::csv(&label, open()?, open()?).map_err(|e| Failure::Input(e.to_string()))?;
+                let reader = TableReader::csv(&label, open()?, open()?)?;
                 let columns = reader.columns.clone();
                 Ok((Source::Table(reader, spool), columns, 0))
             }
@@ -474,13 +474,12 @@ impl Scorer {
         let started = Instant::now();
         let fetched = Arc::new(AtomicU64::new(0));
         let (mut source, columns, first_row) = self.open(task, info, format, &fetched).await?;
-        table::require(&label, &columns, self.bundle.spec.input_names()).map_err(|e| Failure::Input(e.to_string()))?;
+        table::require(&label, &columns, self.bundle.spec.input_names())?;
 
         // Checked at start-up: a bundle that cannot give reasons stops init.
-        let mut scorer =
-            BatchScorer::new(&self.bundle, &columns).with_reasons(self.config.top_reasons).map_err(|e| Failure::Input(e.to_string()))?;
+        let mut scorer = BatchScorer::new(&self.bundle, &columns).with_reasons(self.config.top_reasons)?;
         let scored_schema = scored_schema(&scorer.schema());
-        let mut scored_enc = Encoder::new(format, scored_schema.clone()).map_err(|e| Failure::Input(e.to_string()))?;
+        let mut scored_enc = Encoder::new(format, scored_schema.clone())?;
         let part = self.config.part_size;
         let content_type = match format {
             FileFormat::Csv => "text/csv",
@@ -505,7 +504,7 @@ impl Scorer {
                     }));
                 }
                 let batch = batch?;
-                let out = scorer.score(&batch, row, &locate).map_err(|e| Failure::Input(e.to_string()))?;
+                let out = scorer.score(&batch, row, &locate)?;
                 let at_error = out.schema().index_of(ERROR_COLUMN).expect("the scorer writes an error column");
                 let errors = out.column(at_error).clone();
                 let ok = arrow::compute::is_null(&errors).expect("is_null on a column");
@@ -517,20 +516,20 @@ impl Scorer {
                     arrow::compute::kernels::take::take(&version, &arrow::array::UInt32Array::from(vec![0u32; n]), None).expect("take"),
                 );
                 let good = RecordBatch::try_new(scored_schema.clone(), cols).expect("scored schema");
-                let bytes = scored_enc.encode(&good).map_err(|e| Failure::Input(e.to_string()))?;
+                let bytes = scored_enc.encode(&good)?;
                 scored_up.write(&bytes).await.map_err(|e| Failure::Job(e.into()))?;
 
                 if ok.true_count() < batch.num_rows() {
                     let bad_mask = arrow::compute::not(&ok).expect("not");
                     let bad = reject_rows(&batch, &bad_mask, &errors, row);
                     if rejected.is_none() {
-                        let enc = Encoder::new(format, bad.schema()).map_err(|e| Failure::Input(e.to_string()))?;
+                        let enc = Encoder::new(format, bad.schema())?;
                         let up = Upload::new(&self.client, &task.bucket, &keys.rejected, content_type, part)
                             .with_metadata(META_SOURCE_ETAG, &info.etag);
                         rejected = Some((enc, up, bad.schema()));
                     }
                     let (enc, up, _) = rejected.as_mut().expect("just set");
-                    let bytes = enc.encode(&bad).map_err(|e| Failure::Input(e.to_string()))?;
+                    let bytes = enc.encode(&bad)?;
                     up.write(&bytes).await.map_err(|e| Failure::Job(e.into()))?;
                 }
                 row += batch.num_rows();
@@ -565,12 +564,12 @@ impl Scorer {
         // the scored output completes.
         let s = &scorer.summary;
         let finish_scored = async {
-            let tail = scored_enc.finish(scored_schema).map_err(|e| Failure::Input(e.to_string()))?;
+            let tail = scored_enc.finish(scored_schema)?;
             scored_up.write(&tail).await.map_err(|e| Failure::Job(e.into()))?;
             scored_up.finish().await.map_err(|e| Failure::Job(e.into()))
         };
         let scored_bytes = if let Some((enc, mut up, schema)) = rejected {
-            let tail = enc.finish(schema).map_err(|e| Failure::Input(e.to_string()))?;
+            let tail = enc.finish(schema)?;
             up.write(&tail).await.map_err(|e| Failure::Job(e.into()))?;
             summary.timings.bytes_written += up.finish().await.map_err(|e| Failure::Job(e.into()))?;
             summary.rejected_uri = Some(Self::uri(&task.bucket, &keys.rejected));
@@ -621,6 +620,13 @@ enum Failure {
     Superseded(String),
     /// Retry-worthy.
     Job(JobError),
+}
+
+/// A table or scoring error from the core: the input's fault.
+impl From<churn_core::CoreError> for Failure {
+    fn from(e: churn_core::CoreError) -> Self {
+        Failure::Input(e.to_string())
+    }
 }
 
 /// A parquet error: S3 trouble underneath is retried (or, when the object was replaced,

@@ -19,18 +19,33 @@ pub use job::{Scorer, Status, Summary};
 
 use churn_core::METRIC_NAMESPACE as NAMESPACE;
 
+/// Why an invocation fails (Lambda then retries it, and finally hands it to the on-failure
+/// destination).
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    #[error("plan request: {0}")]
+    PlanRequest(serde_json::Error),
+    #[error("{0}")]
+    Plan(String),
+    #[error(transparent)]
+    Event(#[from] event::EventError),
+    /// Objects that could not be finished for a retry-worthy reason (the others were).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Retry(Vec<job::JobError>),
+}
+
 /// Handles one invocation: every task is attempted; the answer lists each object's summary and
 /// every skipped record. When any task failed for a retry-worthy reason the invocation fails
 /// (after the others are done, and their re-delivery is a no-op), so Lambda retries it and
 /// finally hands it to the on-failure destination.
-pub async fn handle(scorer: &Scorer, event: Value, deadline_ms: u64) -> Result<Value, String> {
+pub async fn handle(scorer: &Scorer, event: Value, deadline_ms: u64) -> Result<Value, HandleError> {
     let deadline_ms = job::deadline_epoch_ms(deadline_ms);
     tracing::debug!(deadline_ms, left_ms = job::ms_left(deadline_ms), "invocation");
     if let Some(plan) = event.get("plan") {
-        let req: event::PlanRequest = serde_json::from_value(plan.clone()).map_err(|e| format!("plan request: {e}"))?;
-        return scorer.plan(&req).await;
+        let req: event::PlanRequest = serde_json::from_value(plan.clone()).map_err(HandleError::PlanRequest)?;
+        return scorer.plan(&req).await.map_err(HandleError::Plan);
     }
-    let (tasks, skipped) = event::tasks(event, &scorer.config.input_prefix).map_err(|e| e.to_string())?;
+    let (tasks, skipped) = event::tasks(event, &scorer.config.input_prefix)?;
     for s in &skipped {
         tracing::info!(bucket = %s.bucket, key = %s.key, reason = %s.reason, "skipped");
     }
@@ -44,12 +59,12 @@ pub async fn handle(scorer: &Scorer, event: Value, deadline_ms: u64) -> Result<V
             }
             Err(e) => {
                 tracing::error!(bucket = %task.bucket, key = %task.key, error = %e, "not scored; the invocation fails so that it is retried");
-                errors.push(e.to_string());
+                errors.push(e);
             }
         }
     }
     if !errors.is_empty() {
-        return Err(errors.join("; "));
+        return Err(HandleError::Retry(errors));
     }
     Ok(json!({"objects": summaries, "skipped": skipped}))
 }

@@ -35,7 +35,8 @@ async fn run() -> anyhow::Result<()> {
     let scorer = Scorer { client, bundle: resolved.bundle, model, config };
     let scorer = &scorer;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        batch_score::handle(scorer, event.payload, event.context.deadline).await
+        // The runtime reports the error's text as the invocation's error message.
+        batch_score::handle(scorer, event.payload, event.context.deadline).await.map_err(|e| e.to_string())
     }))
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))
