@@ -4,6 +4,38 @@
 
 use std::borrow::Cow;
 
+/// A categorical value, resolved against the fitted vocabulary so that known categories (the
+/// common case when scoring millions of rows) cost no allocation.
+#[derive(Debug, PartialEq, Default)]
+pub enum CatValue {
+    #[default]
+    Missing,
+    /// Position in the feature's vocabulary.
+    Known(usize),
+    /// Not in the vocabulary (always the case while fitting, when vocabularies are empty).
+    Unseen(String),
+}
+
+impl Clone for CatValue {
+    fn clone(&self) -> Self {
+        match self {
+            CatValue::Missing => CatValue::Missing,
+            CatValue::Known(k) => CatValue::Known(*k),
+            CatValue::Unseen(v) => CatValue::Unseen(v.clone()),
+        }
+    }
+
+    /// The transform copies a resolved category into every row's slot values; a known one over
+    /// a known one (nearly every copy) is a plain store, with nothing to drop.
+    fn clone_from(&mut self, source: &Self) {
+        match (&mut *self, source) {
+            (CatValue::Known(k), CatValue::Known(s)) => *k = *s,
+            (CatValue::Unseen(v), CatValue::Unseen(s)) => v.clone_from(s),
+            (this, source) => *this = source.clone(),
+        }
+    }
+}
+
 /// One raw field value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RawValue<'a> {
@@ -42,7 +74,7 @@ pub trait RawRow {
     /// [`FeatureSpec::resolve_category`](crate::spec::FeatureSpec::resolve_category) of the
     /// spec that reads this row (a parquet dictionary column: its few distinct values are
     /// resolved once per batch instead of once per row). `None`: read [`value`](Self::value).
-    fn resolved_category(&self, _index: usize) -> Option<&crate::spec::CatValue> {
+    fn resolved_category(&self, _index: usize) -> Option<&CatValue> {
         None
     }
 }
@@ -79,7 +111,7 @@ impl<T: RawRow + ?Sized> RawRow for &T {
         (**self).value(index, name)
     }
 
-    fn resolved_category(&self, index: usize) -> Option<&crate::spec::CatValue> {
+    fn resolved_category(&self, index: usize) -> Option<&CatValue> {
         (**self).resolved_category(index)
     }
 }

@@ -1,0 +1,263 @@
+//! The one feature transform: raw record → slot values (parsing, imputation, derived
+//! features) → the model input vector (clipping, scaling, one-hot, piecewise-linear).
+
+use std::borrow::Cow;
+
+use super::*;
+use crate::config::bucket_index;
+use crate::error::{FieldProblem, RowError};
+use crate::row::{RawRow, RawValue};
+
+impl FeatureSpec {
+    /// Steps 1–2: raw values and derived features. Problems are collected, not returned early,
+    /// so that a caller can list every bad field of a record at once.
+    pub fn slot_values(&self, row: &(impl RawRow + ?Sized), out: &mut SlotValues, problems: &mut Vec<FieldProblem>) {
+        // Every slot is written below (each is an input's or a derived feature's, the plan
+        // checks that), so buffers of the right length are reused without resetting them.
+        if out.numeric.len() != self.numeric.len() || out.categorical.len() != self.categorical.len() {
+            out.numeric = vec![f64::NAN; self.numeric.len()];
+            out.categorical = vec![CatValue::Missing; self.categorical.len()];
+        }
+        out.imputed.clear();
+        out.unseen_range.clear();
+        for (i, input) in self.inputs.iter().enumerate() {
+            if let (Slot::Categorical(s), Some(c)) = (self.plan.input_slot[i], row.resolved_category(i)) {
+                out.categorical[s].clone_from(c);
+                continue;
+            }
+            let raw = row.value(i, &input.name);
+            match (self.plan.input_slot[i], &input.kind) {
+                (Slot::Numeric(s), InputKind::Numeric { valid_min, valid_max, seen }) => match parse_number(&raw) {
+                    Ok(Some(x)) if x < *valid_min || x > *valid_max => {
+                        out.numeric[s] = f64::NAN;
+                        problems.push(FieldProblem {
+                            field: input.name.clone(),
+                            value: raw.display(),
+                            problem: format!("out of the valid range [{valid_min}, {valid_max}]"),
+                        })
+                    }
+                    Ok(Some(x)) => {
+                        out.numeric[s] = x;
+                        if seen.is_some_and(|[lo, hi]| x < lo || x > hi) {
+                            out.unseen_range.push(i);
+                        }
+                    }
+                    Ok(None) => {
+                        out.numeric[s] = self.numeric[s].impute;
+                        out.imputed.push(s);
+                    }
+                    Err(p) => {
+                        out.numeric[s] = f64::NAN;
+                        problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p })
+                    }
+                },
+                (Slot::Categorical(s), _) => match self.category_value(s, &raw) {
+                    Ok(c) => out.categorical[s] = c,
+                    Err(p) => {
+                        out.categorical[s] = CatValue::Missing;
+                        problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p })
+                    }
+                },
+                (Slot::Numeric(_), InputKind::Categorical) => unreachable!("plan built from the same inputs"),
+            }
+        }
+        for op in &self.plan.derived {
+            self.apply_derived(op, out);
+        }
+    }
+
+    /// Evaluates one derived feature from the slot values it reads.
+    pub(super) fn apply_derived(&self, op: &DerivedOp, out: &mut SlotValues) {
+        match op {
+            DerivedOp::Ratio { num, den, when_zero, out: o } => {
+                let d = out.numeric[*den];
+                let v = if d == 0.0 { when_zero.map_or(0.0, |w| out.numeric[w]) } else { out.numeric[*num] / d };
+                out.numeric[*o] = if v.is_finite() { v } else { self.numeric[*o].impute };
+            }
+            DerivedOp::Difference { left, right, out: o } => {
+                let v = out.numeric[*left] - out.numeric[*right];
+                out.numeric[*o] = if v.is_finite() { v } else { self.numeric[*o].impute };
+            }
+            DerivedOp::CountEqual { cats, values, matches, out: o } => {
+                let n = cats
+                    .iter()
+                    .zip(matches)
+                    .filter(|(c, m)| match &out.categorical[**c] {
+                        CatValue::Known(k) => m.get(*k).copied().unwrap_or(false),
+                        CatValue::Missing => false,
+                        CatValue::Unseen(v) => values.iter().any(|x| x == v),
+                    })
+                    .count();
+                out.numeric[*o] = n as f64;
+            }
+            DerivedOp::Bucket { src, edges, values, out: o } => {
+                let x = out.numeric[*src];
+                if x.is_finite() {
+                    out.categorical[*o].clone_from(&values[bucket_index(edges, x)]);
+                } else {
+                    out.categorical[*o] = CatValue::Missing;
+                }
+            }
+        }
+    }
+
+    /// Steps 1–2 for a raw value of categorical slot `s`.
+    pub(super) fn category_value(&self, s: usize, raw: &RawValue<'_>) -> std::result::Result<CatValue, String> {
+        if let RawValue::Number(x) = raw {
+            return Ok(match self.plan.vocab_index[s].find_number(*x) {
+                Some(k) => CatValue::Known(k),
+                None => self.resolve(s, Some(Cow::Owned(crate::row::format_number(*x)))),
+            });
+        }
+        Ok(self.resolve(s, category_of(raw)?))
+    }
+
+    /// What [`slot_values`](Self::slot_values) makes of `raw` as the value of input `input`:
+    /// `None` when the input is not categorical, `Some(Err(problem))` when the value is not a
+    /// category. Sources that hold a column's distinct values once (parquet dictionaries)
+    /// resolve them here and hand the results back through [`RawRow::resolved_category`].
+    pub fn resolve_category(&self, input: usize, raw: &RawValue<'_>) -> Option<std::result::Result<CatValue, String>> {
+        match self.plan.input_slot.get(input)? {
+            Slot::Categorical(s) => Some(self.category_value(*s, raw)),
+            Slot::Numeric(_) => None,
+        }
+    }
+
+    pub(super) fn resolve(&self, slot: usize, value: Option<Cow<'_, str>>) -> CatValue {
+        match value {
+            None => CatValue::Missing,
+            Some(v) => match self.plan.vocab_index[slot].find(v.as_ref()) {
+                Some(k) => CatValue::Known(k),
+                None => CatValue::Unseen(v.into_owned()),
+            },
+        }
+    }
+
+    /// The text of a resolved categorical value.
+    pub fn category_text<'a>(&'a self, slot: usize, value: &'a CatValue) -> Option<&'a str> {
+        match value {
+            CatValue::Missing => None,
+            CatValue::Known(k) => Some(self.categorical[slot].vocabulary[*k].as_str()),
+            CatValue::Unseen(v) => Some(v.as_str()),
+        }
+    }
+
+    /// Step 3 for numeric slot `s`: clipped to the fitted bounds and standardised.
+    pub(super) fn encode_numeric(&self, s: usize, x: f64) -> f32 {
+        let f = &self.numeric[s];
+        ((x.clamp(f.clip_min, f.clip_max) - f.mean) / f.std) as f32
+    }
+
+    /// Steps 3–4 on values from [`slot_values`](Self::slot_values): writes the model input vector.
+    pub fn encode(&self, values: &SlotValues, out: &mut [f32], warnings: Option<&mut Vec<Warning>>) {
+        debug_assert_eq!(out.len(), self.plan.width);
+        for (i, x) in values.numeric.iter().enumerate() {
+            out[i] = self.encode_numeric(i, *x);
+        }
+        out[self.numeric.len()..].fill(0.0);
+        for (i, (f, x)) in self.numeric.iter().zip(&values.numeric).enumerate() {
+            if f.bins.is_empty() {
+                continue;
+            }
+            let x = x.clamp(f.clip_min, f.clip_max);
+            let offset = self.plan.bin_offset[i];
+            for (o, edges) in out[offset..offset + f.bin_count()].iter_mut().zip(f.bins.windows(2)) {
+                *o = bin_fraction(x, edges[0], edges[1]);
+            }
+        }
+        let mut warnings = warnings;
+        if let Some(w) = warnings.as_deref_mut() {
+            for &s in &values.imputed {
+                let f = &self.numeric[s];
+                w.push(Warning { field: f.name.clone(), message: format!("missing; imputed with the training median {}", f.impute) });
+            }
+            for &i in &values.unseen_range {
+                let (input, Slot::Numeric(s)) = (&self.inputs[i], self.plan.input_slot[i]) else { continue };
+                let InputKind::Numeric { seen: Some([lo, hi]), .. } = input.kind else { continue };
+                let (x, f) = (values.numeric[s], &self.numeric[s]);
+                w.push(Warning {
+                    field: input.name.clone(),
+                    message: format!(
+                        "{x} is outside the training range [{lo}, {hi}]; the model has seen no such customer and scores it as {}",
+                        x.clamp(f.clip_min, f.clip_max)
+                    ),
+                });
+            }
+        }
+        for (s, c) in self.categorical.iter().enumerate() {
+            match &values.categorical[s] {
+                CatValue::Known(k) => out[self.plan.cat_offset[s] + k] = 1.0,
+                CatValue::Unseen(v) => {
+                    if let Some(w) = warnings.as_deref_mut() {
+                        w.push(Warning {
+                            field: c.name.clone(),
+                            message: format!(
+                                "unseen category {v:?}; scored as an average customer for this field (known: {:?})",
+                                c.vocabulary
+                            ),
+                        });
+                    }
+                }
+                CatValue::Missing => {
+                    if let Some(w) = warnings.as_deref_mut() {
+                        w.push(Warning { field: c.name.clone(), message: "missing; scored as an average customer for this field".into() });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The whole transform for one record: writes `out` (length [`width`](Self::width)) or
+    /// returns every problem found. Warnings (unseen or missing categories) go to `warnings`.
+    pub fn transform_into(
+        &self,
+        row: &(impl RawRow + ?Sized),
+        scratch: &mut SlotValues,
+        out: &mut [f32],
+        warnings: Option<&mut Vec<Warning>>,
+    ) -> std::result::Result<(), RowError> {
+        self.checked_slot_values(row, scratch)?;
+        self.encode(scratch, out, warnings);
+        Ok(())
+    }
+
+    /// Steps 1–2 as [`slot_values`](Self::slot_values), with every problem of the record
+    /// returned as one error.
+    pub fn checked_slot_values(&self, row: &(impl RawRow + ?Sized), out: &mut SlotValues) -> std::result::Result<(), RowError> {
+        let mut problems = Vec::new();
+        self.slot_values(row, out, &mut problems);
+        if problems.is_empty() { Ok(()) } else { Err(RowError { problems }) }
+    }
+
+    /// Convenience form of [`transform_into`](Self::transform_into) that allocates.
+    pub fn transform(&self, row: &(impl RawRow + ?Sized)) -> std::result::Result<Vec<f32>, RowError> {
+        let mut out = vec![0.0; self.width()];
+        self.transform_into(row, &mut SlotValues::default(), &mut out, None)?;
+        Ok(out)
+    }
+
+    /// The typical training value of input `index`: the median of a numeric input, the most
+    /// frequent category of a categorical one (vocabularies are sorted by frequency).
+    pub fn typical_value(&self, index: usize) -> RawValue<'_> {
+        match self.plan.input_slot[index] {
+            Slot::Numeric(s) => RawValue::Number(self.numeric[s].impute),
+            Slot::Categorical(s) => match self.categorical[s].vocabulary.first() {
+                Some(v) => RawValue::Text(Cow::Borrowed(v)),
+                None => RawValue::Missing,
+            },
+        }
+    }
+
+    /// Which input (raw field) each feature-vector position comes from; derived features map to
+    /// themselves. Used to aggregate per-feature explanations back to fields a person knows.
+    pub fn feature_sources(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.numeric.iter().map(|f| f.name.clone()).collect();
+        for c in &self.categorical {
+            v.extend(std::iter::repeat_n(c.name.clone(), c.vocabulary.len()));
+        }
+        for f in &self.numeric {
+            v.extend(std::iter::repeat_n(f.name.clone(), f.bin_count()));
+        }
+        v
+    }
+}
