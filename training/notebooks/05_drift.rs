@@ -46,8 +46,8 @@ let batch = |shift: bool| -> anyhow::Result<std::path::PathBuf> {
 };
 let same = drift_table(&bundle, TableReader::open(&batch(false)?)?, DEFAULT_PSI_THRESHOLD)?;
 let shifted = drift_table(&bundle, TableReader::open(&batch(true)?)?, DEFAULT_PSI_THRESHOLD)?;
-let sorted = |r: &churn_core::scoring::DriftReport| {
-    let mut v: Vec<(String, f64)> = r.features.iter().map(|f| (f.feature.clone(), f.psi)).collect();
+let sorted = |r: &churn_core::scoring::TableDrift| {
+    let mut v: Vec<(String, f64)> = r.drift.features.iter().map(|f| (f.feature.clone(), f.psi)).collect();
     v.sort_by(|a, b| b.1.total_cmp(&a.1));
     v
 };
@@ -60,13 +60,13 @@ nb.charts(vec![
     bar_chart("PSI: test customers as they are", "PSI", &sorted(&same), Some(("alert threshold", DEFAULT_PSI_THRESHOLD))),
     bar_chart("PSI: after the simulated shift", "PSI", &sorted(&shifted), Some(("alert threshold", DEFAULT_PSI_THRESHOLD))),
 ]);
-let names = |r: &churn_core::scoring::DriftReport| r.drifted().map(|f| f.feature.clone()).collect::<Vec<_>>().join(", ");
+let names = |r: &churn_core::scoring::TableDrift| r.drift.drifted_features().map(|f| f.feature.clone()).collect::<Vec<_>>().join(", ");
 nb.text(format!(
     "as they are: {} of {} features above {DEFAULT_PSI_THRESHOLD} ({}); after the shift: {} ({}); mean churn probability {:.3} -> {:.3}",
-    same.drifted().count(),
-    same.features.len(),
+    same.drift.drifted_features().count(),
+    same.drift.features.len(),
     names(&same),
-    shifted.drifted().count(),
+    shifted.drift.drifted_features().count(),
     names(&shifted),
     same.summary.mean_probability,
     shifted.summary.mean_probability

@@ -33,7 +33,6 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use aws_sdk_s3::Client;
 use churn_core::Bundle;
-use churn_core::drift::FeatureDrift;
 use churn_core::scoring::{BatchScorer, ERROR_COLUMN};
 use churn_core::table::{self, Encoder, FileFormat, TableReader};
 use futures::StreamExt;
@@ -91,14 +90,7 @@ pub struct SourceInfo {
     pub row_groups: Option<[usize; 2]>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DriftReport {
-    pub threshold: f64,
-    /// Features whose PSI is above the threshold.
-    pub drifted: Vec<String>,
-    pub max_psi: f64,
-    pub features: Vec<FeatureDrift>,
-}
+pub use churn_core::drift::DriftReport;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
@@ -599,12 +591,7 @@ impl Scorer {
         summary.offers = s.offers.iter().map(|(o, n)| (o.clone(), *n as u64)).collect();
         summary.probability_histogram = s.probability_histogram.iter().map(|&n| n as u64).collect();
         summary.mean_probability = s.mean_probability;
-        summary.drift = scorer.drift(self.config.psi_threshold).map(|features| DriftReport {
-            threshold: self.config.psi_threshold,
-            drifted: features.iter().filter(|f| f.drifted).map(|f| f.feature.clone()).collect(),
-            max_psi: features.iter().map(|f| f.psi).fold(0.0, f64::max),
-            features,
-        });
+        summary.drift = scorer.drift(self.config.psi_threshold).map(|features| DriftReport::new(self.config.psi_threshold, features));
         summary.timings.bytes_read = fetched.load(Ordering::Relaxed);
         Ok(())
     }

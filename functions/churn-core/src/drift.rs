@@ -68,6 +68,34 @@ pub struct FeatureDrift {
     pub drifted: bool,
 }
 
+/// Every feature's PSI against the training reference, and the features above `threshold`: what
+/// a batch summary and `churn drift` report.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DriftReport {
+    pub threshold: f64,
+    /// Features whose PSI is above the threshold.
+    pub drifted: Vec<String>,
+    pub max_psi: f64,
+    /// PSI per feature, in the reference's order.
+    pub features: Vec<FeatureDrift>,
+}
+
+impl DriftReport {
+    pub fn new(threshold: f64, features: Vec<FeatureDrift>) -> Self {
+        DriftReport {
+            threshold,
+            drifted: features.iter().filter(|f| f.drifted).map(|f| f.feature.clone()).collect(),
+            max_psi: features.iter().map(|f| f.psi).fold(0.0, f64::max),
+            features,
+        }
+    }
+
+    /// The features above the threshold.
+    pub fn drifted_features(&self) -> impl Iterator<Item = &FeatureDrift> {
+        self.features.iter().filter(|f| f.drifted)
+    }
+}
+
 /// Bin counts of a batch, accumulated row by row.
 #[derive(Debug, Clone)]
 pub struct DriftCounter {

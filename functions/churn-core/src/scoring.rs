@@ -319,23 +319,16 @@ pub fn score_table(bundle: &Bundle, reader: TableReader, output: &std::path::Pat
 
 /// Data drift of a table against the bundle's training reference (`churn drift`).
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct DriftReport {
+pub struct TableDrift {
     pub file: String,
-    pub threshold: f64,
     pub summary: ScoreSummary,
-    /// PSI per feature, in the reference's order.
-    pub features: Vec<FeatureDrift>,
-}
-
-impl DriftReport {
-    pub fn drifted(&self) -> impl Iterator<Item = &FeatureDrift> {
-        self.features.iter().filter(|f| f.drifted)
-    }
+    #[serde(flatten)]
+    pub drift: crate::drift::DriftReport,
 }
 
 /// Scores `reader` (output discarded) and measures every feature's PSI against the bundle's
 /// training reference; features above `threshold` are flagged.
-pub fn drift_table(bundle: &Bundle, reader: TableReader, threshold: f64) -> Result<DriftReport> {
+pub fn drift_table(bundle: &Bundle, reader: TableReader, threshold: f64) -> Result<TableDrift> {
     if bundle.reference.is_none() {
         return Err(crate::CoreError::Config(format!(
             "{} has no training reference (reference.json): it was trained before drift checks existed; retrain it",
@@ -345,5 +338,5 @@ pub fn drift_table(bundle: &Bundle, reader: TableReader, threshold: f64) -> Resu
     let file = reader.file.clone();
     let scorer = stream(bundle, reader, 0, |_, _| Ok(()))?;
     let features = scorer.drift(threshold).ok_or_else(|| crate::CoreError::Empty { file: file.clone() })?;
-    Ok(DriftReport { file, threshold, summary: scorer.summary, features })
+    Ok(TableDrift { file, summary: scorer.summary, drift: crate::drift::DriftReport::new(threshold, features) })
 }

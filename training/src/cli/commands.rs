@@ -320,20 +320,20 @@ pub(super) fn drift(ctx: &Ctx, a: DriftArgs) -> anyhow::Result<()> {
             "{} rows of {} against the training reference of {} (PSI threshold {threshold}; {} rows could not be scored)",
             r.summary.rows, r.file, bundle.manifest.model_name, r.summary.failed
         );
-        let mut features = r.features.clone();
+        let mut features = r.drift.features.clone();
         features.sort_by(|a, b| b.psi.total_cmp(&a.psi));
         for f in &features {
             println!("  {:<24} PSI {:>8.4}  {}", f.feature, f.psi, if f.drifted { "DRIFTED" } else { "" });
         }
         println!(
             "{} of {} features drifted; mean churn probability {:.3}",
-            r.drifted().count(),
-            r.features.len(),
+            r.drift.drifted_features().count(),
+            r.drift.features.len(),
             r.summary.mean_probability
         );
     }
-    if fail_on_drift && r.drifted().next().is_some() {
-        let names: Vec<&str> = r.drifted().map(|f| f.feature.as_str()).collect();
+    if fail_on_drift && r.drift.drifted_features().next().is_some() {
+        let names: Vec<&str> = r.drift.drifted_features().map(|f| f.feature.as_str()).collect();
         anyhow::bail!("data drift above PSI {threshold} in: {}", names.join(", "));
     }
     Ok(())
