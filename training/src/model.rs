@@ -39,38 +39,32 @@ pub fn build(params: &ValidParams, width: usize, rng: &mut ChaCha8Rng) -> candle
             let mut layers = Vec::new();
             let mut inputs = width;
             for (i, &h) in params.hidden.iter().chain(std::iter::once(&1)).enumerate() {
-                layers.push(candle_nn::linear(inputs, h, vb.pp(format!("layer{i}")))?);
+                layers.push(seeded_linear(&varmap, &format!("layer{i}"), inputs, h, rng)?);
                 inputs = h;
             }
             Box::new(Mlp { norm, layers, dropout: params.dropout as f32 })
         }
-        ModelKind::Logistic => Box::new(Logistic { linear: candle_nn::linear(width, 1, vb.pp("linear"))? }),
+        ModelKind::Logistic => Box::new(Logistic { linear: seeded_linear(&varmap, "linear", width, 1, rng)? }),
     };
-    seed_init(&varmap, rng)?;
     Ok((model, varmap))
 }
 
-/// PyTorch's default for linear layers: uniform in ±1/sqrt(fan_in), weights and biases alike.
-/// Batch-norm scale/shift and running statistics keep candle's constant initialisation.
-fn seed_init(varmap: &VarMap, rng: &mut ChaCha8Rng) -> candle_core::Result<()> {
-    let data = varmap.data().lock().expect("varmap lock");
-    let mut names: Vec<&String> = data.keys().filter(|n| n.starts_with("layer") || n.starts_with("linear")).collect();
-    names.sort();
-    for name in names {
-        let var = &data[name];
-        let dims = var.dims().to_vec();
-        let fan_in = if name.ends_with("weight") {
-            dims[1]
-        } else {
-            let w = &data[&name.replace("bias", "weight")];
-            w.dims()[1]
-        };
-        let bound = 1.0 / (fan_in as f32).sqrt();
-        let n: usize = dims.iter().product();
-        let values: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
-        var.set(&Tensor::from_vec(values, dims, &Device::Cpu)?)?;
-    }
-    Ok(())
+/// A linear layer `inputs → outputs` whose variables are registered in `varmap` under
+/// `prefix` and initialised from `rng` as PyTorch initialises linear layers: uniform in
+/// ±1/sqrt(fan_in), bias then weight. Batch-norm scale/shift and running statistics keep
+/// candle's constant initialisation.
+fn seeded_linear(varmap: &VarMap, prefix: &str, inputs: usize, outputs: usize, rng: &mut ChaCha8Rng) -> candle_core::Result<Linear> {
+    let bound = 1.0 / (inputs as f32).sqrt();
+    let mut uniform = |shape: &[usize]| {
+        let values: Vec<f32> = (0..shape.iter().product()).map(|_| rng.random_range(-bound..bound)).collect();
+        candle_core::Var::from_vec(values, shape, &Device::Cpu)
+    };
+    let bias = uniform(&[outputs])?;
+    let weight = uniform(&[outputs, inputs])?;
+    let mut data = varmap.data().lock().expect("varmap lock");
+    data.insert(format!("{prefix}.weight"), weight.clone());
+    data.insert(format!("{prefix}.bias"), bias.clone());
+    Ok(Linear::new(weight.as_tensor().clone(), Some(bias.as_tensor().clone())))
 }
 
 /// The variables the optimiser updates (batch-norm running statistics are not parameters).
