@@ -12,12 +12,11 @@ pub mod event;
 pub mod job;
 pub mod s3io;
 
+use churn_core::emf::{self, Metric};
 use serde_json::{Value, json};
 
 pub use config::BatchConfig;
 pub use job::{Scorer, Status, Summary};
-
-use churn_core::METRIC_NAMESPACE as NAMESPACE;
 
 /// Why an invocation fails (Lambda then retries it, and finally hands it to the on-failure
 /// destination).
@@ -97,37 +96,62 @@ fn log_summary(s: &Summary) {
     }
 }
 
-/// One CloudWatch Embedded Metric Format line for an object: rows in / scored / rejected, the
-/// largest PSI and the number of drifted features (the drift alarm watches these), duration.
+/// The metrics of one object: rows in / scored / rejected, the largest PSI and the number of
+/// drifted features (the drift alarm watches these), duration.
+const METRICS: [Metric; 7] = [
+    Metric::count("RowsIn"),
+    Metric::count("RowsScored"),
+    Metric::count("RowsRejected"),
+    Metric::count("FailedObjects"),
+    Metric { name: "MaxPsi", unit: "None" },
+    Metric::count("DriftedFeatures"),
+    Metric { name: "Duration", unit: "Milliseconds" },
+];
+
+/// One CloudWatch Embedded Metric Format line for an object, by function (the model version
+/// logged beside it).
 pub fn emf_line(s: &Summary) -> String {
-    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     let (max_psi, drifted) = s.drift.as_ref().map(|d| (d.max_psi, d.drifted.len())).unwrap_or((0.0, 0));
-    json!({
-        "Function": "batch-score",
-        "ModelVersion": s.model.version,
-        "RowsIn": s.rows_in,
-        "RowsScored": s.rows_scored,
-        "RowsRejected": s.rows_rejected,
-        "FailedObjects": u8::from(matches!(s.status, Status::Failed | Status::Refused)),
-        "MaxPsi": max_psi,
-        "DriftedFeatures": drifted,
-        "Duration": s.timings.total_ms,
-        "_aws": {
-            "Timestamp": ts,
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [["Function"]],
-                "Metrics": [
-                    {"Name": "RowsIn", "Unit": "Count"},
-                    {"Name": "RowsScored", "Unit": "Count"},
-                    {"Name": "RowsRejected", "Unit": "Count"},
-                    {"Name": "FailedObjects", "Unit": "Count"},
-                    {"Name": "MaxPsi", "Unit": "None"},
-                    {"Name": "DriftedFeatures", "Unit": "Count"},
-                    {"Name": "Duration", "Unit": "Milliseconds"}
-                ]
-            }]
+    let failed = matches!(s.status, Status::Failed | Status::Refused);
+    let values = [
+        s.rows_in as f64,
+        s.rows_scored as f64,
+        s.rows_rejected as f64,
+        f64::from(u8::from(failed)),
+        max_psi,
+        drifted as f64,
+        s.timings.total_ms,
+    ];
+    emf::line(&[("Function", "batch-score")], &[("ModelVersion", &s.model.version)], &METRICS, &values, emf::now_ms())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The line the template's alarms read: by function only, every declared metric with a value,
+    /// a failed object counted once.
+    #[test]
+    fn an_objects_emf_line_carries_every_alarmed_metric() {
+        let summary: Summary = serde_json::from_value(json!({
+            "status": "failed",
+            "source": {"bucket": "b", "key": "incoming/x.csv", "etag": "\"e\"", "bytes": 10, "row_groups": null},
+            "model": {"name": "churn-mlp", "version": "7", "sha256": "s"},
+            "rows_in": 0, "rows_scored": 0, "rows_rejected": 0, "rows_warned": 0,
+            "tiers": [], "probability_histogram": [], "mean_probability": 0.0, "drift": null,
+            "scored_uri": null, "rejected_uri": null, "summary_uri": "s3://b/scored/x.csv.summary.json",
+            "timings": {"read_and_score_ms": 0.0, "total_ms": 12.5, "bytes_read": 0, "bytes_written": 0},
+            "error": "not a table"
+        }))
+        .unwrap();
+        let v: Value = serde_json::from_str(&emf_line(&summary)).unwrap();
+        assert_eq!((v["Function"].as_str(), v["ModelVersion"].as_str()), (Some("batch-score"), Some("7")));
+        assert_eq!((v["FailedObjects"].as_i64(), v["Duration"].as_f64()), (Some(1), Some(12.5)));
+        let d = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(d["Namespace"], churn_core::METRIC_NAMESPACE);
+        assert_eq!(d["Dimensions"], json!([["Function"]]));
+        for m in d["Metrics"].as_array().unwrap() {
+            assert!(v.get(m["Name"].as_str().unwrap()).is_some(), "{m} has no value");
         }
-    })
-    .to_string()
+    }
 }

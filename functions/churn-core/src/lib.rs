@@ -13,6 +13,7 @@
 pub mod bundle;
 pub mod config;
 pub mod drift;
+pub mod emf;
 pub mod env;
 pub mod error;
 pub mod explain;
