@@ -269,11 +269,6 @@ pub fn calibrate(z: &[f32], y: &[bool], knots: usize) -> Calibration {
     fit_hinges(z, y, &[])
 }
 
-/// Platt scaling: [`calibrate`] without knots.
-pub fn platt(z: &[f32], y: &[bool]) -> Calibration {
-    fit_hinges(z, y, &[])
-}
-
 /// Newton's method for `sigmoid(a z + b + Σ c_i relu(z − t_i))` against the smoothed targets,
 /// with a backtracking line search (Lin, Lin & Weng's fix of Platt's original procedure: a
 /// plain Newton step overshoots on well-separated data).
@@ -445,7 +440,7 @@ mod tests {
         let err = |c: &Calibration| {
             (-40..=40).map(|k| (sigmoid(c.logit(k as f64 / 10.0)) - sigmoid(truth(k as f64 / 10.0))).abs()).fold(0.0, f64::max)
         };
-        let (spline, plain) = (calibrate(&z, &y, 5), platt(&z, &y));
+        let (spline, plain) = (calibrate(&z, &y, 5), calibrate(&z, &y, 0));
         assert_eq!(spline.knots.len(), 5);
         assert!(spline.increasing());
         assert!(err(&spline) < 0.03 && err(&plain) > 0.08, "spline {} Platt {}", err(&spline), err(&plain));
@@ -471,7 +466,7 @@ mod tests {
                 y.push(j < pos);
             }
         }
-        let c = platt(&z, &y);
+        let c = calibrate(&z, &y, 0);
         assert!((c.a - 0.5).abs() < 0.02 && (c.b + 1.0).abs() < 0.03, "{c:?}");
     }
 }

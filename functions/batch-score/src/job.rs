@@ -181,14 +181,15 @@ enum Source {
 }
 
 impl Source {
-    /// The next batch. S3 trouble underneath is retried; a bad file is the input's fault,
-    /// including a panic inside the parquet decoder on a corrupt page (the stream is not polled
-    /// again after one).
-    async fn next(&mut self, label: &str, at: &str) -> Option<Result<RecordBatch, Failure>> {
+    /// The next batch, the first of which is data row `row` (0-based). S3 trouble underneath is
+    /// retried; a bad file is the input's fault, including a panic inside the parquet decoder on
+    /// a corrupt page (the stream is not polled again after one).
+    async fn next(&mut self, label: &str, row: usize) -> Option<Result<RecordBatch, Failure>> {
+        let at = || table::locate(FileFormat::Parquet, row);
         match self {
             Source::Parquet(s) => match table::catch_decoder_panic_async(s.next()).await {
-                Ok(next) => next.map(|r| r.map_err(|e| parquet_failure(label, e, |m| read_failure(label, at, m)))),
-                Err(why) => Some(Err(read_failure(label, at, format!("corrupt data ({why})")))),
+                Ok(next) => next.map(|r| r.map_err(|e| parquet_failure(label, e, |m| read_failure(label, &at(), m)))),
+                Err(why) => Some(Err(read_failure(label, &at(), format!("corrupt data ({why})")))),
             },
             Source::Table(t, _) => t.next().map(|r| r.map_err(Failure::from)),
         }
@@ -326,19 +327,8 @@ impl Scorer {
 
     /// Deletes `scored/<key>` and `rejected/<key>` (deleting a missing object succeeds).
     async fn remove_outputs(&self, task: &Task, keys: &Keys) -> Result<(), S3Error> {
-        let delete = |key: &str| {
-            let key = key.to_string();
-            async move {
-                self.client
-                    .delete_object()
-                    .bucket(&task.bucket)
-                    .key(&key)
-                    .send()
-                    .await
-                    .map_err(|e| s3io::s3_error("DeleteObject", &task.bucket, &key, e))
-            }
-        };
-        let (a, b) = tokio::join!(delete(&keys.scored), delete(&keys.rejected));
+        let (a, b) =
+            tokio::join!(s3io::delete(&self.client, &task.bucket, &keys.scored), s3io::delete(&self.client, &task.bucket, &keys.rejected));
         a?;
         b?;
         Ok(())
@@ -485,7 +475,7 @@ impl Scorer {
 
         let result: Result<(), Failure> = async {
             let mut row = first_row;
-            while let Some(batch) = source.next(&label, &locate(row)).await {
+            while let Some(batch) = source.next(&label, row).await {
                 let left = ms_left(deadline_ms);
                 if left < self.config.time_margin_ms {
                     return Err(Failure::Job(JobError::OutOfTime {
@@ -567,17 +557,9 @@ impl Scorer {
             summary.rejected_uri = Some(Self::uri(&task.bucket, &keys.rejected));
             finish_scored.await?
         } else {
-            let delete_stale = async {
-                self.client
-                    .delete_object()
-                    .bucket(&task.bucket)
-                    .key(&keys.rejected)
-                    .send()
-                    .await
-                    .map_err(|e| Failure::Job(s3io::s3_error("DeleteObject", &task.bucket, &keys.rejected, e).into()))
-            };
+            let delete_stale = s3io::delete(&self.client, &task.bucket, &keys.rejected);
             let (deleted, scored) = tokio::join!(delete_stale, finish_scored);
-            deleted?;
+            deleted.map_err(|e| Failure::Job(e.into()))?;
             scored?
         };
         summary.timings.bytes_written += scored_bytes;

@@ -77,6 +77,12 @@ pub async fn head(client: &Client, bucket: &str, key: &str) -> Result<Option<Obj
     }
 }
 
+/// Deletes `s3://{bucket}/{key}`; deleting a missing object succeeds.
+pub async fn delete(client: &Client, bucket: &str, key: &str) -> Result<(), S3Error> {
+    client.delete_object().bucket(bucket).key(key).send().await.map_err(|e| s3_error("DeleteObject", bucket, key, e))?;
+    Ok(())
+}
+
 /// Bytes a coalesced read may fetch beyond what was asked for.
 const SPAN_SLACK: u64 = 1 << 20;
 
