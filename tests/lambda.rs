@@ -4,7 +4,6 @@
 //! answers the sample events in `events/` sent with `cargo lambda invoke`. Also: the same binary
 //! serving HTTP outside Lambda, and start-up failures ending init with one clear line.
 
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
 use churn_e2e::lambda::*;
@@ -140,19 +139,52 @@ fn outside_lambda_the_same_binary_serves_http() {
     let _p = spawn(c);
     wait_for_port(port, "predict (HTTP mode)");
     let ev: Value = serde_json::from_str(&std::fs::read_to_string(event("apigw-http-predict.json")).unwrap()).unwrap();
-    let body = ev["body"].as_str().unwrap();
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    use std::io::{Read, Write};
-    write!(
-        s,
-        "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    let json = resp.split("\r\n\r\n").nth(1).unwrap();
-    let v: Value = serde_json::from_str(json).unwrap();
+    let (status, v) = http_json(port, "POST", "/predict", ev["body"].as_str());
+    assert_eq!(status, 200, "{v}");
     assert_eq!(v["predictions"][0]["customer_id"], "8879-ZKJOF");
+}
+
+/// The deployable form of a model (`churn package`): a directory the function reads from its
+/// layer, and one archive object read with one GET. Both answer the sample events and report the
+/// packaged bundle; the archive's start-up log says it was one fetch.
+#[test]
+fn a_packaged_model_serves_from_a_directory_and_from_one_s3_object() {
+    let dir = scratch("package");
+    let d = dir.path();
+    let bucket = test_bucket("churn-packages");
+    let archive = format!("s3://{bucket}/packages/churn.tar");
+    let layer = d.join("layer/model");
+    let out = churn_in(
+        d,
+        &[],
+        &["package", "--model", trained_bundle().to_str().unwrap(), "--out", layer.to_str().unwrap(), "--archive", &archive],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let sha = churn_core::Bundle::load_dir(trained_bundle()).unwrap().manifest.bundle_sha256();
+    assert!(stdout.contains(&sha) && stdout.contains("unregistered bundle"), "{stdout}");
+    let mut names: Vec<String> =
+        std::fs::read_dir(&layer).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    let mut expected: Vec<String> = churn_core::bundle::LOADED_FILES.iter().map(|s| s.to_string()).collect();
+    expected.extend(["manifest.json".to_string(), "source.json".to_string()]);
+    expected.sort();
+    assert_eq!(names, expected, "the package holds what serving loads, and where it came from");
+
+    let emu = emulator();
+    for uri in [layer.to_str().unwrap(), archive.as_str()] {
+        let (_f, logs) = start_function("predict", emu.port, &[("MODEL_URI", uri)]);
+        let r = invoke(emu.port, &event("apigw-http-predict.json"));
+        assert_eq!(r["statusCode"], 200, "{uri}: {r}");
+        assert_eq!(body(&r)["predictions"][0]["customer_id"], "8879-ZKJOF");
+        let m = body(&invoke(emu.port, &event("apigw-http-model.json")));
+        assert_eq!((m["sha256"].as_str(), m["version"].as_str()), (Some(sha.as_str()), Some(&sha[..12])), "{uri}: {m}");
+        let lines: Vec<String> = std::iter::from_fn(|| logs.recv_timeout(std::time::Duration::from_millis(300)).ok()).collect();
+        let loaded = lines.iter().find(|l| l.contains("\"model loaded\"")).unwrap_or_else(|| panic!("{lines:#?}"));
+        assert!(loaded.contains(&format!("\"packaged_from\":\"{}\"", trained_bundle().display())), "{loaded}");
+        if uri.starts_with("s3://") {
+            assert!(lines.iter().any(|l| l.contains("\"package fetched\"")), "one GET for the whole package: {lines:#?}");
+            assert!(!lines.iter().any(|l| l.contains("\"bundle fetched\"")), "{lines:#?}");
+        }
+    }
 }

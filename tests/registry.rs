@@ -123,6 +123,40 @@ fn train_upload_register_promote_and_load_by_alias_from_rust_and_python() {
         assert!((p - rust[i]).abs() <= 1e-6, "row {i}: churn score {p} vs {}", rust[i]);
     }
 
+    // The deployable package of the champion: it names the registry version it serves, and a
+    // function (or `churn score`) reading it gives the alias's probabilities byte for byte.
+    let pkg = d.join("layer/model");
+    let archive = format!("s3://{bucket}/packages/{name}.tar");
+    let out = ok(&churn_in(d, &[], &["package", "--model", &champion, "--out", pkg.to_str().unwrap(), "--archive", &archive]));
+    assert!(out.contains(&format!("packaged {name} version 2 (@")) && out.contains("@champion") && out.contains(bundle_uri), "{out}");
+    let source: Value = serde_json::from_str(&std::fs::read_to_string(pkg.join("source.json")).unwrap()).unwrap();
+    assert_eq!((source["registered_model"].as_str(), source["version"].as_str()), (Some(name.as_str()), Some("2")), "{source}");
+    assert_eq!(source["bundle_sha256"], v2["tags"]["bundle_sha256"], "{source}");
+    assert_eq!(source["model_uri"], champion.as_str(), "{source}");
+    // Packaging the S3 bundle directly gives the same bundle, unregistered.
+    let from_s3 = ok(&churn_in(d, &[], &["package", "--model", bundle_uri, "--out", d.join("from-s3").to_str().unwrap()]));
+    assert!(from_s3.contains("unregistered bundle") && from_s3.contains(source["bundle_sha256"].as_str().unwrap()), "{from_s3}");
+    for model in [pkg.to_str().unwrap(), archive.as_str()] {
+        let o = d.join("packaged.csv");
+        ok(&churn_in(d, &[], &["score", "--model", model, "--input", telco_csv().to_str().unwrap(), "--output", o.to_str().unwrap()]));
+        assert_eq!(std::fs::read_to_string(&o).unwrap(), scored_text, "{model}");
+    }
+    // The function on the package reports the registry version, without asking MLflow.
+    let port = churn_e2e::lambda::free_port();
+    let mut c = std::process::Command::new(binary("predict"));
+    c.env_remove("AWS_LAMBDA_RUNTIME_API")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env("MODEL_URI", &pkg)
+        .env("BIND", format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _f = churn_e2e::lambda::spawn(c);
+    churn_e2e::lambda::wait_for_port(port, "predict on the package");
+    let (status, m) = churn_e2e::lambda::http_json(port, "GET", "/model", None);
+    assert_eq!(status, 200, "{m}");
+    assert_eq!((m["name"].as_str(), m["version"].as_str()), (Some(manifest_name(&local).as_str()), Some("2")), "{m}");
+    assert_eq!(m["sha256"], source["bundle_sha256"], "{m}");
+
     // A margin is a number >= 0; promoting anyway is what --force is for.
     for m in ["--margin=-1", "--margin=NaN"] {
         let e = failed(&churn_in(d, &[], &["promote", "--name", &name, "--version", "1", m]));
@@ -150,6 +184,14 @@ fn train_upload_register_promote_and_load_by_alias_from_rust_and_python() {
         "{e}"
     );
     assert!(!d.join("v1.csv").exists());
+    // Nor packaged.
+    let e = failed(&churn_in(d, &[], &["package", "--model", &format!("models:/{name}/1"), "--out", d.join("v1").to_str().unwrap()]));
+    assert!(e.contains("bundle_sha256 tag says 0000") && e.contains("replaced after it was registered"), "{e}");
+    assert!(!d.join("v1").exists());
+}
+
+fn manifest_name(bundle: &std::path::Path) -> String {
+    Bundle::load_dir(bundle).unwrap().manifest.model_name
 }
 
 #[test]

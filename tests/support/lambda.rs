@@ -147,3 +147,21 @@ pub fn invoke(port: u16, event: &Path) -> Value {
 pub fn event(name: &str) -> PathBuf {
     root().join("events").join(name)
 }
+
+/// One HTTP/1.1 request to a local server (the functions' HTTP mode): its status and JSON body.
+pub fn http_json(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("not HTTP: {resp}"));
+    let json = resp.split("\r\n\r\n").nth(1).unwrap_or_else(|| panic!("no body: {resp}"));
+    (status, serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {resp}")))
+}

@@ -9,6 +9,7 @@
 
 pub mod function;
 pub mod mlflow;
+pub mod package;
 pub mod registry;
 mod retry;
 mod s3read;

@@ -2,9 +2,10 @@
 //! and the serving functions (which read them): aliases, the version tags that point at the
 //! bundle, and resolving any model address to a loaded, verified bundle.
 
-use churn_core::Bundle;
+use churn_core::{Bundle, CoreError};
 
 use crate::mlflow::{ModelRef, ModelVersion};
+use crate::package::{self, PackageSource};
 use crate::{Location, Mlflow, Store, StoreError};
 
 /// Alias every new version gets.
@@ -51,13 +52,16 @@ pub async fn load_version(store: &Store, v: &ModelVersion) -> Result<Bundle, Sto
 pub struct Resolved {
     pub bundle: Bundle,
     pub location: Location,
-    /// The registry version when the address was `models:/…`.
+    /// The registry version when the address was `models:/…`, or a package of one.
     pub version: Option<ModelVersion>,
+    /// Where a package's bundle came from, when the address is a package ([`crate::package`]).
+    pub package: Option<PackageSource>,
 }
 
-/// Resolves any model address — a directory, `s3://…`, `models:/<name>@<alias>` or
-/// `models:/<name>/<version>` (through MLflow, which must then be given) — and loads the bundle,
-/// every file checked against its manifest.
+/// Resolves any model address — a directory (a bundle or a package), `s3://…` (a bundle
+/// prefix, or a package archive ending in `.tar`, read with one GET), `models:/<name>@<alias>`
+/// or `models:/<name>/<version>` (through MLflow, which must then be given) — and loads the
+/// bundle, every file checked against its manifest.
 pub async fn resolve_model(store: &Store, mlflow: Option<&Mlflow>, uri: &str) -> Result<Resolved, StoreError> {
     let location = match ModelRef::parse(uri) {
         Some(r) => {
@@ -67,10 +71,28 @@ pub async fn resolve_model(store: &Store, mlflow: Option<&Mlflow>, uri: &str) ->
             })?;
             let v = mlflow.resolve(&r).await?;
             let bundle = load_version(store, &v).await?;
-            return Ok(Resolved { bundle, location: bundle_location(&v)?, version: Some(v) });
+            return Ok(Resolved { bundle, location: bundle_location(&v)?, version: Some(v), package: None });
         }
         None => Location::parse(uri)?,
     };
-    let bundle = store.load_bundle(&location).await?;
-    Ok(Resolved { bundle, location, version: None })
+    let label = location.to_string();
+    let (bundle, source) = if package::is_archive(&location) {
+        let start = std::time::Instant::now();
+        let files = package::read_archive(&label, &store.get(&location).await?)?;
+        tracing::info!(location = %location, bytes = files.values().map(Vec::len).sum::<usize>(), fetch_ms = start.elapsed().as_secs_f64() * 1e3, "package fetched");
+        let bundle = Bundle::load_with(&label, |name| {
+            files.get(name).cloned().ok_or_else(|| CoreError::Bundle { dir: label.clone(), message: format!("{name} is missing") })
+        })?;
+        (bundle, files.get(package::SOURCE).cloned())
+    } else {
+        let source = match &location {
+            Location::Local(dir) if dir.join(package::SOURCE).is_file() => Some(store.get(&location.join(package::SOURCE)).await?),
+            Location::Local(_) => None,
+            Location::S3 { .. } => None,
+        };
+        (store.load_bundle(&location).await?, source)
+    };
+    let package = source.map(|b| package::check_source(&label, &b, &bundle.manifest)).transpose()?;
+    let version = package.as_ref().and_then(PackageSource::model_version);
+    Ok(Resolved { bundle, location, version, package })
 }

@@ -318,7 +318,7 @@ impl Store {
     /// The files a scorer loads, requested together with the manifest: one round of requests
     /// instead of two, which a cold start pays for. A file the manifest does not list (a bundle
     /// from before explanations has no background sample) is left out whatever its request gave.
-    async fn fetch_loaded_files(&self, loc: &Location) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+    pub(crate) async fn fetch_loaded_files(&self, loc: &Location) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
         let manifest_loc = loc.join(bundle::MANIFEST);
         let (manifest_bytes, bodies) = futures::future::join(
             self.get(&manifest_loc),

@@ -47,7 +47,8 @@ async fn run(in_lambda: bool) -> anyhow::Result<()> {
         );
     }
     let info = predictor.info();
-    tracing::info!(model = %info.name, version = %info.version, location = %resolved.location, init_ms = start.elapsed().as_secs_f64() * 1e3, "model loaded");
+    let packaged_from = resolved.package.as_ref().map_or("-", |p| p.bundle_location.as_str());
+    tracing::info!(model = %info.name, version = %info.version, sha256 = %info.sha256, location = %resolved.location, packaged_from, init_ms = start.elapsed().as_secs_f64() * 1e3, "model loaded");
     let app = churn_api::router(predictor, config.max_body_bytes);
     if in_lambda {
         let app = app.layer(axum::middleware::map_request(lambda_request_id));

@@ -417,6 +417,38 @@ pub(super) fn register(ctx: &Ctx, a: RegisterArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub(super) fn package(ctx: &Ctx, a: PackageArgs) -> anyhow::Result<()> {
+    let Ctx { rt, mlflow, store, .. } = ctx;
+    let PackageArgs { model, out, archive, force } = a;
+    anyhow::ensure!(out.is_some() || archive.is_some(), "nothing to write: give --out DIR, --archive PATH.tar, or both");
+    let start = Instant::now();
+    let p = rt.block_on(churn_store::package::fetch(store, mlflow.as_ref(), &model))?;
+    let s = &p.source;
+    let what = match (&s.registered_model, &s.version) {
+        (Some(n), Some(v)) => {
+            format!("{n} version {v}{}", if s.aliases.is_empty() { String::new() } else { format!(" (@{})", s.aliases.join(", @")) })
+        }
+        _ => format!("unregistered bundle {}", &s.bundle_sha256[..12]),
+    };
+    if let Some(dir) = &out {
+        p.write_dir(dir, force)?;
+        println!("packaged {what} from {} into {}", s.bundle_location, dir.display());
+    }
+    if let Some(a) = &archive {
+        let dest = Location::parse(a)?;
+        anyhow::ensure!(churn_store::package::is_archive(&dest), "--archive must end in .tar, not {a}");
+        let bytes = p.archive();
+        let size = bytes.len();
+        match &dest {
+            Location::Local(path) => std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?,
+            Location::S3 { .. } => rt.block_on(store.put_immutable(&dest, bytes))?,
+        }
+        println!("packaged {what} as {dest} ({:.1} KiB)", size as f64 / 1024.0);
+    }
+    println!("bundle SHA-256 {} ({:.2} s)", s.bundle_sha256, start.elapsed().as_secs_f64());
+    Ok(())
+}
+
 pub(super) fn promote(ctx: &Ctx, a: PromoteArgs) -> anyhow::Result<()> {
     let Ctx { rt, mlflow, store, .. } = ctx;
     let PromoteArgs { name, version, data, margin, force } = a;

@@ -63,6 +63,9 @@ enum Command {
     Upload(UploadArgs),
     /// Log an existing bundle as an MLflow run and register it (after a training run could not reach MLflow).
     Register(RegisterArgs),
+    /// Fetch, verify and lay out a bundle for deployment (a Lambda layer's content, and
+    /// optionally one archive object), with a record of which registry version it is.
+    Package(PackageArgs),
     /// Point the `champion` alias at a version if it beats the current champion on the same data.
     Promote(PromoteArgs),
     /// k-fold cross-validation of training recipes over one or more tables: quality (ROC AUC,
@@ -94,7 +97,7 @@ struct TrainArgs {
 
 #[derive(clap::Args)]
 struct ScoreArgs {
-    /// Bundle: a directory, s3://bucket/prefix/…, or models:/<name>@<alias>.
+    /// Bundle: a directory, s3://bucket/prefix/…, a package archive (….tar), or models:/<name>@<alias>.
     #[arg(long)]
     model: String,
     #[arg(long)]
@@ -110,7 +113,7 @@ struct ScoreArgs {
 
 #[derive(clap::Args)]
 struct EvaluateArgs {
-    /// Bundle: a directory, s3://bucket/prefix/…, or models:/<name>@<alias>.
+    /// Bundle: a directory, s3://bucket/prefix/…, a package archive (….tar), or models:/<name>@<alias>.
     #[arg(long)]
     model: String,
     #[arg(long)]
@@ -128,7 +131,7 @@ struct EvaluateArgs {
 
 #[derive(clap::Args)]
 struct DriftArgs {
-    /// Bundle: a directory, s3://bucket/prefix/…, or models:/<name>@<alias>.
+    /// Bundle: a directory, s3://bucket/prefix/…, a package archive (….tar), or models:/<name>@<alias>.
     #[arg(long)]
     model: String,
     /// Customer table (CSV or parquet; labels not needed).
@@ -147,7 +150,7 @@ struct DriftArgs {
 
 #[derive(clap::Args)]
 struct ExplainArgs {
-    /// Bundle: a directory, s3://bucket/prefix/…, or models:/<name>@<alias>.
+    /// Bundle: a directory, s3://bucket/prefix/…, a package archive (….tar), or models:/<name>@<alias>.
     #[arg(long)]
     model: String,
     /// Customer table (CSV or parquet).
@@ -177,6 +180,25 @@ struct UploadArgs {
     /// s3://bucket/prefix; the bundle goes under <prefix>/<model-name>/<bundle-id>/.
     #[arg(long)]
     out: String,
+}
+
+#[derive(clap::Args)]
+struct PackageArgs {
+    /// The model: models:/<name>@<alias>, models:/<name>/<version>, s3://bucket/prefix/… (a
+    /// bundle, or a package archive ending in .tar), or a bundle directory.
+    #[arg(long)]
+    model: String,
+    /// Directory the package is written to (the layer's `model/` directory; the functions read
+    /// it with MODEL_URI=/opt/model).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write the package as one tar archive here: a local path or s3://bucket/key.tar
+    /// (MODEL_URI=s3://bucket/key.tar loads it with one GET).
+    #[arg(long)]
+    archive: Option<String>,
+    /// Replace an existing --out directory.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(clap::Args)]
@@ -260,6 +282,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Explain(a) => commands::explain(&ctx, a),
         Command::Upload(a) => commands::upload(&ctx, a),
         Command::Register(a) => commands::register(&ctx, a),
+        Command::Package(a) => commands::package(&ctx, a),
         Command::Promote(a) => commands::promote(&ctx, a),
         Command::Benchmark(a) => commands::benchmark(a),
         Command::Compare(a) => commands::compare(a),
