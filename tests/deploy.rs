@@ -213,6 +213,63 @@ fn policies_are_least_privilege_and_resources_are_locked_down() {
     }
 }
 
+/// The model ships with the functions: a layer `sam build` fills (infra/model-layer/Makefile,
+/// `churn package`), mounted at /opt/model where both functions read it unless ModelUri asks for
+/// a fetch at start-up; the outputs say where the served model can be read; samconfig.toml
+/// deploys in one pass (no placeholder to edit).
+#[test]
+fn the_model_ships_in_a_layer_both_functions_read() {
+    let t = template("raw");
+    assert_eq!(t["Parameters"]["ModelUri"]["Default"], "", "packaged model by default");
+    let layer = &t["Resources"]["ModelLayer"];
+    assert_eq!(layer["Type"], "AWS::Serverless::LayerVersion");
+    assert_eq!(
+        (layer["Metadata"]["BuildMethod"].as_str(), layer["Metadata"]["BuildArchitecture"].as_str()),
+        (Some("makefile"), Some("arm64"))
+    );
+    let content = root().join(layer["Properties"]["ContentUri"].as_str().unwrap());
+    let makefile = std::fs::read_to_string(content.join("Makefile")).unwrap();
+    assert!(makefile.contains("build-ModelLayer:") && makefile.contains("package --model"), "{makefile}");
+    assert!(makefile.contains("$(ARTIFACTS_DIR)/model"), "the layer's model/ is /opt/model in Lambda");
+    for (name, f) in resources_of(&t, "AWS::Serverless::Function") {
+        let p = &f["Properties"];
+        assert_eq!(p["Layers"], serde_json::json!([{"Ref": "ModelLayer"}]), "{name}");
+        assert_eq!(
+            p["Environment"]["Variables"]["MODEL_URI"],
+            serde_json::json!({"Fn::If": ["FetchModelAtInit", {"Ref": "ModelUri"}, "/opt/model"]}),
+            "{name}"
+        );
+    }
+    assert_eq!(t["Conditions"]["FetchModelAtInit"], serde_json::json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "ModelUri"}, ""]}]}));
+    for o in ["ServedModelUrl", "ModelLayerVersionArn", "ModelSource"] {
+        assert!(!t["Outputs"][o]["Value"].is_null(), "output {o}");
+    }
+    assert!(t["Outputs"]["ServedModelUrl"]["Value"].to_string().contains("/model"), "{}", t["Outputs"]["ServedModelUrl"]);
+
+    // After the transform: each function's configuration names the layer version, and the
+    // prediction function's `live` alias points at a published version (which a new layer
+    // version replaces).
+    let t = template("transformed");
+    let layers = resources_of(&t, "AWS::Lambda::LayerVersion");
+    assert_eq!(layers.len(), 1, "{layers:?}");
+    let layer_id = layers[0].0;
+    for (name, f) in resources_of(&t, "AWS::Lambda::Function") {
+        assert_eq!(f["Properties"]["Layers"], serde_json::json!([{"Ref": layer_id}]), "{name}");
+    }
+    assert_eq!(t["Outputs"]["ModelLayerVersionArn"]["Value"], serde_json::json!({"Ref": layer_id}));
+    let aliases = resources_of(&t, "AWS::Lambda::Alias");
+    assert!(
+        aliases.iter().any(|(_, a)| a["Properties"]["Name"] == "live" && a["Properties"]["FunctionVersion"]["Fn::GetAtt"].is_array()),
+        "{aliases:?}"
+    );
+
+    let config = std::fs::read_to_string(root().join("samconfig.toml")).unwrap();
+    for placeholder in ["ACCOUNT", "RUN_ID", "ModelUri="] {
+        assert!(!config.contains(placeholder), "samconfig.toml still holds {placeholder}: a deployer would have to edit it");
+    }
+    assert_eq!(config.matches("build_in_source = true").count(), config.matches(".build.parameters]").count(), "{config}");
+}
+
 /// `sam build` as a deployer runs it: SAM calls cargo-lambda, which cross-compiles each
 /// function's binary to arm64 with zig and lays out `bootstrap` per function. The release
 /// profile's fat LTO and opt-level 3 would take most of the CI budget, so this build overrides
@@ -228,7 +285,10 @@ fn sam_build_cross_compiles_both_functions_to_arm64() {
         .env("CARGO_PROFILE_RELEASE_LTO", "false")
         .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "0")
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "256")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "symbols");
+        .env("CARGO_PROFILE_RELEASE_STRIP", "symbols")
+        // The model layer: packaged by this build's churn from the tests' trained bundle.
+        .env("CHURN", binary("churn"))
+        .env("CHURN_MODEL", trained_bundle());
     without_test_cargo_env(&mut c);
     let out = run_ok(&mut c, "sam build");
     assert!(out.contains("Build Succeeded"), "{out}");
@@ -247,6 +307,14 @@ fn sam_build_cross_compiles_both_functions_to_arm64() {
     }
     let built = std::fs::read_to_string(build.join("template.yaml")).unwrap();
     assert!(built.contains("CodeUri: PredictFunction") && built.contains("CodeUri: BatchScoreFunction"), "{built}");
+    // The layer's model/ directory is /opt/model in Lambda: a bundle the functions load, which
+    // says it is the tests' trained bundle.
+    assert!(built.contains("ContentUri: ModelLayer"), "{built}");
+    let model = build.join("ModelLayer/model");
+    let bundle = churn_core::Bundle::load_dir(&model).unwrap_or_else(|e| panic!("{}: {e}", model.display()));
+    let source: Value = serde_json::from_str(&std::fs::read_to_string(model.join("source.json")).unwrap()).unwrap();
+    assert_eq!(source["bundle_sha256"].as_str(), Some(bundle.manifest.bundle_sha256().as_str()), "{source}");
+    assert_eq!(source["bundle_location"].as_str(), Some(trained_bundle().to_str().unwrap()), "{source}");
 }
 
 /// Every sample event in `events/` is sent through a function by a test (tests/lambda.rs for the

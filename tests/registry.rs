@@ -141,6 +141,24 @@ fn train_upload_register_promote_and_load_by_alias_from_rust_and_python() {
         ok(&churn_in(d, &[], &["score", "--model", model, "--input", telco_csv().to_str().unwrap(), "--output", o.to_str().unwrap()]));
         assert_eq!(std::fs::read_to_string(&o).unwrap(), scored_text, "{model}");
     }
+    // `sam build` with MLflow configured packages the registry's champion into the model layer
+    // (CHURN_MODEL_NAME names the registered model; the default is churn).
+    let build = d.join("sam-build");
+    let o = std::process::Command::new("sam")
+        .args(["build", "ModelLayer", "--build-dir"])
+        .arg(&build)
+        .current_dir(root())
+        .env("SAM_CLI_TELEMETRY", "0")
+        .env("CHURN", binary("churn"))
+        .env("CHURN_MODEL_NAME", &name)
+        .env_remove("CHURN_MODEL")
+        .output()
+        .expect("sam (installed by tests/run.sh)");
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "sam build ModelLayer:\n{so}\n{se}");
+    let layered: Value = serde_json::from_str(&std::fs::read_to_string(build.join("ModelLayer/model/source.json")).unwrap()).unwrap();
+    assert_eq!((layered["model_uri"].as_str(), layered["version"].as_str()), (Some(champion.as_str()), Some("2")), "{layered}");
+
     // The function on the package reports the registry version, without asking MLflow.
     let port = churn_e2e::lambda::free_port();
     let mut c = std::process::Command::new(binary("predict"));

@@ -3,8 +3,8 @@
   sam_template.py raw TEMPLATE          # the template as JSON (CloudFormation short tags decoded)
   sam_template.py transformed TEMPLATE  # after the SAM transform (AWS::Serverless::* expanded)
 
-The transform is the SAM translator that `sam deploy` and cfn-lint use. Function code is not
-needed for it, so CodeUri is replaced by a placeholder S3 address.
+The transform is the SAM translator that `sam deploy` and cfn-lint use. Function code and layer
+content are not needed for it, so CodeUri and ContentUri are replaced by placeholder S3 addresses.
 """
 import json
 import os
@@ -29,6 +29,8 @@ def main():
     for r in tpl["Resources"].values():
         if r["Type"] == "AWS::Serverless::Function":
             r["Properties"]["CodeUri"] = "s3://placeholder/code.zip"
+        if r["Type"] == "AWS::Serverless::LayerVersion":
+            r["Properties"]["ContentUri"] = "s3://placeholder/layer.zip"
 
     class NoManagedPolicies:
         def load(self):
