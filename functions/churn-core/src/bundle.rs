@@ -88,6 +88,20 @@ impl ModelInfo {
     }
 }
 
+/// Where a bundle's loading spent its time (milliseconds), for the start-up log line: a cold
+/// start is on a request's path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct LoadTimings {
+    /// Reading (or receiving) the files and checking their SHA-256.
+    pub verify_ms: f64,
+    /// Parsing the JSON files (spec, playbook, metrics, reference, background).
+    pub parse_ms: f64,
+    /// Parsing the ONNX model and building tract's plan.
+    pub plan_ms: f64,
+    /// Preparing the Shapley evaluator (the background sample through the first layer).
+    pub explainer_ms: f64,
+}
+
 /// A loaded, verified bundle, ready to score.
 #[derive(Debug)]
 pub struct Bundle {
@@ -103,6 +117,7 @@ pub struct Bundle {
     pub background: Option<Background>,
     /// The fast Shapley evaluator over `background`, when the model is one this project wrote.
     pub explainer: Option<Explainer>,
+    pub timings: LoadTimings,
 }
 
 impl Bundle {
@@ -116,6 +131,12 @@ impl Bundle {
     /// [`LOADED_FILES`] the manifest lists is fetched and checked against its SHA-256 before
     /// anything is parsed.
     pub fn load_with(label: &str, mut fetch: impl FnMut(&str) -> Result<Vec<u8>>) -> Result<Self> {
+        let mut clock = std::time::Instant::now();
+        let mut lap = || {
+            let ms = clock.elapsed().as_secs_f64() * 1e3;
+            clock = std::time::Instant::now();
+            ms
+        };
         let bad = |m: String| CoreError::Bundle { dir: label.to_string(), message: m };
         let manifest: Manifest = serde_json::from_slice(&fetch(MANIFEST)?).map_err(|e| bad(format!("{MANIFEST} is not valid: {e}")))?;
         if manifest.schema_version != crate::SCHEMA_VERSION {
@@ -139,6 +160,7 @@ impl Bundle {
             }
             files.insert(name.as_str(), bytes);
         }
+        let verify_ms = lap();
         let text = |n: &str| String::from_utf8(files[n].clone()).map_err(|_| bad(format!("{n} is not UTF-8")));
         let spec = FeatureSpec::from_json(&text(FEATURE_SPEC)?)?;
         fn json<T: serde::de::DeserializeOwned>(name: &str, text: Result<String>, bad: &dyn Fn(String) -> CoreError) -> Result<T> {
@@ -147,7 +169,9 @@ impl Bundle {
         let playbook = json::<Playbook>(PLAYBOOK, text(PLAYBOOK), &bad)?.check()?;
         playbook.check_fields(spec.input_names()).map_err(|e| bad(e.to_string()))?;
         let metrics = json(METRICS, text(METRICS), &bad)?;
+        let mut parse_ms = lap();
         let scorer = Scorer::from_onnx(&files[MODEL], spec.width())?;
+        let plan_ms = lap();
         // Files older bundles lack: parsed and checked against the spec when present.
         let reference: Option<DriftReference> =
             files.contains_key(REFERENCE).then(|| json(REFERENCE, text(REFERENCE), &bad)).transpose()?;
@@ -159,11 +183,13 @@ impl Bundle {
         if let Some(b) = &background {
             b.check(&spec).map_err(bad)?;
         }
+        parse_ms += lap();
         let explainer = match &background {
             Some(b) => Explainer::new(&spec, &files[MODEL], b)?,
             None => None,
         };
-        Ok(Bundle { manifest, spec, playbook, metrics, scorer, reference, background, explainer })
+        let timings = LoadTimings { verify_ms, parse_ms, plan_ms, explainer_ms: lap() };
+        Ok(Bundle { manifest, spec, playbook, metrics, scorer, reference, background, explainer, timings })
     }
 }
 

@@ -3,6 +3,9 @@
 //! - `warm`: in-process handler time (`Predictor::predict_body`) for one customer and for a
 //!   batch of 100, median and p99 over many calls, with each reason method (Shapley values,
 //!   the default, occlusion, and none);
+//! - `init`: the steps of start-up in process, on a bundle directory (a package): reading and
+//!   verifying, parsing, tract's plan, the Shapley evaluator, the predictor, the first answer;
+//!   and what an unoptimised tract plan would save at start-up and cost per request;
 //! - `cold`: exec of a function binary to its first successful answer through the Lambda runtime
 //!   API of `cargo lambda watch --only-lambda-apis` (which must be on PATH), repeated; also the
 //!   binary's peak RSS. Run it for `predict` and for the hello-world baseline built with the
@@ -11,6 +14,7 @@
 //! ```sh
 //! cargo build --release -p predict --features bench --bin predict-bench --bin predict --example hello
 //! target/release/predict-bench warm --model out/model
+//! target/release/predict-bench init --model out/package
 //! target/release/predict-bench cold --binary target/release/predict --model s3://bucket/models/churn-mlp/<id>
 //! target/release/predict-bench cold --binary target/release/examples/hello
 //! ```
@@ -44,6 +48,14 @@ enum Cmd {
         #[arg(long, value_parser = ["shapley", "occlusion", "none"])]
         reasons: Option<String>,
     },
+    /// The steps of start-up, in process.
+    Init {
+        /// A bundle directory.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        repeat: usize,
+    },
     /// Exec to first answer through the runtime API emulator.
     Cold {
         #[arg(long)]
@@ -61,8 +73,66 @@ const EVENT: &str = include_str!("../../../../events/apigw-http-predict.json");
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Warm { model, iterations, reasons } => warm(&model, iterations, reasons.as_deref()),
+        Cmd::Init { model, repeat } => init(&model, repeat),
         Cmd::Cold { binary, model, repeat } => cold(&binary, &model, repeat),
     }
+}
+
+fn init(model: &PathBuf, repeat: usize) -> anyhow::Result<()> {
+    let event: serde_json::Value = serde_json::from_str(EVENT)?;
+    let body = event["body"].as_str().context("event body")?.as_bytes().to_vec();
+    let mut steps: Vec<(&str, Vec<f64>)> =
+        ["verify", "parse", "plan", "explainer", "predictor", "first answer", "total"].iter().map(|s| (*s, Vec::new())).collect();
+    for _ in 0..repeat {
+        let start = Instant::now();
+        let bundle = churn_core::Bundle::load_dir(model)?;
+        let t = bundle.timings;
+        let loaded = Instant::now();
+        let p = Predictor::new(bundle, None, 1000, 3);
+        let built = Instant::now();
+        std::hint::black_box(p.predict_body(&body).map_err(|e| anyhow::anyhow!("{:?}", e.body))?);
+        let answered = Instant::now();
+        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+        for (i, v) in
+            [t.verify_ms, t.parse_ms, t.plan_ms, t.explainer_ms, ms(loaded, built), ms(built, answered), ms(start, answered)].into_iter().enumerate()
+        {
+            steps[i].1.push(v);
+        }
+    }
+    for (name, mut v) in steps {
+        println!("init {name:<13} median {:7.3} ms  p90 {:7.3} ms", percentile(&mut v, 0.5), percentile(&mut v, 0.9));
+    }
+    // tract's plan with and without its optimisation pass: the start-up saved against the
+    // time per one-customer prediction lost.
+    use tract_onnx::prelude::*;
+    let bytes = std::fs::read(model.join(churn_core::bundle::MODEL))?;
+    let width = churn_core::Bundle::load_dir(model)?.spec.width();
+    let input: Tensor = tract_ndarray::Array2::<f32>::zeros((1, width)).into();
+    for optimise in [true, false] {
+        let mut build = Vec::new();
+        let mut run = Vec::new();
+        let mut plan = None;
+        for _ in 0..repeat {
+            let t = Instant::now();
+            let m = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(&bytes))?;
+            let typed = if optimise { m.into_optimized()? } else { m.into_typed()?.into_decluttered()? };
+            plan = Some(typed.into_runnable()?);
+            build.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let plan = plan.context("repeat must be at least 1")?;
+        for _ in 0..repeat * 50 {
+            let t = Instant::now();
+            std::hint::black_box(plan.run(tvec!(input.clone().into_tvalue()))?);
+            run.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        println!(
+            "tract {:<11} plan median {:7.3} ms; one row median {:6.2} µs",
+            if optimise { "optimised" } else { "decluttered" },
+            percentile(&mut build, 0.5),
+            percentile(&mut run, 0.5)
+        );
+    }
+    Ok(())
 }
 
 fn percentile(v: &mut [f64], q: f64) -> f64 {
