@@ -131,6 +131,23 @@ fn parity(data: &std::path::Path, config: TrainConfig, numeric: &[&str]) -> pipe
         .collect();
     let csv_path = dir.path().join("test.csv");
     std::fs::write(&csv_path, csv_text).unwrap();
+    // Python on raw rows: the transform compiled into ONNX in front of the network, called
+    // through the module MLflow loads, on the same raw CSV rows read by pandas.
+    let raw = dir.path().join("model_raw.onnx");
+    std::fs::write(&raw, bundle.spec.raw_rows_onnx(&std::fs::read(bundle_dir.join("model.onnx")).unwrap()).unwrap()).unwrap();
+    let out = dir.path().join("raw.json");
+    let status = Command::new(python())
+        .arg(root().join("tests/support/raw_rows_check.py"))
+        .args([&raw, &csv_path, &out])
+        .status()
+        .expect("python with onnxruntime and pandas (run the suite with tests/run.sh)");
+    assert!(status.success(), "raw_rows_check.py failed");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let raw_p: Vec<f32> = r["p"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let d = max_diff(&raw_p, &tract_p);
+    assert!(d <= 1e-6, "raw-row ONNX in Python (onnxruntime) vs tract on the serving features: {d}");
+    assert_eq!(r["inputs"].as_object().unwrap().len(), names.len(), "one graph input per raw input: {}", r["inputs"]);
+
     let typed = typed_copy(&Table::read(&csv_path).unwrap(), numeric);
     let mut w = TableWriter::create(&pq, typed[0].schema()).unwrap();
     for b in &typed {

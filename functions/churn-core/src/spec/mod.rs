@@ -34,11 +34,13 @@ pub use crate::row::CatValue;
 use crate::row::RawValue;
 
 mod fit;
+mod onnx;
 mod plan;
 mod schema;
 mod switch;
 mod transform;
 
+pub use onnx::RawInputType;
 pub use plan::SwitchScratch;
 use plan::*;
 pub use schema::*;
