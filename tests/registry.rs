@@ -88,40 +88,34 @@ fn train_upload_register_promote_and_load_by_alias_from_rust_and_python() {
     assert_eq!(v2["tags"]["promotion_forced"], "true", "{v:?}");
     assert!(v2["aliases"].as_array().unwrap().contains(&Value::String("champion".into())), "{v:?}");
 
-    // Read the champion back: Rust through the alias (bundle from S3), Python through pyfunc
-    // (the MLmodel and ONNX logged as run artifacts). Same rows, same probabilities.
+    // Read the champion back: Rust through the alias (bundle from S3), Python through
+    // mlflow.pyfunc on the same raw customer rows (the transform is inside the logged model).
     let champion = format!("models:/{name}@champion");
     let scored = d.join("scored.csv");
     ok(&churn_in(d, &[], &["score", "--model", &champion, "--input", telco_csv().to_str().unwrap(), "--output", scored.to_str().unwrap()]));
-    let local = d.join("champion");
     let bundle_uri = v2["tags"]["bundle_uri"].as_str().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let store = churn_store::Store::new();
-    rt.block_on(store.download_bundle(&churn_store::Location::parse(bundle_uri).unwrap(), &local)).unwrap();
-    let bundle = Bundle::load_dir(&local).unwrap();
-    let table = churn_core::table::Table::read(&telco_csv()).unwrap();
-    let names: Vec<&str> = bundle.spec.input_names().collect();
-    let view = table.view(&names).unwrap();
-    let rows = 300;
-    let mut features = Vec::new();
-    let mut csv = String::new();
-    for i in 0..rows {
-        let f = bundle.spec.transform(&view.row(i)).unwrap();
-        csv.push_str(&f.iter().map(|x| format!("{x:.9e}")).collect::<Vec<_>>().join(","));
-        csv.push('\n');
-        features.extend(f);
-    }
-    let rust = bundle.scorer.predict(&features).unwrap();
-    let fcsv = write(d, "features.csv", &csv);
-    let py: Vec<f32> = serde_json::from_str(&aws_mlflow(&["pyfunc", &champion, &fcsv])).unwrap();
-    assert_eq!(py.len(), rows);
-    let diff = rust.iter().zip(&py).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    assert!(diff <= 1e-5, "tract vs mlflow.pyfunc (onnxruntime): max |diff| {diff}");
+    let local = d.join("champion");
+    rt.block_on(churn_store::Store::new().download_bundle(&churn_store::Location::parse(bundle_uri).unwrap(), &local)).unwrap();
+    let rows = 1000;
+    let py: Value = serde_json::from_str(&aws_mlflow(&["pyfunc", &champion, telco_csv().to_str().unwrap(), &rows.to_string()])).unwrap();
+    let py_p: Vec<f64> = py["p"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(py_p.len(), rows);
     let scored_text = std::fs::read_to_string(&scored).unwrap();
-    for (i, line) in scored_text.lines().skip(1).take(rows).enumerate() {
-        let p: f32 = line.split(',').nth(1).unwrap().parse().unwrap();
-        assert!((p - rust[i]).abs() <= 1e-6, "row {i}: churn score {p} vs {}", rust[i]);
-    }
+    let rust_p: Vec<f64> = scored_text.lines().skip(1).take(rows).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect();
+    let diff = rust_p.iter().zip(&py_p).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(diff <= 1e-6, "churn score vs mlflow.pyfunc on {rows} raw Telco rows: max |diff| {diff}");
+    // The signature names every raw input (none required: a missing field is missing), the
+    // input example is recorded and scores.
+    let n_inputs = Bundle::load_dir(&local).unwrap().spec.input_names().count();
+    let schema = py["schema"].as_array().unwrap();
+    assert_eq!(schema.len(), n_inputs, "{py}");
+    assert!(schema.iter().all(|c| c["required"] == false && (c["type"] == "Any" || c["type"] == "string")), "{py}");
+    assert!(schema.iter().any(|c| c["name"] == "contract" && c["type"] == "string"), "{py}");
+    assert!(schema.iter().any(|c| c["name"] == "tenure" && c["type"] == "Any"), "{py}");
+    assert_eq!(py["example"]["artifact_path"], "input_example.json", "{py}");
+    assert!(py["example_p"][0].as_f64().is_some_and(|p| (0.0..=1.0).contains(&p)), "{py}");
+    assert_eq!(py["flavors"], serde_json::json!(["onnx", "python_function"]), "{py}");
 
     // The deployable package of the champion: it names the registry version it serves, and a
     // function (or `churn score`) reading it gives the alias's probabilities byte for byte.

@@ -4,7 +4,7 @@ check what the Rust code wrote. Reads AWS_ENDPOINT_URL_S3 and MLFLOW_TRACKING_UR
   aws_mlflow.py create-bucket BUCKET
   aws_mlflow.py corrupt BUCKET KEY              # overwrite an object with other bytes
   aws_mlflow.py versions NAME                   # JSON list of {version, aliases, tags}
-  aws_mlflow.py pyfunc MODEL_URI FEATURES_CSV   # JSON list of probabilities from mlflow.pyfunc
+  aws_mlflow.py pyfunc MODEL_URI ROWS_CSV N     # mlflow.pyfunc on the first N raw rows: JSON {p, schema, example}
   aws_mlflow.py run RUN_ID                      # JSON {params, tags, status, curves, metrics, datasets, artifacts}
   aws_mlflow.py put BUCKET KEY FILE             # upload a file (boto3's managed transfer)
   aws_mlflow.py get BUCKET KEY FILE             # download an object; exit 3 when it does not exist
@@ -42,13 +42,26 @@ def main():
         from mlflow import MlflowClient
         MlflowClient().set_model_version_tag(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
     elif cmd == "pyfunc":
+        # As a data scientist would: read the customers with pandas (whole numbers as int64,
+        # totalcharges as text because of its blanks) and predict.
         import mlflow.pyfunc
-        import numpy as np
+        import pandas as pd
         model = mlflow.pyfunc.load_model(sys.argv[2])
-        x = np.loadtxt(sys.argv[3], delimiter=",", dtype=np.float32, ndmin=2)
-        out = model.predict({"features": x})
-        p = next(iter(out.values())) if isinstance(out, dict) else out
-        print(json.dumps([float(v) for v in np.asarray(p).reshape(-1)]))
+        schema = model.metadata.get_input_schema()
+        df = pd.read_csv(sys.argv[3]).head(int(sys.argv[4]))
+        out = model.predict(df)
+        info = mlflow.models.get_model_info(sys.argv[2])
+        # The input example the UI shows is itself a valid input.
+        local = mlflow.artifacts.download_artifacts(sys.argv[2])
+        example = mlflow.models.Model.load(local).load_input_example(local)
+        example_p = [float(v) for v in model.predict(example)["churn_probability"]]
+        print(json.dumps({
+            "p": [float(v) for v in out["churn_probability"]],
+            "schema": [{"name": c.name, "type": getattr(c.type, "name", str(c.type)), "required": c.required} for c in schema.inputs],
+            "example": info.saved_input_example_info,
+            "example_p": example_p,
+            "flavors": sorted(info.flavors),
+        }))
     elif cmd == "run":
         from mlflow import MlflowClient
         c = MlflowClient()

@@ -9,6 +9,7 @@ pub mod benchmark;
 pub mod cli;
 pub mod data;
 pub mod explanations;
+pub mod mlmodel;
 pub mod model;
 pub mod monitor;
 pub mod notebook;

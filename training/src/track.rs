@@ -54,29 +54,6 @@ pub async fn upload(store: &Store, local: &std::path::Path, prefix: &Location) -
     Ok(dest)
 }
 
-/// The MLflow `MLmodel` file that lets `mlflow.pyfunc.load_model` read our ONNX (onnx flavor
-/// with a python_function entry point; inputs are the feature vector of `feature_spec.json`).
-pub fn mlmodel(run_id: &str, manifest: &Manifest) -> String {
-    format!(
-        "artifact_path: model\n\
-         flavors:\n  \
-           onnx:\n    code: null\n    data: model.onnx\n    onnx_version: 1.17.0\n    providers:\n    - CPUExecutionProvider\n  \
-           python_function:\n    data: model.onnx\n    env:\n      virtualenv: python_env.yaml\n    loader_module: mlflow.onnx\n    python_version: 3.11.7\n\
-         mlflow_version: 3.17.2\n\
-         model_uuid: {uuid}\n\
-         run_id: {run_id}\n\
-         utc_time_created: '{created}'\n\
-         metadata:\n  churn_bundle_sha256: {sha}\n  churn_model_name: {name}\n",
-        uuid = &manifest.bundle_sha256()[..32],
-        created = manifest.created_unix,
-        sha = manifest.bundle_sha256(),
-        name = manifest.model_name,
-    )
-}
-
-const PYTHON_REQUIREMENTS: &str = "mlflow==3.17.2\nonnx==1.23.2\nonnxruntime==1.32.0\nnumpy==2.4.6\n";
-const PYTHON_ENV: &str = "python: 3.11.7\nbuild_dependencies:\n- pip\ndependencies:\n- -r requirements.txt\n";
-
 /// What [`log_run`] recorded.
 pub struct LoggedRun {
     pub run_id: String,
@@ -131,12 +108,9 @@ pub async fn log_run(mlflow: &Mlflow, experiment: &str, b: &BundleFiles) -> anyh
         let source = figures["data"]["file"].as_str().unwrap_or("unknown").to_string();
         mlflow.log_dataset(&run.run_id, "customers", &m.data_sha256, &source, m.data_rows).await?;
         // Artifacts go up concurrently: one at a time, the round trips dominated registration.
-        let mlmodel = mlmodel(&run.run_id, m);
+        let model = crate::mlmodel::files(&run.run_id, m, &b.files)?;
         let mut uploads: Vec<(String, &[u8])> = b.files.iter().map(|(name, bytes)| (format!("model/{name}"), bytes.as_slice())).collect();
-        uploads.push(("model/MLmodel".into(), mlmodel.as_bytes()));
-        // The environment MLmodel names, so `mlflow models serve` can rebuild it.
-        uploads.push(("model/python_env.yaml".into(), PYTHON_ENV.as_bytes()));
-        uploads.push(("model/requirements.txt".into(), PYTHON_REQUIREMENTS.as_bytes()));
+        uploads.extend(model.iter().map(|(name, bytes)| (format!("model/{name}"), bytes.as_slice())));
         if let Some(report) = b.files.get("report.html") {
             uploads.push(("report.html".into(), report.as_slice()));
         }

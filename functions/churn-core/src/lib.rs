@@ -39,7 +39,7 @@ pub use error::{CoreError, FieldProblem, RowError};
 pub use playbook::Playbook;
 pub use row::{RawRow, RawValue};
 pub use scorer::Scorer;
-pub use spec::FeatureSpec;
+pub use spec::{FeatureSpec, RawInputType};
 
 /// Version of the bundle layout and of the feature-spec JSON. Readers refuse other versions.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -33,10 +33,13 @@ pub enum RawInputType {
 }
 
 impl RawInputType {
-    /// The MLflow signature type of the column.
+    /// The MLflow signature type of the column. Numbers are `any`: MLflow's schema check
+    /// refuses an `int64` column for `double` (and pandas reads whole numbers as `int64`), while
+    /// the loader (`churn_pyfunc`) takes integers, floats, numeric text and missing values and
+    /// names the column and row of anything else.
     pub fn mlflow_type(self) -> &'static str {
         match self {
-            RawInputType::Double => "double",
+            RawInputType::Double => "any",
             RawInputType::Text => "string",
         }
     }
@@ -254,7 +257,8 @@ impl FeatureSpec {
                 }
             }
         }
-        let num = |numeric: &[Option<String>], s: usize| numeric[s].clone().ok_or_else(|| bad(format!("numeric slot {s} read before it is set")));
+        let num =
+            |numeric: &[Option<String>], s: usize| numeric[s].clone().ok_or_else(|| bad(format!("numeric slot {s} read before it is set")));
 
         // Step 2: derived features, in plan order.
         for op in &self.plan.derived {

@@ -93,8 +93,9 @@ fn init(model: &PathBuf, repeat: usize) -> anyhow::Result<()> {
         std::hint::black_box(p.predict_body(&body).map_err(|e| anyhow::anyhow!("{:?}", e.body))?);
         let answered = Instant::now();
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
-        for (i, v) in
-            [t.verify_ms, t.parse_ms, t.plan_ms, t.explainer_ms, ms(loaded, built), ms(built, answered), ms(start, answered)].into_iter().enumerate()
+        for (i, v) in [t.verify_ms, t.parse_ms, t.plan_ms, t.explainer_ms, ms(loaded, built), ms(built, answered), ms(start, answered)]
+            .into_iter()
+            .enumerate()
         {
             steps[i].1.push(v);
         }
