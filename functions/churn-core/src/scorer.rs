@@ -59,7 +59,16 @@ impl Scorer {
     pub fn from_onnx(bytes: &[u8], width: usize) -> Result<Self> {
         let err = |e: TractError| CoreError::Model(format!("model.onnx: {e:#}"));
         let model = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(bytes)).map_err(err)?;
-        let plan = model.clone().into_optimized().map_err(err)?.into_runnable().map_err(err)?;
+        let mut typed = model.clone().into_typed().map_err(err)?;
+        // A stack of dense layers as this project writes it has nothing for tract's declutter
+        // passes to simplify, and codegen alone gives it the same kernels and the same results:
+        // skipping declutter takes most of the plan's time off a cold start
+        // (`predict-bench init` measures both). Any other graph gets both passes.
+        if crate::onnx::dense_stack_from_onnx(bytes)?.is_none() {
+            typed.declutter().map_err(err)?;
+        }
+        typed.optimize().map_err(err)?;
+        let plan = typed.into_runnable().map_err(err)?;
         let scorer = Scorer { plan, model, plans: Mutex::default(), width };
         // Fail at load, not on the first request, if the model does not take this width.
         scorer.predict(&vec![0.0; width])?;

@@ -109,14 +109,50 @@ fn init(model: &PathBuf, repeat: usize) -> anyhow::Result<()> {
     let bytes = std::fs::read(model.join(churn_core::bundle::MODEL))?;
     let width = churn_core::Bundle::load_dir(model)?.spec.width();
     let input: Tensor = tract_ndarray::Array2::<f32>::zeros((1, width)).into();
-    for optimise in [true, false] {
+    // Where the optimised plan's time goes.
+    let mut split: [Vec<f64>; 4] = Default::default();
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let m = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(&bytes))?;
+        let t1 = Instant::now();
+        let typed = m.into_typed()?;
+        let t2 = Instant::now();
+        let opt = typed.into_optimized()?;
+        let t3 = Instant::now();
+        std::hint::black_box(opt.into_runnable()?);
+        let t4 = Instant::now();
+        for (v, (a, b)) in split.iter_mut().zip([(t, t1), (t1, t2), (t2, t3), (t3, t4)]) {
+            v.push((b - a).as_secs_f64() * 1e3);
+        }
+    }
+    let [mut read, mut typed, mut optimised, mut runnable] = split;
+    println!(
+        "tract plan steps: read ONNX {:.3} ms, typed {:.3} ms, optimised {:.3} ms, runnable {:.3} ms (medians)",
+        percentile(&mut read, 0.5),
+        percentile(&mut typed, 0.5),
+        percentile(&mut optimised, 0.5),
+        percentile(&mut runnable, 0.5)
+    );
+    let rows = 4096;
+    let values: Vec<f32> = (0..rows * width).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    let batch: Tensor = tract_ndarray::Array2::from_shape_vec((rows, width), values)?.into();
+    let mut reference: Option<Vec<f32>> = None;
+    for (label, how) in [("optimised", 0), ("codegen only", 1), ("decluttered", 2)] {
         let mut build = Vec::new();
         let mut run = Vec::new();
         let mut plan = None;
         for _ in 0..repeat {
             let t = Instant::now();
             let m = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(&bytes))?;
-            let typed = if optimise { m.into_optimized()? } else { m.into_typed()?.into_decluttered()? };
+            let typed = match how {
+                0 => m.into_optimized()?,
+                1 => {
+                    let mut typed = m.into_typed()?;
+                    typed.optimize()?;
+                    typed
+                }
+                _ => m.into_typed()?.into_decluttered()?,
+            };
             plan = Some(typed.into_runnable()?);
             build.push(t.elapsed().as_secs_f64() * 1e3);
         }
@@ -126,11 +162,20 @@ fn init(model: &PathBuf, repeat: usize) -> anyhow::Result<()> {
             std::hint::black_box(plan.run(tvec!(input.clone().into_tvalue()))?);
             run.push(t.elapsed().as_secs_f64() * 1e6);
         }
+        let mut batch_run = Vec::new();
+        let mut out = Vec::new();
+        for _ in 0..repeat.min(50) {
+            let t = Instant::now();
+            out = plan.run(tvec!(batch.clone().into_tvalue()))?[0].to_plain_array_view::<f32>()?.iter().copied().collect::<Vec<f32>>();
+            batch_run.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        let reference = reference.get_or_insert_with(|| out.clone());
+        let diff = reference.iter().zip(&out).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         println!(
-            "tract {:<11} plan median {:7.3} ms; one row median {:6.2} µs",
-            if optimise { "optimised" } else { "decluttered" },
+            "tract {label:<12} plan median {:7.3} ms; one row median {:6.2} µs; 4096 rows median {:8.1} µs (max |p - optimised p| {diff:.1e})",
             percentile(&mut build, 0.5),
-            percentile(&mut run, 0.5)
+            percentile(&mut run, 0.5),
+            percentile(&mut batch_run, 0.5)
         );
     }
     Ok(())
