@@ -172,6 +172,87 @@ fn parity(data: &std::path::Path, config: TrainConfig, numeric: &[&str]) -> pipe
     o
 }
 
+/// The raw-row model (the transform compiled into ONNX, through the module MLflow loads) on
+/// the values the API treats specially — an unseen category, blank numbers and categories,
+/// whitespace around a category, a column the caller does not have — scores as `churn score`
+/// does; a value that is not a number is an error naming the column and the row.
+#[test]
+fn the_raw_row_model_treats_odd_values_as_churn_score_does() {
+    let dir = scratch("raw-rows");
+    let d = dir.path();
+    let bundle = trained_bundle();
+    let spec = Bundle::load_dir(bundle).unwrap().spec;
+    let raw = d.join("model_raw.onnx");
+    std::fs::write(&raw, spec.raw_rows_onnx(&std::fs::read(bundle.join("model.onnx")).unwrap()).unwrap()).unwrap();
+    let header: Vec<String> =
+        std::fs::read_to_string(telco_csv()).unwrap().lines().next().unwrap().split(',').map(str::to_string).collect();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let edits = [
+        (2, "contract", "Crypto contract"),
+        (3, "totalcharges", " "),
+        (4, "gender", ""),
+        (5, "tenure", ""),
+        (6, "seniorcitizen", ""),
+        (7, "paperlessbilling", " Yes "),
+    ];
+    let rows = |blank: Option<&str>, bad: bool| {
+        telco_with(|i, line| {
+            if i > 41 {
+                return None;
+            }
+            let mut f: Vec<String> = line.split(',').map(str::to_string).collect();
+            for (row, name, value) in edits {
+                if i == row {
+                    f[col(name)] = value.to_string();
+                }
+            }
+            if let Some(b) = blank.filter(|_| i > 1) {
+                f[col(b)] = String::new();
+            }
+            if bad && i == 4 {
+                f[col("tenure")] = "abc".into();
+            }
+            Some(f.join(","))
+        })
+    };
+    let python = |csv: &str, dropped: Option<&str>| {
+        let out = d.join("raw.json");
+        let o = Command::new(python())
+            .arg(root().join("tests/support/raw_rows_check.py"))
+            .args([raw.to_str().unwrap(), csv, out.to_str().unwrap()])
+            .args(dropped)
+            .output()
+            .unwrap();
+        let v: Option<Vec<f64>> = o.status.success().then(|| {
+            let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+            r["p"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
+        });
+        (v, String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let churn_score = |csv: &str| -> Vec<f64> {
+        let out = d.join("scored.csv");
+        churn_ok(&["score", "--model", bundle.to_str().unwrap(), "--input", csv, "--output", out.to_str().unwrap()]);
+        std::fs::read_to_string(&out).unwrap().lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect()
+    };
+    let edited = write(d, "edited.csv", &rows(None, false));
+    let (py, err) = python(&edited, None);
+    let rust = churn_score(&edited);
+    let diff = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    let py = py.unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(py.len(), 40);
+    assert!(diff(&py, &rust) <= 1e-6, "odd values: {}", diff(&py, &rust));
+    // A column the caller does not have scores as that column blank in every row.
+    let blanked = write(d, "blanked.csv", &rows(Some("techsupport"), false));
+    let (py, err) = python(&edited, Some("techsupport"));
+    let py = py.unwrap_or_else(|| panic!("{err}"));
+    assert!(diff(&py, &churn_score(&blanked)) <= 1e-6, "missing column: {}", diff(&py, &churn_score(&blanked)));
+    // Not a number: refused, with the column and row.
+    let bad = write(d, "bad.csv", &rows(None, true));
+    let (py, err) = python(&bad, None);
+    assert!(py.is_none(), "a non-number must be refused");
+    assert!(err.contains("ValueError") && err.contains("'tenure', row 2") && err.contains("'abc' is not a number"), "{err}");
+}
+
 /// The table with numeric-looking columns cast to Float64 (blank -> null), as a parquet export
 /// from a warehouse would carry them.
 fn typed_copy(t: &Table, numeric: &[&str]) -> Vec<arrow::array::RecordBatch> {
