@@ -31,8 +31,9 @@ async fn run() -> anyhow::Result<()> {
         .with_reasons(config.top_reasons)
         .with_context(|| format!("TOP_REASONS={}", config.top_reasons))?;
     let client = store.s3().await.clone();
+    let t = resolved.bundle.timings;
     let packaged_from = resolved.package.as_ref().map_or("-", |p| p.bundle_location.as_str());
-    tracing::info!(model = %model.name, version = %model.version, sha256 = %model.sha256, location = %resolved.location, packaged_from, init_ms = start.elapsed().as_secs_f64() * 1e3, "model loaded");
+    tracing::info!(model = %model.name, version = %model.version, sha256 = %model.sha256, location = %resolved.location, packaged_from, verify_ms = t.verify_ms, parse_ms = t.parse_ms, plan_ms = t.plan_ms, explainer_ms = t.explainer_ms, init_ms = start.elapsed().as_secs_f64() * 1e3, "model loaded");
     let scorer = Scorer { client, bundle: resolved.bundle, model, config };
     let scorer = &scorer;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -36,6 +36,7 @@ async fn run(in_lambda: bool) -> anyhow::Result<()> {
     let resolved = registry::resolve_model(&store, mlflow.as_ref(), &config.model_uri)
         .await
         .with_context(|| format!("loading the model from MODEL_URI={}", config.model_uri))?;
+    let t = resolved.bundle.timings;
     let predictor = Arc::new(
         Predictor::new(resolved.bundle, resolved.version.map(|v| v.version), config.max_batch, config.top_reasons)
             .with_pseudonyms(config.pseudonyms.clone())
@@ -48,7 +49,7 @@ async fn run(in_lambda: bool) -> anyhow::Result<()> {
     }
     let info = predictor.info();
     let packaged_from = resolved.package.as_ref().map_or("-", |p| p.bundle_location.as_str());
-    tracing::info!(model = %info.name, version = %info.version, sha256 = %info.sha256, location = %resolved.location, packaged_from, init_ms = start.elapsed().as_secs_f64() * 1e3, "model loaded");
+    tracing::info!(model = %info.name, version = %info.version, sha256 = %info.sha256, location = %resolved.location, packaged_from, verify_ms = t.verify_ms, parse_ms = t.parse_ms, plan_ms = t.plan_ms, explainer_ms = t.explainer_ms, init_ms = start.elapsed().as_secs_f64() * 1e3, "model loaded");
     let app = churn_api::router(predictor, config.max_body_bytes);
     if in_lambda {
         let app = app.layer(axum::middleware::map_request(lambda_request_id));
