@@ -127,6 +127,14 @@ impl Bundle {
         Self::load_with(&label, |name| std::fs::read(dir.join(name)).map_err(|e| CoreError::io(dir.join(name).display(), e)))
     }
 
+    /// Loads a bundle from files already fetched, keyed by name (`label` says where they came
+    /// from in errors).
+    pub fn from_files(label: &str, files: &BTreeMap<String, Vec<u8>>) -> Result<Self> {
+        Self::load_with(label, |name| {
+            files.get(name).cloned().ok_or_else(|| CoreError::Bundle { dir: label.to_string(), message: format!("{name} is missing") })
+        })
+    }
+
     /// Loads a bundle from any store: `fetch(name)` returns a file's bytes. Every file of
     /// [`LOADED_FILES`] the manifest lists is fetched and checked against its SHA-256 before
     /// anything is parsed.

@@ -16,8 +16,8 @@ use churn_core::bundle::{self, Manifest};
 use churn_core::{Bundle, CoreError};
 use serde::{Deserialize, Serialize};
 
-use crate::mlflow::{ModelRef, ModelVersion};
-use crate::registry::{TAG_BUNDLE_SHA, bundle_location};
+use crate::mlflow::ModelVersion;
+use crate::registry::{TAG_BUNDLE_SHA, bundle_location, registry_version};
 use crate::{Location, Mlflow, Store, StoreError};
 
 /// The file of a package that says where its bundle came from.
@@ -156,16 +156,10 @@ pub fn check_source(label: &str, source_bytes: &[u8], manifest: &Manifest) -> Re
 /// serving loads, verifies them (checksums, the registry's `bundle_sha256` tag) and loads the
 /// bundle once, so a package that would not serve is never written.
 pub async fn fetch(store: &Store, mlflow: Option<&Mlflow>, uri: &str) -> Result<Package, StoreError> {
-    let (location, version) = match ModelRef::parse(uri) {
-        Some(r) => {
-            let mlflow = mlflow.ok_or_else(|| StoreError::Uri {
-                uri: uri.to_string(),
-                problem: "a models:/ address needs MLflow: set MLFLOW_TRACKING_URI".into(),
-            })?;
-            let v = mlflow.resolve(&r).await?;
-            (bundle_location(&v)?, Some(v))
-        }
-        None => (Location::parse(uri)?, None),
+    let version = registry_version(mlflow, uri).await?;
+    let location = match &version {
+        Some(v) => bundle_location(v)?,
+        None => Location::parse(uri)?,
     };
     let mut files = if is_archive(&location) {
         read_archive(&location.to_string(), &store.get(&location).await?)?
@@ -178,9 +172,7 @@ pub async fn fetch(store: &Store, mlflow: Option<&Mlflow>, uri: &str) -> Result<
         _ => files.remove(SOURCE),
     };
     let label = location.to_string();
-    let bundle = Bundle::load_with(&label, |name| {
-        files.get(name).cloned().ok_or_else(|| CoreError::Bundle { dir: label.clone(), message: format!("{name} is missing") })
-    })?;
+    let bundle = Bundle::from_files(&label, &files)?;
     let sha = bundle.manifest.bundle_sha256();
     if let Some(expected) = version.as_ref().and_then(|v| v.tags.get(TAG_BUNDLE_SHA))
         && expected != &sha

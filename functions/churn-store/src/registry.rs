@@ -2,7 +2,7 @@
 //! and the serving functions (which read them): aliases, the version tags that point at the
 //! bundle, and resolving any model address to a loaded, verified bundle.
 
-use churn_core::{Bundle, CoreError};
+use churn_core::Bundle;
 
 use crate::mlflow::{ModelRef, ModelVersion};
 use crate::package::{self, PackageSource};
@@ -48,6 +48,17 @@ pub async fn load_version(store: &Store, v: &ModelVersion) -> Result<Bundle, Sto
     Ok(bundle)
 }
 
+/// The registry version a `models:/<name>@<alias>` or `models:/<name>/<version>` address names
+/// (through MLflow, which must then be given); `None` for any other address.
+pub async fn registry_version(mlflow: Option<&Mlflow>, uri: &str) -> Result<Option<ModelVersion>, StoreError> {
+    let Some(r) = ModelRef::parse(uri) else { return Ok(None) };
+    let mlflow = mlflow.ok_or_else(|| StoreError::Uri {
+        uri: uri.to_string(),
+        problem: "a models:/ address needs MLflow: set MLFLOW_TRACKING_URI".into(),
+    })?;
+    Ok(Some(mlflow.resolve(&r).await?))
+}
+
 /// A bundle loaded from a model address, with where it came from.
 pub struct Resolved {
     pub bundle: Bundle,
@@ -63,26 +74,17 @@ pub struct Resolved {
 /// or `models:/<name>/<version>` (through MLflow, which must then be given) — and loads the
 /// bundle, every file checked against its manifest.
 pub async fn resolve_model(store: &Store, mlflow: Option<&Mlflow>, uri: &str) -> Result<Resolved, StoreError> {
-    let location = match ModelRef::parse(uri) {
-        Some(r) => {
-            let mlflow = mlflow.ok_or_else(|| StoreError::Uri {
-                uri: uri.to_string(),
-                problem: "a models:/ address needs MLflow: set MLFLOW_TRACKING_URI".into(),
-            })?;
-            let v = mlflow.resolve(&r).await?;
-            let bundle = load_version(store, &v).await?;
-            return Ok(Resolved { bundle, location: bundle_location(&v)?, version: Some(v), package: None });
-        }
-        None => Location::parse(uri)?,
-    };
+    if let Some(v) = registry_version(mlflow, uri).await? {
+        let bundle = load_version(store, &v).await?;
+        return Ok(Resolved { bundle, location: bundle_location(&v)?, version: Some(v), package: None });
+    }
+    let location = Location::parse(uri)?;
     let label = location.to_string();
     let (bundle, source) = if package::is_archive(&location) {
         let start = std::time::Instant::now();
         let files = package::read_archive(&label, &store.get(&location).await?)?;
         tracing::info!(location = %location, bytes = files.values().map(Vec::len).sum::<usize>(), fetch_ms = start.elapsed().as_secs_f64() * 1e3, "package fetched");
-        let bundle = Bundle::load_with(&label, |name| {
-            files.get(name).cloned().ok_or_else(|| CoreError::Bundle { dir: label.clone(), message: format!("{name} is missing") })
-        })?;
+        let bundle = Bundle::from_files(&label, &files)?;
         (bundle, files.get(package::SOURCE).cloned())
     } else {
         let source = match &location {
