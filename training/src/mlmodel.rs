@@ -46,7 +46,7 @@ pub fn files(
         ("requirements.txt".to_string(), PYTHON_REQUIREMENTS.as_bytes().to_vec()),
     ];
     if let Some(b) = bundle_files.get(BACKGROUND) {
-        let background: Background = serde_json::from_slice(b).with_context(|| format!("{BACKGROUND}"))?;
+        let background: Background = serde_json::from_slice(b).context(BACKGROUND)?;
         if let Some(row) = background.rows.first() {
             // Numbers as numbers where the signature says double, so the example passes it.
             let data: Vec<Value> = row

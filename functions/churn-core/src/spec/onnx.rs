@@ -114,7 +114,7 @@ impl Graph {
         })
     }
 
-    fn to_double(&mut self, x: &str) -> String {
+    fn cast_double(&mut self, x: &str) -> String {
         self.op("Cast", &[x], vec![attr_int("to", pb::tensor_proto::DataType::Double as i64)])
     }
 
@@ -140,7 +140,7 @@ impl Graph {
             SetConst::Numbers(v) => (self.doubles(&[v.len()], v), v.len()),
         };
         let eq = self.op("Equal", &[col, &c], vec![]);
-        let d = self.to_double(&eq);
+        let d = self.cast_double(&eq);
         if len == 1 { d } else { self.sum_columns(&d) }
     }
 
@@ -252,7 +252,7 @@ impl FeatureSpec {
                         }
                     };
                     let eq = g.op("Equal", &[&col, &c], vec![]);
-                    let onehot = g.to_double(&eq);
+                    let onehot = g.cast_double(&eq);
                     cats[s] = Some(CatBlock { onehot, raw: Some((col, *t)) });
                 }
             }
@@ -341,12 +341,12 @@ impl FeatureSpec {
                     let x = num(&numeric, *src)?;
                     let e = g.doubles(&[edges.len()], edges);
                     let ge = g.op("GreaterOrEqual", &[&x, &e], vec![]);
-                    let ge = g.to_double(&ge);
+                    let ge = g.cast_double(&ge);
                     let index = if edges.len() == 1 { ge } else { g.sum_columns(&ge) };
                     let buckets: Vec<f64> = (0..values.len()).map(|b| b as f64).collect();
                     let b = g.doubles(&[buckets.len()], &buckets);
                     let which = g.op("Equal", &[&index, &b], vec![]);
-                    let which = g.to_double(&which);
+                    let which = g.cast_double(&which);
                     let width = self.categorical[*out].vocabulary.len();
                     let mut table = vec![0.0; values.len() * width];
                     for (i, v) in values.iter().enumerate() {
