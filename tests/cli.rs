@@ -111,6 +111,24 @@ fn score_keeps_every_row_and_reports_bad_ones() {
     assert_eq!(text.lines().count(), 4931);
 }
 
+/// Parquet as pandas writes it (`df.to_parquet`: text as `large_string`, a number column with
+/// blanks as text) scores exactly as the CSV it came from: the fast dictionary path covers
+/// `large_string` as well as `string`.
+#[test]
+fn pandas_written_parquet_scores_as_its_csv() {
+    let d = scratch("pandas");
+    let pq = d.path().join("pandas.parquet");
+    let types: Value = serde_json::from_str(&aws_mlflow(&["pandas-parquet", telco_csv().to_str().unwrap(), pq.to_str().unwrap()])).unwrap();
+    assert_eq!((types["contract"].as_str(), types["totalcharges"].as_str()), (Some("large_string"), Some("large_string")), "{types}");
+    let model = trained_bundle().to_str().unwrap();
+    let (from_pq, from_csv) = (d.path().join("pq.csv"), d.path().join("csv.csv"));
+    churn_ok(&["score", "--model", model, "--input", pq.to_str().unwrap(), "--output", from_pq.to_str().unwrap()]);
+    churn_ok(&["score", "--model", model, "--input", telco_csv().to_str().unwrap(), "--output", from_csv.to_str().unwrap()]);
+    let (a, b) = (std::fs::read_to_string(&from_pq).unwrap(), std::fs::read_to_string(&from_csv).unwrap());
+    assert_eq!(a.lines().count(), 4931);
+    assert!(a == b, "pandas parquet and CSV score differently");
+}
+
 #[test]
 fn evaluate_on_the_test_rows_reproduces_the_training_figures() {
     let dir = trained_bundle();

@@ -11,6 +11,7 @@ check what the Rust code wrote. Reads AWS_ENDPOINT_URL_S3 and MLFLOW_TRACKING_UR
   aws_mlflow.py head BUCKET KEY                 # JSON {etag, size} or null
   aws_mlflow.py keys BUCKET PREFIX              # JSON list of keys under a prefix
   aws_mlflow.py csv-to-parquet CSV PARQUET ROWS_PER_GROUP   # typed columns, as pyarrow infers them
+  aws_mlflow.py pandas-parquet CSV PARQUET      # as pandas writes it (text as large_string, blank numbers as text)
   aws_mlflow.py parquet-json PARQUET            # JSON {columns, types, rows: [[...], ...]} read by pyarrow
   aws_mlflow.py repeat-parquet IN OUT TIMES     # IN's rows TIMES over (fresh ids), 128 Ki-row groups
   aws_mlflow.py parquet-rows PARQUET            # the row count pyarrow reads
@@ -101,6 +102,12 @@ def main():
         import pyarrow.parquet
         t = pyarrow.csv.read_csv(sys.argv[2])
         pyarrow.parquet.write_table(t, sys.argv[3], row_group_size=int(sys.argv[4]))
+    elif cmd == "pandas-parquet":
+        import pandas as pd
+        df = pd.read_csv(sys.argv[2])
+        df.to_parquet(sys.argv[3], index=False)
+        import pyarrow.parquet
+        print(json.dumps({f.name: str(f.type) for f in pyarrow.parquet.read_schema(sys.argv[3])}))
     elif cmd == "parquet-json":
         import pyarrow.parquet
         t = pyarrow.parquet.read_table(sys.argv[2])

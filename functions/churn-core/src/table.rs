@@ -141,7 +141,10 @@ pub fn dictionary_columns(
 ) -> std::result::Result<parquet::arrow::arrow_reader::ArrowReaderMetadata, parquet::errors::ParquetError> {
     use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
     let schema = meta.schema();
-    let wanted = |f: &Field| names.contains(&f.name().as_str()) && f.data_type() == &DataType::Utf8;
+    // `large_string` (what pandas writes) and string views are text the same way: read as the
+    // same dictionaries.
+    let text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let wanted = |f: &Field| names.contains(&f.name().as_str()) && text(f.data_type());
     if !schema.fields().iter().any(|f| wanted(f)) {
         return Ok(meta);
     }
@@ -793,33 +796,39 @@ mod tests {
             text(vec![Some("a"), Some("b"), Some("z"), Some(" "), None, Some(" b ")]),
             text(vec![Some("Yes"), Some("No"), None, Some("No"), Some("maybe"), Some("Yes")]),
         ];
-        let schema = Arc::new(Schema::new(names.iter().map(|n| Field::new(*n, DataType::Utf8, true)).collect::<Vec<_>>()));
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("c.parquet");
-        let mut w = TableWriter::create(&p, schema.clone()).unwrap();
-        w.write(&RecordBatch::try_new(schema, columns).unwrap()).unwrap();
-        w.finish().unwrap();
+        // `string` as pyarrow writes it, `large_string` as pandas does: both read as dictionaries.
+        for text_type in [DataType::Utf8, DataType::LargeUtf8] {
+            let schema = Arc::new(Schema::new(names.iter().map(|n| Field::new(*n, text_type.clone(), true)).collect::<Vec<_>>()));
+            let columns: Vec<ArrayRef> = columns.iter().map(|c| arrow::compute::cast(c, &text_type).unwrap()).collect();
+            let d = tempfile::tempdir().unwrap();
+            let p = d.path().join("c.parquet");
+            // With the arrow schema embedded, as pyarrow and pandas write it: the reader then
+            // returns each column in its written type.
+            let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&p).unwrap(), schema.clone(), None).unwrap();
+            w.write(&RecordBatch::try_new(schema, columns).unwrap()).unwrap();
+            w.close().unwrap();
 
-        let read = |reader: TableReader| -> Vec<String> {
-            let mut out = Vec::new();
-            for batch in reader {
-                let mut bound = Bound::new(&batch.unwrap(), &names).unwrap();
-                bound.resolve_categories(&spec);
-                for r in 0..bound.rows() {
-                    let mut sv = crate::spec::SlotValues::default();
-                    let result = spec.checked_slot_values(&bound.row(r), &mut sv).map(|()| sv);
-                    out.push(format!("{result:?}"));
+            let read = |reader: TableReader| -> Vec<String> {
+                let mut out = Vec::new();
+                for batch in reader {
+                    let mut bound = Bound::new(&batch.unwrap(), &names).unwrap();
+                    bound.resolve_categories(&spec);
+                    for r in 0..bound.rows() {
+                        let mut sv = crate::spec::SlotValues::default();
+                        let result = spec.checked_slot_values(&bound.row(r), &mut sv).map(|()| sv);
+                        out.push(format!("{result:?}"));
+                    }
                 }
-            }
-            out
-        };
-        let dict = TableReader::open_for(&p, &spec).unwrap();
-        let mut probe = TableReader::open_for(&p, &spec).unwrap();
-        let batch = probe.next().unwrap().unwrap();
-        let bound = Bound::new(&batch, &names).unwrap();
-        assert!(matches!(bound.column(2), Some(ColData::Dict { .. })), "categorical inputs read as dictionaries");
-        assert!(matches!(bound.column(0), Some(ColData::Text(_))), "numeric inputs stay text");
-        assert_eq!(read(dict), read(TableReader::open(&p).unwrap()));
+                out
+            };
+            let dict = TableReader::open_for(&p, &spec).unwrap();
+            let mut probe = TableReader::open_for(&p, &spec).unwrap();
+            let batch = probe.next().unwrap().unwrap();
+            let bound = Bound::new(&batch, &names).unwrap();
+            assert!(matches!(bound.column(2), Some(ColData::Dict { .. })), "{text_type}: categorical inputs read as dictionaries");
+            assert!(matches!(bound.column(0), Some(ColData::Text(_))), "{text_type}: numeric inputs stay text");
+            assert_eq!(read(dict), read(TableReader::open(&p).unwrap()), "{text_type}");
+        }
     }
 
     #[test]
