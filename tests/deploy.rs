@@ -197,6 +197,7 @@ fn policies_are_least_privilege_and_resources_are_locked_down() {
         ours("MaxPsi"),
         ours("FailedObjects"),
         "AWS/SQS/ApproximateNumberOfMessagesVisible".into(),
+        "AWS/States/ExecutionsFailed".into(),
     ] {
         assert!(alarms.contains(&m), "no alarm on {m}: {alarms:?}");
     }
@@ -207,6 +208,9 @@ fn policies_are_least_privilege_and_resources_are_locked_down() {
     let sm = resources_of(&t, "AWS::StepFunctions::StateMachine");
     assert_eq!(sm.len(), 1);
     assert!(sm[0].1["Properties"].to_string().contains("DISTRIBUTED"));
+    let failed =
+        resources_of(&t, "AWS::CloudWatch::Alarm").into_iter().find(|(_, a)| a["Properties"]["MetricName"] == "ExecutionsFailed").unwrap();
+    assert_eq!(failed.1["Properties"]["Dimensions"][0]["Name"], "StateMachineArn", "{}", failed.1);
 
     for o in ["ApiUrl", "ModelBucketName", "DataBucketName"] {
         assert!(!t["Outputs"][o].is_null(), "output {o}");
@@ -268,6 +272,35 @@ fn the_model_ships_in_a_layer_both_functions_read() {
         assert!(!config.contains(placeholder), "samconfig.toml still holds {placeholder}: a deployer would have to edit it");
     }
     assert_eq!(config.matches("build_in_source = true").count(), config.matches(".build.parameters]").count(), "{config}");
+}
+
+/// A row-group range the function answers with a failed or refused summary fails its child
+/// execution (so the map and the execution fail, and the alarm fires) instead of passing as a
+/// success; a scored range succeeds.
+#[test]
+fn a_range_that_could_not_be_scored_fails_the_fan_out() {
+    let t = template("raw");
+    let states = &t["Resources"]["BatchFanOut"]["Properties"]["Definition"]["States"]["ScoreRanges"]["ItemProcessor"]["States"];
+    assert_eq!(states["Score"]["Next"], "RangeScored", "{states}");
+    let choice = &states["RangeScored"];
+    assert_eq!(choice["Type"], "Choice");
+    let rule = &choice["Choices"][0];
+    let statuses: BTreeSet<&str> = rule["Or"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(c["Variable"], "$.objects[0].status", "{c}");
+            c["StringEquals"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(statuses, BTreeSet::from(["failed", "refused"]));
+    assert_eq!(states[rule["Next"].as_str().unwrap()]["Type"], "Fail");
+    assert_eq!(states[choice["Default"].as_str().unwrap()]["Type"], "Succeed");
+    // The statuses named are the ones the function writes.
+    for s in ["failed", "refused"] {
+        assert!(rust_sources(&root().join("functions/batch-score")).contains(&format!("\"{s}\"")), "{s}");
+    }
 }
 
 /// `sam build` as a deployer runs it: SAM calls cargo-lambda, which cross-compiles each
