@@ -264,6 +264,35 @@ fn objects_too_large_for_one_invocation_are_refused_then_scored_by_row_groups() 
     let s = only_object(&invoke(emu.port, Path::new(&task))).clone();
     assert_eq!(s["status"], "failed");
     assert!(s["error"].as_str().unwrap().contains("the file has 5"), "{s}");
+
+    // The state machine's last step merges the ranges into the object's own summary: the counts
+    // add up to the file, the parts are named, and a re-delivered S3 event is then a no-op.
+    let merge = write(dir.path(), "merge.json", &serde_json::json!({"merge": plan}).to_string());
+    let m = only_object(&invoke(emu.port, Path::new(&merge))).clone();
+    assert_eq!(m["status"], "scored", "{m}");
+    assert_eq!((m["rows_in"].as_u64(), m["parts"].as_array().map(Vec::len)), (Some(4930), Some(2)), "{m}");
+    counts_add_up(&m);
+    let stored: Value = {
+        let out = dir.path().join("merged.json");
+        aws_mlflow(&["get", &bucket, "scored/customers.parquet.summary.json", out.to_str().unwrap()]);
+        serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+    };
+    assert_eq!(stored, m, "the merged summary is the object's summary");
+    let again = only_object(&invoke(emu.port, &s3_event(dir.path(), "s3-put-incoming.json", &bucket, None))).clone();
+    assert_eq!(again["status"], "already_scored", "{again}");
+    // A plan whose range was never scored merges into a failed summary naming it.
+    let mut partial = plan.clone();
+    partial["items"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"bucket": bucket, "key": "incoming/customers.parquet", "row_groups": [5, 6]}));
+    let merge = write(dir.path(), "merge-partial.json", &serde_json::json!({"merge": partial}).to_string());
+    let m = only_object(&invoke(emu.port, Path::new(&merge))).clone();
+    assert_eq!(m["status"], "failed", "{m}");
+    assert!(
+        m["error"].as_str().unwrap().contains("1 of 3 ranges not scored") && m["error"].as_str().unwrap().contains("rowgroups-5-6"),
+        "{m}"
+    );
 }
 
 /// Results always belong to the current object version: a refused object is scored when its

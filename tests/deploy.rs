@@ -297,6 +297,11 @@ fn a_range_that_could_not_be_scored_fails_the_fan_out() {
     assert_eq!(statuses, BTreeSet::from(["failed", "refused"]));
     assert_eq!(states[rule["Next"].as_str().unwrap()]["Type"], "Fail");
     assert_eq!(states[choice["Default"].as_str().unwrap()]["Type"], "Succeed");
+    // After the map, the plan goes to the merge step, which writes the object's own summary.
+    let top = &t["Resources"]["BatchFanOut"]["Properties"]["Definition"]["States"];
+    assert_eq!((top["ScoreRanges"]["Next"].as_str(), top["ScoreRanges"]["ResultPath"].is_null()), (Some("Merge"), true), "{top}");
+    assert_eq!(top["Merge"]["Parameters"]["Payload"]["merge.$"], "$", "{top}");
+    assert!(rust_sources(&root().join("functions/batch-score")).contains("event.get(\"merge\")"));
     // The statuses named are the ones the function writes.
     for s in ["failed", "refused"] {
         assert!(rust_sources(&root().join("functions/batch-score")).contains(&format!("\"{s}\"")), "{s}");

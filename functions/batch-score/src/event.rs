@@ -31,6 +31,15 @@ pub struct PlanRequest {
     pub row_groups_per_task: usize,
 }
 
+/// The fan-out's last step: the plan (as [`crate::job::Scorer::plan`] answered it), whose ranges
+/// have all been scored, to merge into the object's own summary.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MergeRequest {
+    pub bucket: String,
+    pub key: String,
+    pub items: Vec<Task>,
+}
+
 fn default_groups_per_task() -> usize {
     4
 }

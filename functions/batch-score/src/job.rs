@@ -124,6 +124,10 @@ pub struct Summary {
     pub summary_uri: String,
     pub timings: Timings,
     pub error: Option<String>,
+    /// For an object scored by the fan-out: the summaries of its row-group ranges, whose
+    /// `scored_uri` / `rejected_uri` hold the rows (this summary adds their counts up).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
 }
 
 /// Why an object could not be finished in this invocation.
@@ -145,6 +149,16 @@ pub struct Scorer {
     pub bundle: Bundle,
     pub model: ModelInfo,
     pub config: BatchConfig,
+}
+
+/// Adds `more`'s counts to `into`'s, by name, keeping first-seen order.
+fn add_counts(into: &mut Vec<(String, u64)>, more: &[(String, u64)]) {
+    for (name, n) in more {
+        match into.iter_mut().find(|(m, _)| m == name) {
+            Some((_, c)) => *c += n,
+            None => into.push((name.clone(), *n)),
+        }
+    }
 }
 
 /// The output keys of a task.
@@ -244,6 +258,7 @@ impl Scorer {
             summary_uri: Self::uri(&task.bucket, &keys.summary),
             timings: Timings::default(),
             error: None,
+            parts: vec![],
         }
     }
 
@@ -276,6 +291,88 @@ impl Scorer {
         let rows: i64 = groups.iter().map(|g| g.num_rows()).sum();
         let items = crate::event::split_tasks(&req.bucket, &req.key, groups.len(), req.row_groups_per_task);
         Ok(serde_json::json!({"bucket": req.bucket, "key": req.key, "rows": rows, "row_groups": groups.len(), "items": items}))
+    }
+
+    /// The fan-out's last step: reads the summary of every range of `req`, checks they all
+    /// scored the object's current version, and writes the object's own summary
+    /// (`scored/<key>.summary.json`) with their counts added up and `parts` naming them —
+    /// `scored` when every range is, `failed` (naming the ranges) otherwise. A re-delivered S3
+    /// event for the object then answers `already_scored`.
+    pub async fn merge(&self, req: &crate::event::MergeRequest) -> Result<Summary, JobError> {
+        let start = Instant::now();
+        let whole = Task { bucket: req.bucket.clone(), key: req.key.clone(), row_groups: None };
+        let keys = Keys::of(&whole, &self.config);
+        let info = s3io::head(&self.client, &req.bucket, &req.key).await?;
+        let (etag, size) = info.as_ref().map_or((String::new(), 0), |i| (i.etag.clone(), i.size));
+        let mut merged = self.summary(&whole, &keys, Status::Scored, &etag, size);
+        let mut problems = Vec::new();
+        if info.is_none() {
+            problems.push(format!("{}: the object no longer exists", Self::uri(&req.bucket, &req.key)));
+        }
+        let mut probability_sum = 0.0;
+        let mut drift: Vec<churn_core::drift::FeatureDrift> = Vec::new();
+        let mut threshold = None;
+        for item in &req.items {
+            let k = Keys::of(item, &self.config);
+            let uri = Self::uri(&item.bucket, &k.summary);
+            let Some(body) = s3io::get(&self.client, &item.bucket, &k.summary).await? else {
+                problems.push(format!("{uri}: missing (the range was not scored)"));
+                continue;
+            };
+            let part: Summary = match serde_json::from_slice(&body) {
+                Ok(p) => p,
+                Err(e) => {
+                    problems.push(format!("{uri}: not a summary ({e})"));
+                    continue;
+                }
+            };
+            if part.status != Status::Scored {
+                problems.push(format!(
+                    "{uri}: {}{}",
+                    part.status.as_str(),
+                    part.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+                ));
+            } else if part.source.etag != etag {
+                problems.push(format!("{uri}: scored another version of the object (ETag {})", part.source.etag));
+            }
+            merged.rows_in += part.rows_in;
+            merged.rows_scored += part.rows_scored;
+            merged.rows_rejected += part.rows_rejected;
+            merged.rows_warned += part.rows_warned;
+            add_counts(&mut merged.tiers, &part.tiers);
+            add_counts(&mut merged.offers, &part.offers);
+            if merged.probability_histogram.len() < part.probability_histogram.len() {
+                merged.probability_histogram.resize(part.probability_histogram.len(), 0);
+            }
+            for (m, p) in merged.probability_histogram.iter_mut().zip(&part.probability_histogram) {
+                *m += p;
+            }
+            probability_sum += part.mean_probability * part.rows_scored as f64;
+            // PSI does not add up over ranges: each feature keeps its largest range PSI.
+            if let Some(d) = &part.drift {
+                threshold = Some(d.threshold);
+                for f in &d.features {
+                    match drift.iter_mut().find(|m| m.feature == f.feature) {
+                        Some(m) if m.psi < f.psi => *m = f.clone(),
+                        Some(_) => {}
+                        None => drift.push(f.clone()),
+                    }
+                }
+            }
+            merged.timings.read_and_score_ms += part.timings.read_and_score_ms;
+            merged.timings.bytes_read += part.timings.bytes_read;
+            merged.timings.bytes_written += part.timings.bytes_written;
+            merged.parts.push(uri);
+        }
+        merged.mean_probability = if merged.rows_scored > 0 { probability_sum / merged.rows_scored as f64 } else { 0.0 };
+        merged.drift = threshold.map(|t| DriftReport::new(t, drift));
+        if !problems.is_empty() {
+            merged.status = Status::Failed;
+            merged.error = Some(format!("{} of {} ranges not scored: {}", problems.len(), req.items.len(), problems.join("; ")));
+        }
+        merged.timings.total_ms = start.elapsed().as_secs_f64() * 1e3;
+        self.put_summary(&whole, &keys, &etag, &merged).await?;
+        Ok(merged)
     }
 
     /// Scores one task; `deadline_ms` is the invocation's deadline (Unix epoch milliseconds).

@@ -26,6 +26,8 @@ pub enum HandleError {
     PlanRequest(serde_json::Error),
     #[error("{0}")]
     Plan(String),
+    #[error("merge request: {0}")]
+    MergeRequest(serde_json::Error),
     #[error(transparent)]
     Event(#[from] event::EventError),
     /// Objects that could not be finished for a retry-worthy reason (the others were).
@@ -43,6 +45,12 @@ pub async fn handle(scorer: &Scorer, event: Value, deadline_ms: u64) -> Result<V
     if let Some(plan) = event.get("plan") {
         let req: event::PlanRequest = serde_json::from_value(plan.clone()).map_err(HandleError::PlanRequest)?;
         return scorer.plan(&req).await.map_err(HandleError::Plan);
+    }
+    if let Some(merge) = event.get("merge") {
+        let req: event::MergeRequest = serde_json::from_value(merge.clone()).map_err(HandleError::MergeRequest)?;
+        let s = scorer.merge(&req).await.map_err(|e| HandleError::Retry(vec![e]))?;
+        log_summary(&s);
+        return Ok(json!({"objects": [s]}));
     }
     let (tasks, skipped) = event::tasks(event, &scorer.config.input_prefix)?;
     for s in &skipped {

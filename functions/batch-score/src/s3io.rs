@@ -77,6 +77,15 @@ pub async fn head(client: &Client, bucket: &str, key: &str) -> Result<Option<Obj
     }
 }
 
+/// The whole body of `s3://{bucket}/{key}`; `Ok(None)` when the object does not exist.
+pub async fn get(client: &Client, bucket: &str, key: &str) -> Result<Option<Bytes>, S3Error> {
+    match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(o) => Ok(Some(o.body.collect().await.map_err(|e| S3Error::transfer("GetObject", bucket, key, e))?.into_bytes())),
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+        Err(e) => Err(s3_error("GetObject", bucket, key, e)),
+    }
+}
+
 /// Deletes `s3://{bucket}/{key}`; deleting a missing object succeeds.
 pub async fn delete(client: &Client, bucket: &str, key: &str) -> Result<(), S3Error> {
     client.delete_object().bucket(bucket).key(key).send().await.map_err(|e| s3_error("DeleteObject", bucket, key, e))?;
