@@ -790,7 +790,7 @@ mod tests {
         let names: Vec<&str> = spec.input_names().collect();
         let text = |v: Vec<Option<&str>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
         // Known, unseen, blank, padded and null categories; a number that does not parse.
-        let columns = vec![
+        let columns = [
             text(vec![Some("1"), Some("20"), Some("0"), Some("abc"), Some("5"), Some("7")]),
             text(vec![Some("10"), Some("400"), Some(" "), Some("30"), None, Some("70")]),
             text(vec![Some("a"), Some("b"), Some("z"), Some(" "), None, Some(" b ")]),
