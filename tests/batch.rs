@@ -505,3 +505,64 @@ fn start_up_failure_is_one_clear_line() {
     ]);
     assert!(e.contains("background") && e.contains("without reasons"), "{e}");
 }
+
+/// Output completions are S3 conditional writes, against the S3 server: an upload completes only
+/// over what its key held when the invocation looked. A write by someone else in between makes
+/// the completion fail with nothing visible and hands the upload back, which then completes over
+/// the new object once the invocation has decided it should. Both paths: one PutObject
+/// (`If-Match` and `If-None-Match`), and a multipart upload (the local server checks
+/// `If-None-Match: *` on CompleteMultipartUpload only, so `If-Match` there is exercised against
+/// AWS, not here).
+#[test]
+fn output_completions_are_conditional_writes() {
+    use batch_score::s3io::{self, Finish, Precondition, Upload};
+    require_servers();
+    let bucket = test_bucket("churn-conditional");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let store = churn_store::Store::new();
+        let client = store.s3().await.clone();
+        let body = |key: &str| {
+            let (client, bucket, key) = (client.clone(), bucket.clone(), key.to_string());
+            async move { s3io::get(&client, &bucket, &key).await.unwrap().map(|b| b.to_vec()) }
+        };
+        let etag = |key: &str| {
+            let (client, bucket, key) = (client.clone(), bucket.clone(), key.to_string());
+            async move { s3io::head(&client, &bucket, &key).await.unwrap().map(|o| o.etag) }
+        };
+        let upload = |key: &str, bytes: &[u8]| {
+            let mut up = Upload::new(&client, &bucket, key, "application/octet-stream", 5 << 20);
+            let bytes = bytes.to_vec();
+            async move {
+                up.write(&bytes).await.unwrap();
+                up
+            }
+        };
+        let changed = |r: Result<u64, Finish>| match r {
+            Err(Finish::Changed(up)) => *up,
+            Ok(_) => panic!("completed although the key changed"),
+            Err(Finish::Failed(e)) => panic!("{e}"),
+        };
+        for (key, size) in [("scored/small.csv", 100), ("scored/multipart.parquet", (5 << 20) + 100)] {
+            let v = |n: u8| vec![n; size];
+            // Nothing there yet, as looked: completes.
+            assert!(upload(key, &v(1)).await.finish(&Precondition::Absent).await.is_ok(), "{key}");
+            let first = etag(key).await.unwrap();
+            // Expecting nothing, but something is there: nothing changes.
+            let up = changed(upload(key, &v(2)).await.finish(&Precondition::Absent).await);
+            assert_eq!(body(key).await.unwrap(), v(1), "{key}");
+            up.abort().await;
+            if size > 5 << 20 {
+                continue;
+            }
+            // Another writer replaced the object after this invocation looked: refused, nothing
+            // visible; then completed over the object now there.
+            upload(key, &v(3)).await.finish(&Precondition::Any).await.ok().unwrap();
+            let up = changed(upload(key, &v(4)).await.finish(&Precondition::Unchanged(first.clone())).await);
+            assert_eq!(body(key).await.unwrap(), v(3), "{key}: the other writer's object stays");
+            let now = etag(key).await.unwrap();
+            assert!(up.finish(&Precondition::Unchanged(now)).await.is_ok(), "{key}");
+            assert_eq!(body(key).await.unwrap(), v(4), "{key}");
+        }
+    });
+}

@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::BatchConfig;
 use crate::event::Task;
-use crate::s3io::{self, Prefetch, S3Error, S3Reader, Upload};
+use crate::s3io::{self, Finish, Precondition, Prefetch, S3Error, S3Reader, Upload};
 
 /// Metadata keys on the summary object that make re-deliveries idempotent.
 pub const META_SOURCE_ETAG: &str = "source-etag";
@@ -422,6 +422,41 @@ impl Scorer {
         Ok(summary)
     }
 
+    /// Completes an output upload over exactly what its key holds now (a conditional write), so
+    /// that another invocation's write in between is never overwritten unseen. When the key
+    /// changed meanwhile: if the source object changed too, a newer version's invocation wrote,
+    /// and this one's results are dropped (`Superseded`); if not, the other writer scored an
+    /// older version (its check came before this version's upload), and the upload completes
+    /// over it.
+    async fn complete(&self, mut up: Upload, task: &Task, etag: &str, label: &str) -> Result<u64, Failure> {
+        const ATTEMPTS: usize = 3;
+        for _ in 0..ATTEMPTS {
+            let existing = s3io::head(&self.client, &task.bucket, up.key()).await.map_err(|e| Failure::Job(e.into()))?;
+            match up.finish(&Precondition::of(existing.as_ref())).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(Finish::Failed(e)) => return Err(Failure::Job((*e).into())),
+                Err(Finish::Changed(back)) => {
+                    let source = s3io::head(&self.client, &task.bucket, &task.key).await.map_err(|e| Failure::Job(e.into()))?;
+                    if source.is_none_or(|s| s.etag != etag) {
+                        back.abort().await;
+                        return Err(Failure::Superseded(format!(
+                            "{label}: the object was replaced and its new version's results were written while this one finished; nothing of this version was written"
+                        )));
+                    }
+                    up = *back;
+                }
+            }
+        }
+        let key = up.key().to_string();
+        up.abort().await;
+        Err(Failure::Job(JobError::S3(S3Error::transfer(
+            "CompleteUpload",
+            &task.bucket,
+            &key,
+            format!("the key kept changing under {ATTEMPTS} conditional writes"),
+        ))))
+    }
+
     /// Deletes `scored/<key>` and `rejected/<key>` (deleting a missing object succeeds).
     async fn remove_outputs(&self, task: &Task, keys: &Keys) -> Result<(), S3Error> {
         let (a, b) =
@@ -645,12 +680,12 @@ impl Scorer {
         let finish_scored = async {
             let tail = scored_enc.finish(scored_schema)?;
             scored_up.write(&tail).await.map_err(|e| Failure::Job(e.into()))?;
-            scored_up.finish().await.map_err(|e| Failure::Job(e.into()))
+            self.complete(scored_up, task, &info.etag, &label).await
         };
         let scored_bytes = if let Some((enc, mut up, schema)) = rejected {
             let tail = enc.finish(schema)?;
             up.write(&tail).await.map_err(|e| Failure::Job(e.into()))?;
-            summary.timings.bytes_written += up.finish().await.map_err(|e| Failure::Job(e.into()))?;
+            summary.timings.bytes_written += self.complete(up, task, &info.etag, &label).await?;
             summary.rejected_uri = Some(Self::uri(&task.bucket, &keys.rejected));
             finish_scored.await?
         } else {

@@ -40,6 +40,12 @@ pub struct S3Error {
 }
 
 impl S3Error {
+    /// A conditional request whose condition did not hold (HTTP 412), or that raced another
+    /// conditional write to the same key (S3's 409 `ConditionalRequestConflict`).
+    pub fn is_precondition_failed(&self) -> bool {
+        matches!(self.code.as_deref(), Some("PreconditionFailed" | "ConditionalRequestConflict"))
+    }
+
     /// A failure with no service error code (a broken body stream, a short read).
     pub fn transfer(op: &'static str, bucket: &str, key: &str, message: impl std::fmt::Display) -> Self {
         S3Error { op, bucket: bucket.into(), key: key.into(), code: None, message: message.to_string() }
@@ -84,6 +90,44 @@ pub async fn get(client: &Client, bucket: &str, key: &str) -> Result<Option<Byte
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
         Err(e) => Err(s3_error("GetObject", bucket, key, e)),
     }
+}
+
+/// What must hold of an output's key when its upload completes: S3 conditional writes, so an
+/// invocation never overwrites, unseen, what another one wrote after it looked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// Nothing is there (`If-None-Match: *`).
+    Absent,
+    /// The object with this ETag is still there (`If-Match`).
+    Unchanged(String),
+    /// No condition: for tools that own the key (the benchmark writing its input).
+    Any,
+}
+
+impl Precondition {
+    /// The condition that what `existing` found is still what the key holds.
+    pub fn of(existing: Option<&ObjectInfo>) -> Self {
+        existing.map_or(Precondition::Absent, |o| Precondition::Unchanged(o.etag.clone()))
+    }
+
+    fn if_match(&self) -> Option<String> {
+        match self {
+            Precondition::Unchanged(etag) => Some(etag.clone()),
+            Precondition::Absent | Precondition::Any => None,
+        }
+    }
+
+    fn if_none_match(&self) -> Option<String> {
+        matches!(self, Precondition::Absent).then(|| "*".to_string())
+    }
+}
+
+/// Why [`Upload::finish`] made nothing visible.
+pub enum Finish {
+    /// The key no longer holds what the precondition says: the upload, to complete under a new
+    /// condition or to abort.
+    Changed(Box<Upload>),
+    Failed(Box<S3Error>),
 }
 
 /// Deletes `s3://{bucket}/{key}`; deleting a missing object succeeds.
@@ -404,40 +448,60 @@ impl Upload {
         Ok(())
     }
 
-    /// Makes the object visible, whole.
-    pub async fn finish(mut self) -> Result<u64, S3Error> {
+    /// Makes the object visible, whole — only if `when` still holds of its key (an S3
+    /// conditional write). When it does not, nothing becomes visible and the upload comes back
+    /// in [`Finish::Changed`], to be completed under a new condition or aborted.
+    pub async fn finish(mut self, when: &Precondition) -> Result<u64, Finish> {
+        let failed = |e: S3Error| Finish::Failed(Box::new(e));
         if self.upload_id.is_none() {
-            let body = std::mem::take(&mut self.buf);
-            self.client
+            let body = Bytes::from(std::mem::take(&mut self.buf));
+            let sent = self
+                .client
                 .put_object()
                 .bucket(&self.bucket)
                 .key(&self.key)
                 .content_type(self.content_type)
                 .set_metadata(self.metadata())
-                .body(ByteStream::from(body))
+                .set_if_match(when.if_match())
+                .set_if_none_match(when.if_none_match())
+                .body(ByteStream::from(body.clone()))
                 .customize()
                 .disable_payload_signing()
                 .send()
                 .await
-                .map_err(|e| s3_error("PutObject", &self.bucket, &self.key, e))?;
-            return Ok(self.bytes);
+                .map_err(|e| s3_error("PutObject", &self.bucket, &self.key, e));
+            return match sent {
+                Ok(_) => Ok(self.bytes),
+                Err(e) if e.is_precondition_failed() => {
+                    self.buf = body.to_vec();
+                    Err(Finish::Changed(Box::new(self)))
+                }
+                Err(e) => Err(failed(e)),
+            };
         }
         if !self.buf.is_empty() {
             let last = std::mem::take(&mut self.buf);
-            self.start_part(last).await?;
+            self.start_part(last).await.map_err(failed)?;
         }
-        self.settle().await?;
-        let done = CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.parts))).build();
-        self.client
+        self.settle().await.map_err(failed)?;
+        let done = CompletedMultipartUpload::builder().set_parts(Some(self.parts.clone())).build();
+        let sent = self
+            .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(&self.key)
             .upload_id(self.upload_id.as_deref().unwrap_or_default())
             .multipart_upload(done)
+            .set_if_match(when.if_match())
+            .set_if_none_match(when.if_none_match())
             .send()
             .await
-            .map_err(|e| s3_error("CompleteMultipartUpload", &self.bucket, &self.key, e))?;
-        Ok(self.bytes)
+            .map_err(|e| s3_error("CompleteMultipartUpload", &self.bucket, &self.key, e));
+        match sent {
+            Ok(_) => Ok(self.bytes),
+            Err(e) if e.is_precondition_failed() => Err(Finish::Changed(Box::new(self))),
+            Err(e) => Err(failed(e)),
+        }
     }
 
     /// Drops the parts uploaded so far; nothing becomes visible.

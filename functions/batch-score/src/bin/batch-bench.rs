@@ -123,7 +123,11 @@ async fn prepare(rows: usize, bucket: &str, key: &str, data: &PathBuf) -> anyhow
         round += 1;
     }
     up.write(&enc.finish(schema)?).await?;
-    let bytes = up.finish().await?;
+    let bytes = match up.finish(&batch_score::s3io::Precondition::Any).await {
+        Ok(bytes) => bytes,
+        Err(batch_score::s3io::Finish::Failed(e)) => return Err((*e).into()),
+        Err(batch_score::s3io::Finish::Changed(_)) => unreachable!("no condition to fail"),
+    };
     println!("prepared s3://{bucket}/{key}: {written} rows, {:.1} MiB", bytes as f64 / (1 << 20) as f64);
     Ok(())
 }
@@ -131,7 +135,6 @@ async fn prepare(rows: usize, bucket: &str, key: &str, data: &PathBuf) -> anyhow
 async fn score(model: &PathBuf, bucket: &str, key: &str) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let bundle = Bundle::load_dir(model)?;
-    let sha = bundle.manifest.bundle_sha256();
     let config = BatchConfig::from_env(|k| match k {
         "MODEL_URI" => Some(model.display().to_string()),
         "MAX_ROWS_PER_INVOCATION" => Some("1000000000".into()),
