@@ -10,8 +10,11 @@ VENV="${CHURN_VENV:-$HOME/.cache/churn-test-venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-echo "== installing test tools into $VENV" >&2
-"$VENV/bin/pip" install --quiet --disable-pip-version-check -r infra/requirements-test.txt
+# The tools install while the workspace builds (pip waits on the network and unpacks; cargo
+# uses the CPUs): the build does not need them, the tests do.
+echo "== installing test tools into $VENV (beside the build)" >&2
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -r infra/requirements-test.txt &
+pip_pid=$!
 export PATH="$VENV/bin:$PATH"
 export CHURN_PYTHON="$VENV/bin/python"
 # `sam build` cross-compiles the functions to arm64 (tests/deploy.rs); the standard library for
@@ -20,6 +23,10 @@ export CHURN_PYTHON="$VENV/bin/python"
 rustup target add aarch64-unknown-linux-gnu >&2
 echo "== building (test profile)" >&2
 cargo build --workspace --bins --locked
+if ! wait "$pip_pid"; then
+  echo "installing the test tools failed (pip install -r infra/requirements-test.txt, above)" >&2
+  exit 1
+fi
 if [ "${CHURN_REMOTE:-0}" = 1 ]; then
   # Real AWS S3 and a remote MLflow: the environment says where (MLFLOW_TRACKING_URI, AWS_*,
   # CHURN_TEST_BUCKET); nothing is started.
