@@ -17,7 +17,7 @@ use churn_core::{Bundle, CoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::mlflow::ModelVersion;
-use crate::registry::{TAG_BUNDLE_SHA, bundle_location, registry_version};
+use crate::registry::{TAG_BUNDLE_SHA, bundle_location, check_registered, registry_version};
 use crate::{Location, Mlflow, Store, StoreError};
 
 /// The file of a package that says where its bundle came from.
@@ -174,16 +174,8 @@ pub async fn fetch(store: &Store, mlflow: Option<&Mlflow>, uri: &str) -> Result<
     let label = location.to_string();
     let bundle = Bundle::from_files(&label, &files)?;
     let sha = bundle.manifest.bundle_sha256();
-    if let Some(expected) = version.as_ref().and_then(|v| v.tags.get(TAG_BUNDLE_SHA))
-        && expected != &sha
-    {
-        return Err(StoreError::Uri {
-            uri: uri.to_string(),
-            problem: format!(
-                "the bundle at {location} has SHA-256 {sha}, but the version's {TAG_BUNDLE_SHA} tag says {expected}: \
-                 the bundle was replaced after it was registered"
-            ),
-        });
+    if let Some(v) = &version {
+        check_registered(v, &bundle.manifest, &location)?;
     }
     let earlier = previous.map(|b| check_source(&label, &b, &bundle.manifest)).transpose()?;
     files.retain(|name, _| name == bundle::MANIFEST || bundle::LOADED_FILES.contains(&name.as_str()));

@@ -32,20 +32,26 @@ pub fn bundle_location(v: &ModelVersion) -> Result<Location, StoreError> {
 pub async fn load_version(store: &Store, v: &ModelVersion) -> Result<Bundle, StoreError> {
     let location = bundle_location(v)?;
     let bundle = store.load_bundle(&location).await?;
-    if let Some(expected) = v.tags.get(TAG_BUNDLE_SHA) {
-        let found = bundle.manifest.bundle_sha256();
-        if &found != expected {
-            return Err(StoreError::Uri {
-                uri: format!("models:/{}/{}", v.name, v.version),
-                problem: format!(
-                    "the bundle at {location} has SHA-256 {found}, but the version's {TAG_BUNDLE_SHA} tag says {expected}: \
-                     the bundle was replaced after it was registered. Register the bundle as a new version (churn register), \
-                     or restore the registered one"
-                ),
-            });
-        }
-    }
+    check_registered(v, &bundle.manifest, &location)?;
     Ok(bundle)
+}
+
+/// Checks that `manifest` (read at `location`) is the bundle `v` registered: its SHA-256 equals
+/// the version's `bundle_sha256` tag, when the version has one.
+pub fn check_registered(v: &ModelVersion, manifest: &churn_core::Manifest, location: &Location) -> Result<(), StoreError> {
+    let Some(expected) = v.tags.get(TAG_BUNDLE_SHA) else { return Ok(()) };
+    let found = manifest.bundle_sha256();
+    if &found == expected {
+        return Ok(());
+    }
+    Err(StoreError::Uri {
+        uri: format!("models:/{}/{}", v.name, v.version),
+        problem: format!(
+            "the bundle at {location} has SHA-256 {found}, but the version's {TAG_BUNDLE_SHA} tag says {expected}: \
+             the bundle was replaced after it was registered. Register the bundle as a new version (churn register), \
+             or restore the registered one"
+        ),
+    })
 }
 
 /// The registry version a `models:/<name>@<alias>` or `models:/<name>/<version>` address names
@@ -75,8 +81,10 @@ pub struct Resolved {
 /// bundle, every file checked against its manifest.
 pub async fn resolve_model(store: &Store, mlflow: Option<&Mlflow>, uri: &str) -> Result<Resolved, StoreError> {
     if let Some(v) = registry_version(mlflow, uri).await? {
-        let bundle = load_version(store, &v).await?;
-        return Ok(Resolved { bundle, location: bundle_location(&v)?, version: Some(v), package: None });
+        let location = bundle_location(&v)?;
+        let bundle = store.load_bundle(&location).await?;
+        check_registered(&v, &bundle.manifest, &location)?;
+        return Ok(Resolved { bundle, location, version: Some(v), package: None });
     }
     let location = Location::parse(uri)?;
     let label = location.to_string();
