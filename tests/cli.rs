@@ -111,6 +111,40 @@ fn score_keeps_every_row_and_reports_bad_ones() {
     assert_eq!(text.lines().count(), 4931);
 }
 
+/// `churn package` on bad input: each refusal names what is wrong and how to go on, and writes
+/// nothing.
+#[test]
+fn package_refuses_bad_input_with_clear_messages() {
+    let d = scratch("package-bad");
+    let out = d.path().join("pkg");
+    let model = trained_bundle().to_str().unwrap();
+    let o = out.to_str().unwrap();
+    let e = churn_err(&["package", "--model", model]);
+    assert!(e.contains("nothing to write") && e.contains("--out") && e.contains("--archive"), "{e}");
+    let e = churn_err(&["package", "--model", d.path().join("nowhere").to_str().unwrap(), "--out", o]);
+    assert!(e.contains("nowhere") && e.contains("manifest.json"), "{e}");
+    let e = churn_err(&["package", "--model", model, "--archive", d.path().join("model.zip").to_str().unwrap()]);
+    assert!(e.contains("--archive must end in .tar") && e.contains("model.zip"), "{e}");
+    let e = churn_err(&["package", "--model", "models:/churn@champion", "--out", o, "--mlflow-uri", ""]);
+    assert!(e.contains("models:/churn@champion") && e.contains("MLFLOW_TRACKING_URI"), "{e}");
+    // A corrupted file: refused by its checksum.
+    let copy = d.path().join("bundle");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in std::fs::read_dir(trained_bundle()).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
+    }
+    std::fs::write(copy.join("playbook.json"), "{}").unwrap();
+    let e = churn_err(&["package", "--model", copy.to_str().unwrap(), "--out", o]);
+    assert!(e.contains("checksum mismatch for playbook.json"), "{e}");
+    assert!(!out.exists(), "nothing written");
+    // An existing package is replaced only when asked.
+    churn_ok(&["package", "--model", model, "--out", o]);
+    let e = churn_err(&["package", "--model", model, "--out", o]);
+    assert!(e.contains("--force"), "{e}");
+    churn_ok(&["package", "--model", model, "--out", o, "--force"]);
+}
+
 /// Parquet as pandas writes it (`df.to_parquet`: text as `large_string`, a number column with
 /// blanks as text) scores exactly as the CSV it came from: the fast dictionary path covers
 /// `large_string` as well as `string`.
