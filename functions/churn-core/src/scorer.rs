@@ -19,6 +19,8 @@ pub struct Scorer {
     plan: Arc<TypedRunnableModel>,
     /// The parsed model, from which fixed-size plans are made.
     model: InferenceModel,
+    /// Whether the model is a dense stack this project wrote (see [`Scorer::plan`]).
+    dense: bool,
     plans: Mutex<FixedPlans>,
     width: usize,
 }
@@ -59,20 +61,25 @@ impl Scorer {
     pub fn from_onnx(bytes: &[u8], width: usize) -> Result<Self> {
         let err = |e: TractError| CoreError::Model(format!("model.onnx: {e:#}"));
         let model = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(bytes)).map_err(err)?;
-        let mut typed = model.clone().into_typed().map_err(err)?;
-        // A stack of dense layers as this project writes it has nothing for tract's declutter
-        // passes to simplify, and codegen alone gives it the same kernels and the same results:
-        // skipping declutter takes most of the plan's time off a cold start
-        // (`predict-bench init` measures both). Any other graph gets both passes.
-        if crate::onnx::dense_stack_from_onnx(bytes)?.is_none() {
-            typed.declutter().map_err(err)?;
-        }
-        typed.optimize().map_err(err)?;
-        let plan = typed.into_runnable().map_err(err)?;
-        let scorer = Scorer { plan, model, plans: Mutex::default(), width };
+        let dense = crate::onnx::dense_stack_from_onnx(bytes)?.is_some();
+        let plan = Self::plan(model.clone(), dense).map_err(err)?;
+        let scorer = Scorer { plan, model, dense, plans: Mutex::default(), width };
         // Fail at load, not on the first request, if the model does not take this width.
         scorer.predict(&vec![0.0; width])?;
         Ok(scorer)
+    }
+
+    /// tract's runnable plan of `model`. A stack of dense layers as this project writes it
+    /// (`dense`) has nothing for tract's declutter passes to simplify, and codegen alone gives it
+    /// the same kernels and the same results, in less time: that is most of the plan's share of
+    /// a cold start (`predict-bench init` compares both). Any other graph gets both passes.
+    fn plan(model: InferenceModel, dense: bool) -> TractResult<Arc<TypedRunnableModel>> {
+        let mut typed = model.into_typed()?;
+        if !dense {
+            typed.declutter()?;
+        }
+        typed.optimize()?;
+        typed.into_runnable()
     }
 
     pub fn width(&self) -> usize {
@@ -158,12 +165,7 @@ impl Scorer {
             }
         }
         // Planning takes milliseconds: done outside the lock.
-        let built = self
-            .model
-            .clone()
-            .with_input_fact(0, f32::fact([rows, self.width]).into())
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable());
+        let built = self.model.clone().with_input_fact(0, f32::fact([rows, self.width]).into()).and_then(|m| Self::plan(m, self.dense));
         match built {
             Ok(plan) => {
                 let mut plans = self.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
