@@ -178,7 +178,9 @@ impl Bundle {
         playbook.check_fields(spec.input_names()).map_err(|e| bad(e.to_string()))?;
         let metrics = json(METRICS, text(METRICS), &bad)?;
         let mut parse_ms = lap();
-        let scorer = Scorer::from_onnx(&files[MODEL], spec.width())?;
+        // The ONNX protobuf is read once for both the scorer's planning and the explainer.
+        let layers = crate::onnx::dense_stack_from_onnx(&files[MODEL])?;
+        let scorer = Scorer::new(&files[MODEL], spec.width(), layers.is_some())?;
         let plan_ms = lap();
         // Files older bundles lack: parsed and checked against the spec when present.
         let reference: Option<DriftReference> =
@@ -192,9 +194,9 @@ impl Bundle {
             b.check(&spec).map_err(bad)?;
         }
         parse_ms += lap();
-        let explainer = match &background {
-            Some(b) => Explainer::new(&spec, &files[MODEL], b)?,
-            None => None,
+        let explainer = match (&background, layers) {
+            (Some(b), Some(layers)) => Some(Explainer::from_layers(&spec, layers, b)?),
+            _ => None,
         };
         let timings = LoadTimings { verify_ms, parse_ms, plan_ms, explainer_ms: lap() };
         Ok(Bundle { manifest, spec, playbook, metrics, scorer, reference, background, explainer, timings })

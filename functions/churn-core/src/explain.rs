@@ -401,6 +401,12 @@ impl Explainer {
     /// model is not a dense stack (use [`shapley`]).
     pub fn new(spec: &FeatureSpec, onnx: &[u8], background: &Background) -> Result<Option<Self>> {
         let Some(layers) = dense_stack_from_onnx(onnx)? else { return Ok(None) };
+        Self::from_layers(spec, layers, background).map(Some)
+    }
+
+    /// Prepares the walks for `spec`, the dense stack `layers` (as [`dense_stack_from_onnx`]
+    /// reads it) and `background`.
+    pub fn from_layers(spec: &FeatureSpec, layers: Vec<Dense>, background: &Background) -> Result<Self> {
         let width = spec.width();
         if layers[0].inputs != width {
             return Err(CoreError::Model(format!("model.onnx takes {} inputs, the feature spec makes {width}", layers[0].inputs)));
@@ -424,7 +430,7 @@ impl Explainer {
             let logit = explainer.logit(&z, &mut buffers);
             explainer.starts.push(WalkStart { slots, numeric, z, logit });
         }
-        Ok(Some(explainer))
+        Ok(explainer)
     }
 
     /// The first layer's pre-activation for `slots`, and the numeric part of the model input.

@@ -59,9 +59,14 @@ fn inference(e: TractError) -> CoreError {
 impl Scorer {
     /// Loads, optimises and plans an ONNX model taking `[N, width]` features.
     pub fn from_onnx(bytes: &[u8], width: usize) -> Result<Self> {
+        Self::new(bytes, width, crate::onnx::dense_stack_from_onnx(bytes)?.is_some())
+    }
+
+    /// [`from_onnx`](Self::from_onnx) for a caller that has read the model with
+    /// [`crate::onnx::dense_stack_from_onnx`] already: `dense` is whether that found a stack.
+    pub fn new(bytes: &[u8], width: usize, dense: bool) -> Result<Self> {
         let err = |e: TractError| CoreError::Model(format!("model.onnx: {e:#}"));
         let model = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(bytes)).map_err(err)?;
-        let dense = crate::onnx::dense_stack_from_onnx(bytes)?.is_some();
         let plan = Self::plan(model.clone(), dense).map_err(err)?;
         let scorer = Scorer { plan, model, dense, plans: Mutex::default(), width };
         // Fail at load, not on the first request, if the model does not take this width.
