@@ -136,6 +136,23 @@ pub fn read_archive(label: &str, bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8
     Ok(files)
 }
 
+/// The files of the package archive at `location`, fetched with one GET.
+pub(crate) async fn fetch_archive(store: &Store, location: &Location) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+    let start = std::time::Instant::now();
+    let files = read_archive(&location.to_string(), &store.get(location).await?)?;
+    tracing::info!(location = %location, bytes = files.values().map(Vec::len).sum::<usize>(), fetch_ms = start.elapsed().as_secs_f64() * 1e3, "package fetched");
+    Ok(files)
+}
+
+/// The [`SOURCE`] file of a package directory at `location`; `None` for a plain bundle (S3
+/// bundle prefixes are never packages: an archive carries its source among its files).
+pub(crate) async fn source_beside(store: &Store, location: &Location) -> Result<Option<Vec<u8>>, StoreError> {
+    match location {
+        Location::Local(dir) if dir.join(SOURCE).is_file() => Ok(Some(store.get(&location.join(SOURCE)).await?)),
+        _ => Ok(None),
+    }
+}
+
 /// The package's [`SOURCE`] record, checked against the bundle it sits beside: a source that
 /// names another bundle means the package was altered after it was written.
 pub fn check_source(label: &str, source_bytes: &[u8], manifest: &Manifest) -> Result<PackageSource, StoreError> {
@@ -161,15 +178,12 @@ pub async fn fetch(store: &Store, mlflow: Option<&Mlflow>, uri: &str) -> Result<
         Some(v) => bundle_location(v)?,
         None => Location::parse(uri)?,
     };
-    let mut files = if is_archive(&location) {
-        read_archive(&location.to_string(), &store.get(&location).await?)?
-    } else {
-        store.fetch_loaded_files(&location).await?
-    };
+    let mut files =
+        if is_archive(&location) { fetch_archive(store, &location).await? } else { store.fetch_loaded_files(&location).await? };
     // A package of a package keeps the original registry version.
-    let previous = match &location {
-        Location::Local(dir) if dir.join(SOURCE).is_file() => Some(store.get(&location.join(SOURCE)).await?),
-        _ => files.remove(SOURCE),
+    let previous = match files.remove(SOURCE) {
+        Some(source) => Some(source),
+        None => source_beside(store, &location).await?,
     };
     let label = location.to_string();
     let bundle = Bundle::from_files(&label, &files)?;

@@ -89,18 +89,11 @@ pub async fn resolve_model(store: &Store, mlflow: Option<&Mlflow>, uri: &str) ->
     let location = Location::parse(uri)?;
     let label = location.to_string();
     let (bundle, source) = if package::is_archive(&location) {
-        let start = std::time::Instant::now();
-        let files = package::read_archive(&label, &store.get(&location).await?)?;
-        tracing::info!(location = %location, bytes = files.values().map(Vec::len).sum::<usize>(), fetch_ms = start.elapsed().as_secs_f64() * 1e3, "package fetched");
-        let bundle = Bundle::from_files(&label, &files)?;
-        (bundle, files.get(package::SOURCE).cloned())
+        let mut files = package::fetch_archive(store, &location).await?;
+        let source = files.remove(package::SOURCE);
+        (Bundle::from_files(&label, &files)?, source)
     } else {
-        let source = match &location {
-            Location::Local(dir) if dir.join(package::SOURCE).is_file() => Some(store.get(&location.join(package::SOURCE)).await?),
-            Location::Local(_) => None,
-            Location::S3 { .. } => None,
-        };
-        (store.load_bundle(&location).await?, source)
+        (store.load_bundle(&location).await?, package::source_beside(store, &location).await?)
     };
     let package = source.map(|b| package::check_source(&label, &b, &bundle.manifest)).transpose()?;
     let version = package.as_ref().and_then(PackageSource::model_version);
