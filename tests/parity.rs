@@ -13,6 +13,21 @@ use churn_training::pipeline::{self, TrainJob};
 
 const TOL: f32 = 1e-5;
 
+/// Runs `tests/support/<script> ARGS… OUT` (an independent Python reader) and returns the JSON
+/// it wrote to `out`, with its probabilities `p`.
+fn python_check(script: &str, args: &[&std::path::Path], out: &std::path::Path) -> (serde_json::Value, Vec<f32>) {
+    let status = Command::new(python())
+        .arg(root().join("tests/support").join(script))
+        .args(args)
+        .arg(out)
+        .status()
+        .expect("python with onnxruntime and pandas (run the suite with tests/run.sh)");
+    assert!(status.success(), "{script} failed");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap();
+    let p = r["p"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    (r, p)
+}
+
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
@@ -105,14 +120,7 @@ fn parity(data: &std::path::Path, config: TrainConfig, numeric: &[&str]) -> pipe
     let out = dir.path().join("ort.json");
     std::fs::write(&feats, serde_json::to_vec(&serde_json::json!({"rows": test_rows.len(), "width": width, "x": serving_x})).unwrap())
         .unwrap();
-    let status = Command::new(python())
-        .arg(root().join("tests/support/onnx_check.py"))
-        .args([bundle_dir.join("model.onnx"), feats, out.clone()])
-        .status()
-        .expect("python with onnxruntime (run the suite with tests/run.sh)");
-    assert!(status.success(), "onnx_check.py failed");
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    let ort_p: Vec<f32> = r["p"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let (r, ort_p) = python_check("onnx_check.py", &[&bundle_dir.join("model.onnx"), &feats], &out);
     let d = max_diff(&ort_p, &tract_p);
     assert!(d <= TOL, "onnxruntime vs tract: {d}");
     assert_eq!(r["input"]["name"], "features");
@@ -136,14 +144,7 @@ fn parity(data: &std::path::Path, config: TrainConfig, numeric: &[&str]) -> pipe
     let raw = dir.path().join("model_raw.onnx");
     std::fs::write(&raw, bundle.spec.raw_rows_onnx(&std::fs::read(bundle_dir.join("model.onnx")).unwrap()).unwrap()).unwrap();
     let out = dir.path().join("raw.json");
-    let status = Command::new(python())
-        .arg(root().join("tests/support/raw_rows_check.py"))
-        .args([&raw, &csv_path, &out])
-        .status()
-        .expect("python with onnxruntime and pandas (run the suite with tests/run.sh)");
-    assert!(status.success(), "raw_rows_check.py failed");
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    let raw_p: Vec<f32> = r["p"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let (r, raw_p) = python_check("raw_rows_check.py", &[&raw, &csv_path], &out);
     let d = max_diff(&raw_p, &tract_p);
     assert!(d <= 1e-6, "raw-row ONNX in Python (onnxruntime) vs tract on the serving features: {d}");
     assert_eq!(r["inputs"].as_object().unwrap().len(), names.len(), "one graph input per raw input: {}", r["inputs"]);
