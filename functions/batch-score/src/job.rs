@@ -422,6 +422,12 @@ impl Scorer {
         Ok(summary)
     }
 
+    /// Whether `task`'s object is still the version with `etag`.
+    async fn is_current(&self, task: &Task, etag: &str) -> Result<bool, Failure> {
+        let now = s3io::head(&self.client, &task.bucket, &task.key).await.map_err(|e| Failure::Job(e.into()))?;
+        Ok(now.is_some_and(|o| o.etag == etag))
+    }
+
     /// Completes an output upload over exactly what its key holds now (a conditional write), so
     /// that another invocation's write in between is never overwritten unseen. When the key
     /// changed meanwhile: if the source object changed too, a newer version's invocation wrote,
@@ -436,8 +442,7 @@ impl Scorer {
                 Ok(bytes) => return Ok(bytes),
                 Err(Finish::Failed(e)) => return Err(Failure::Job((*e).into())),
                 Err(Finish::Changed(back)) => {
-                    let source = s3io::head(&self.client, &task.bucket, &task.key).await.map_err(|e| Failure::Job(e.into()))?;
-                    if source.is_none_or(|s| s.etag != etag) {
+                    if !self.is_current(task, etag).await? {
                         back.abort().await;
                         return Err(Failure::Superseded(format!(
                             "{label}: the object was replaced and its new version's results were written while this one finished; nothing of this version was written"
@@ -655,12 +660,12 @@ impl Scorer {
         // this version's results under its names: they are dropped, and the new version's own
         // event scores it.
         let result = match result {
-            Ok(()) => match s3io::head(&self.client, &task.bucket, &task.key).await {
-                Ok(Some(now)) if now.etag == info.etag => Ok(()),
-                Ok(_) => Err(Failure::Superseded(format!(
+            Ok(()) => match self.is_current(task, &info.etag).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(Failure::Superseded(format!(
                     "{label}: the object was replaced after it was read; nothing was written, the new version's own event scores it"
                 ))),
-                Err(e) => Err(Failure::Job(e.into())),
+                Err(e) => Err(e),
             },
             Err(e) => Err(e),
         };
