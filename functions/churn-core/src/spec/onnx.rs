@@ -135,13 +135,13 @@ impl Graph {
 
     /// `[N, 1]` membership of `col` (`[N, 1]`, string or double) in `set`, as 0/1 doubles.
     fn member_of(&mut self, col: &str, set: SetConst) -> String {
-        let (c, len) = match &set {
-            SetConst::Text(v) => (self.strings(v), v.len()),
-            SetConst::Numbers(v) => (self.doubles(&[v.len()], v), v.len()),
+        let c = match &set {
+            SetConst::Text(v) => self.strings(v),
+            SetConst::Numbers(v) => self.doubles(&[v.len()], v),
         };
         let eq = self.op("Equal", &[col, &c], vec![]);
         let d = self.cast_double(&eq);
-        if len == 1 { d } else { self.sum_columns(&d) }
+        if set.len() == 1 { d } else { self.sum_columns(&d) }
     }
 
     /// `[N, K]` -> `[N, 1]` row sums.
@@ -154,6 +154,15 @@ impl Graph {
 enum SetConst {
     Text(Vec<String>),
     Numbers(Vec<f64>),
+}
+
+impl SetConst {
+    fn len(&self) -> usize {
+        match self {
+            SetConst::Text(v) => v.len(),
+            SetConst::Numbers(v) => v.len(),
+        }
+    }
 }
 
 /// One input of the graph (a raw column): its name and type.
@@ -296,15 +305,9 @@ impl FeatureSpec {
                         set.extend(values.iter().filter(|v| vocab.find(v).is_none()).cloned());
                         let set = match t {
                             RawInputType::Text => SetConst::Text(set),
-                            RawInputType::Double => SetConst::Numbers(
-                                set.iter().filter_map(|v| v.parse::<f64>().ok().filter(|x| crate::row::format_number(*x) == *v)).collect(),
-                            ),
+                            RawInputType::Double => SetConst::Numbers(set.iter().filter_map(|v| category_number(v)).collect()),
                         };
-                        let empty = match &set {
-                            SetConst::Text(v) => v.is_empty(),
-                            SetConst::Numbers(v) => v.is_empty(),
-                        };
-                        if empty {
+                        if set.len() == 0 {
                             continue;
                         }
                         let hit = g.member_of(&col, set);

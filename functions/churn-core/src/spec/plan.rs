@@ -80,11 +80,7 @@ impl Vocab {
     const LINEAR_MAX: usize = 16;
 
     pub(super) fn new(values: &[String]) -> Self {
-        let numbers = values
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| v.parse::<f64>().ok().filter(|x| format_number(*x) == *v).map(|x| (x, i)))
-            .collect();
+        let numbers = values.iter().enumerate().filter_map(|(i, v)| category_number(v).map(|x| (x, i))).collect();
         let map = (values.len() > Self::LINEAR_MAX).then(|| values.iter().enumerate().map(|(i, v)| (v.clone(), i)).collect());
         Vocab { values: values.to_vec(), map, numbers }
     }
@@ -99,6 +95,12 @@ impl Vocab {
     pub(super) fn find_number(&self, x: f64) -> Option<usize> {
         self.numbers.iter().find(|(y, _)| *y == x).map(|(_, i)| *i)
     }
+}
+
+/// The number a category stands for, when it is written as [`format_number`] writes numbers
+/// (`"1"`, `"2.5"`; not `"01"` or `"1.0"`), so that a numeric cell matches it.
+pub(super) fn category_number(v: &str) -> Option<f64> {
+    v.parse::<f64>().ok().filter(|x| format_number(*x) == v)
 }
 
 /// `s` without surrounding whitespace; the common case (nothing to trim) is decided on the
