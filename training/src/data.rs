@@ -98,10 +98,13 @@ pub fn infer_positive(table: &Table, target: &str) -> Result<String, CoreError> 
             );
             Ok((*one).clone())
         }
-        _ => Err(CoreError::Config(format!(
-            "{}: no positive label: set `positive_label` in [dataset] or pass --positive with the value of `{target}` that means churned (values seen: {seen:?})",
-            table.file
-        ))),
+        _ => Err(CoreError::Setting {
+            setting: "`positive_label`".into(),
+            problem: format!(
+                "{}: no positive label: set `positive_label` in [dataset] or pass --positive with the value of `{target}` that means churned (values seen: {seen:?})",
+                table.file
+            ),
+        }),
     }
 }
 
@@ -184,25 +187,30 @@ pub fn labels(table: &Table, target: &str, positive: &str) -> Result<Vec<bool>, 
     }
     let pos = y.iter().filter(|b| **b).count();
     if seen.len() == 1 {
-        return Err(CoreError::Data(format!(
-            "{}: every row of column `{target}` is {:?}: the target has one class, a model needs churners and non-churners",
-            table.file,
-            seen.iter().next().map(String::as_str).unwrap_or_default()
-        )));
+        return Err(one_class(&table.file, target, seen.iter().next().map(String::as_str).unwrap_or_default()));
     }
     if pos == 0 {
-        return Err(CoreError::Config(format!(
-            "{}: no row of column `{target}` equals the positive label {positive:?}; the column holds {seen:?}. Pass --positive with the value that means churned",
-            table.file
-        )));
+        return Err(CoreError::Setting {
+            setting: "`positive_label`".into(),
+            problem: format!(
+                "{}: no row of column `{target}` equals the positive label {positive:?}; the column holds {seen:?}. Pass --positive with the value that means churned",
+                table.file
+            ),
+        });
     }
     if pos == y.len() {
-        return Err(CoreError::Data(format!(
-            "{}: every row of column `{target}` is {positive:?}: the target has one class, a model needs churners and non-churners",
-            table.file
-        )));
+        return Err(one_class(&table.file, target, positive));
     }
     Ok(y)
+}
+
+/// A target column whose every row is `value`.
+fn one_class(file: &str, target: &str, value: &str) -> CoreError {
+    CoreError::Column {
+        file: file.into(),
+        column: target.into(),
+        problem: format!("every row is {value:?}: the target has one class, a model needs churners and non-churners"),
+    }
 }
 
 /// Seeded stratified split: each class is shuffled and cut in the same proportions.
@@ -216,10 +224,11 @@ pub fn stratified_split(y: &[bool], validation: f64, test: f64, seed: u64) -> Re
         let n_test = ((n as f64) * test).round() as usize;
         let n_val = ((n as f64) * validation).round() as usize;
         if (test > 0.0 && n_test == 0) || n_val == 0 || n - n_test - n_val == 0 {
-            return Err(CoreError::Data(format!(
-                "only {n} row(s) of class {}: too few to put some in each of train, validation and test; give more data",
-                if class { "positive" } else { "negative" }
-            )));
+            return Err(CoreError::ClassTooSmall {
+                positive: class,
+                rows: n,
+                needed_for: "to put some in each of train, validation and test".into(),
+            });
         }
         split.test.extend_from_slice(&idx[..n_test]);
         split.validation.extend_from_slice(&idx[n_test..n_test + n_val]);
@@ -261,11 +270,11 @@ pub fn stratified_folds(y: &[bool], k: usize, seed: u64) -> Result<Vec<usize>, C
     for class in [true, false] {
         let mut idx: Vec<usize> = (0..y.len()).filter(|&i| y[i] == class).collect();
         if idx.len() < 2 * k {
-            return Err(CoreError::Data(format!(
-                "only {} row(s) of class {}: too few for {k} folds; give more data or fewer folds",
-                idx.len(),
-                if class { "positive" } else { "negative" }
-            )));
+            return Err(CoreError::ClassTooSmall {
+                positive: class,
+                rows: idx.len(),
+                needed_for: format!("for {k} folds (or ask for fewer folds)"),
+            });
         }
         idx.shuffle(&mut rng);
         for (n, i) in idx.into_iter().enumerate() {
@@ -345,7 +354,7 @@ pub fn background(table: &Table, spec: &FeatureSpec, rows: &[usize], n: usize, s
         })
         .collect();
     let b = Background { columns: names.iter().map(|s| s.to_string()).collect(), rows };
-    b.check(spec).map_err(CoreError::Config)?;
+    b.check(spec)?;
     Ok(b)
 }
 

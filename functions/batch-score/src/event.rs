@@ -67,15 +67,14 @@ pub enum EventError {
     Unrecognised(String),
     #[error("S3 record {index}: {problem}")]
     Record { index: usize, problem: String },
+    #[error("key {raw:?} does not decode to UTF-8")]
+    Key { raw: String },
 }
 
 /// Decodes an S3 notification key (`+` → space, then `%xx`).
-pub fn decode_key(raw: &str) -> Result<String, String> {
+pub fn decode_key(raw: &str) -> Result<String, EventError> {
     let plus = raw.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus)
-        .decode_utf8()
-        .map(|k| k.into_owned())
-        .map_err(|_| format!("key {raw:?} does not decode to UTF-8"))
+    percent_encoding::percent_decode_str(&plus).decode_utf8().map(|k| k.into_owned()).map_err(|_| EventError::Key { raw: raw.into() })
 }
 
 /// The tasks of an invocation, plus the records it skips (outside `input_prefix`).
@@ -88,7 +87,7 @@ pub fn tasks(event: Value, input_prefix: &str) -> Result<(Vec<Task>, Vec<Skipped
             let bad = |problem: &str| EventError::Record { index, problem: problem.into() };
             let bucket = r.s3.bucket.name.filter(|b| !b.is_empty()).ok_or_else(|| bad("no bucket name (s3.bucket.name)"))?;
             let raw = r.s3.object.key.filter(|k| !k.is_empty()).ok_or_else(|| bad("no object key (s3.object.key)"))?;
-            let key = decode_key(&raw).map_err(|p| bad(&p))?;
+            let key = decode_key(&raw).map_err(|e| bad(&e.to_string()))?;
             let name = r.event_name.unwrap_or_default();
             if !name.is_empty() && !name.starts_with("ObjectCreated") {
                 skipped.push(Skipped { bucket, key, reason: format!("event {name} is not an ObjectCreated event") });

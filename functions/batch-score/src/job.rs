@@ -143,6 +143,18 @@ pub enum JobError {
     OutOfTime { bucket: String, key: String, rows: u64, left_ms: u64 },
 }
 
+/// Why the row-group tasks of an object could not be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// Worth retrying: S3 trouble.
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// The object cannot be split: not under the input prefix, gone, or not a readable parquet
+    /// file (the message says which).
+    #[error("{0}")]
+    Object(String),
+}
+
 /// The model and settings every object of an invocation is scored with.
 pub struct Scorer {
     pub client: Client,
@@ -263,15 +275,15 @@ impl Scorer {
     }
 
     /// The row-group tasks that split one parquet object (the state machine maps over them).
-    pub async fn plan(&self, req: &crate::event::PlanRequest) -> Result<serde_json::Value, String> {
+    pub async fn plan(&self, req: &crate::event::PlanRequest) -> Result<serde_json::Value, PlanError> {
         let label = Self::uri(&req.bucket, &req.key);
         if !req.key.starts_with(&self.config.input_prefix) {
-            return Err(format!("{label}: not under the input prefix {}", self.config.input_prefix));
+            return Err(PlanError::Object(format!("{label}: not under the input prefix {}", self.config.input_prefix)));
         }
         let info = s3io::head(&self.client, &req.bucket, &req.key)
             .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{label}: no such object"))?;
+            .map_err(JobError::from)?
+            .ok_or_else(|| PlanError::Object(format!("{label}: no such object")))?;
         let reader = S3Reader {
             client: self.client.clone(),
             bucket: req.bucket.clone(),
@@ -282,11 +294,11 @@ impl Scorer {
         };
         let builder = ParquetRecordBatchStreamBuilder::new(reader).await.map_err(|e| {
             match parquet_failure(&label, e, |m| unreadable(&label, m)) {
-                Failure::Input(m) | Failure::Refused(m) | Failure::Superseded(m) => m,
-                Failure::Job(e) => e.to_string(),
+                Failure::Input(m) | Failure::Refused(m) | Failure::Superseded(m) => PlanError::Object(m),
+                Failure::Job(e) => PlanError::Job(e),
             }
         })?;
-        table::check_parquet_layout(builder.metadata(), info.size).map_err(|m| format!("{label}: {m}"))?;
+        table::check_parquet_layout(builder.metadata(), info.size).map_err(|m| PlanError::Object(format!("{label}: {m}")))?;
         let groups = builder.metadata().row_groups();
         let rows: i64 = groups.iter().map(|g| g.num_rows()).sum();
         let items = crate::event::split_tasks(&req.bucket, &req.key, groups.len(), req.row_groups_per_task);

@@ -24,8 +24,8 @@ pub use job::{Scorer, Status, Summary};
 pub enum HandleError {
     #[error("plan request: {0}")]
     PlanRequest(serde_json::Error),
-    #[error("{0}")]
-    Plan(String),
+    #[error(transparent)]
+    Plan(#[from] job::PlanError),
     #[error("merge request: {0}")]
     MergeRequest(serde_json::Error),
     #[error(transparent)]
@@ -44,7 +44,7 @@ pub async fn handle(scorer: &Scorer, event: Value, deadline_ms: u64) -> Result<V
     tracing::debug!(deadline_ms, left_ms = job::ms_left(deadline_ms), "invocation");
     if let Some(plan) = event.get("plan") {
         let req: event::PlanRequest = serde_json::from_value(plan.clone()).map_err(HandleError::PlanRequest)?;
-        return scorer.plan(&req).await.map_err(HandleError::Plan);
+        return Ok(scorer.plan(&req).await?);
     }
     if let Some(merge) = event.get("merge") {
         let req: event::MergeRequest = serde_json::from_value(merge.clone()).map_err(HandleError::MergeRequest)?;

@@ -146,6 +146,7 @@ impl Bundle {
             ms
         };
         let bad = |m: String| CoreError::Bundle { dir: label.to_string(), message: m };
+        let in_bundle = |e: CoreError| CoreError::InBundle { dir: label.to_string(), error: Box::new(e) };
         let manifest: Manifest = serde_json::from_slice(&fetch(MANIFEST)?).map_err(|e| bad(format!("{MANIFEST} is not valid: {e}")))?;
         if manifest.schema_version != crate::SCHEMA_VERSION {
             return Err(bad(format!(
@@ -186,12 +187,12 @@ impl Bundle {
         let reference: Option<DriftReference> =
             files.contains_key(REFERENCE).then(|| json(REFERENCE, text(REFERENCE), &bad)).transpose()?;
         if let Some(r) = &reference {
-            r.check(&spec).map_err(bad)?;
+            r.check(&spec).map_err(in_bundle)?;
         }
         let background: Option<Background> =
             files.contains_key(BACKGROUND).then(|| json(BACKGROUND, text(BACKGROUND), &bad)).transpose()?;
         if let Some(b) = &background {
-            b.check(&spec).map_err(bad)?;
+            b.check(&spec).map_err(in_bundle)?;
         }
         parse_ms += lap();
         let explainer = match (&background, layers) {

@@ -236,12 +236,13 @@ impl DriftReference {
 
     /// Checks that the reference fits `spec` (same features, same bins), so counting cannot go
     /// out of bounds on a mismatched bundle.
-    pub fn check(&self, spec: &FeatureSpec) -> Result<(), String> {
+    pub fn check(&self, spec: &FeatureSpec) -> crate::error::Result<()> {
+        let bad = |problem: String| crate::CoreError::ModelFile { file: REFERENCE, problem };
         let names: Vec<&str> =
             spec.numeric.iter().map(|f| f.name.as_str()).chain(spec.categorical.iter().map(|c| c.name.as_str())).collect();
         let mine: Vec<&str> = self.features.iter().map(|f| f.name.as_str()).collect();
         if names != mine {
-            return Err(format!("{REFERENCE} describes features {mine:?}, the feature spec has {names:?}"));
+            return Err(bad(format!("describes features {mine:?}, the feature spec has {names:?}")));
         }
         for (i, f) in self.features.iter().enumerate() {
             let ok = match &f.bins {
@@ -251,7 +252,7 @@ impl DriftReference {
                 }
             };
             if !ok || f.expected.len() != f.bins.len() {
-                return Err(format!("{REFERENCE}: bins of `{}` do not match the feature spec", f.name));
+                return Err(bad(format!("bins of `{}` do not match the feature spec", f.name)));
             }
         }
         Ok(())

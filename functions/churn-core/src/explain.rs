@@ -160,19 +160,24 @@ pub struct Background {
 impl Background {
     /// Checks that the sample fits `spec`: same inputs in the same order, whole rows, and every
     /// row transforms.
-    pub fn check(&self, spec: &FeatureSpec) -> std::result::Result<(), String> {
+    pub fn check(&self, spec: &FeatureSpec) -> Result<()> {
+        let bad = |problem: String| CoreError::ModelFile { file: BACKGROUND, problem };
         let inputs: Vec<&str> = spec.input_names().collect();
         if self.columns.iter().map(String::as_str).ne(inputs.iter().copied()) {
-            return Err(format!("{BACKGROUND}: columns {:?} are not the model's inputs {inputs:?}", self.columns));
+            return Err(bad(format!("columns {:?} are not the model's inputs {inputs:?}", self.columns)));
         }
         if self.rows.is_empty() {
-            return Err(format!("{BACKGROUND}: no rows"));
+            return Err(bad("no rows".into()));
         }
         for (i, row) in self.rows.iter().enumerate() {
             if row.len() != inputs.len() {
-                return Err(format!("{BACKGROUND}: row {i} has {} values, expected {}", row.len(), inputs.len()));
+                return Err(bad(format!("row {i} has {} values, expected {}", row.len(), inputs.len())));
             }
-            spec.transform(&BackgroundRow(row)).map_err(|e| format!("{BACKGROUND}: row {i}: {e}"))?;
+            spec.transform(&BackgroundRow(row)).map_err(|error| CoreError::Row {
+                file: BACKGROUND.into(),
+                location: format!("row {i}"),
+                error,
+            })?;
         }
         Ok(())
     }
@@ -267,6 +272,11 @@ fn orders(m: usize, params: ShapleyParams) -> Vec<Vec<usize>> {
     orders
 }
 
+/// Shapley values are measured against background customers, over at least one input.
+fn no_background() -> CoreError {
+    CoreError::ModelFile { file: BACKGROUND, problem: "Shapley values need a background sample and at least one input".into() }
+}
+
 /// Shapley values of `row` against `background` (see the module documentation).
 pub fn shapley(
     spec: &FeatureSpec,
@@ -278,7 +288,7 @@ pub fn shapley(
     let m = spec.inputs.len();
     let n = background.rows.len();
     if n == 0 || m == 0 {
-        return Err(CoreError::Model("Shapley values need a background sample and at least one input".into()));
+        return Err(no_background());
     }
     let orders = orders(m, params);
     let width = spec.width();
@@ -299,7 +309,7 @@ pub fn shapley(
                 let mixed = Mixed { x: &x, background: b, from_x: &from_x };
                 let out = rows.next().expect("sized for every chain row");
                 spec.transform_into(&mixed, &mut scratch, out, None)
-                    .map_err(|e| CoreError::Model(format!("a mix of this customer and a background customer does not transform: {e}")))?;
+                    .map_err(|error| CoreError::Untransformable { what: "a mix of this customer and a background customer", error })?;
             }
         }
     }
@@ -409,7 +419,10 @@ impl Explainer {
     pub fn from_layers(spec: &FeatureSpec, layers: Vec<Dense>, background: &Background) -> Result<Self> {
         let width = spec.width();
         if layers[0].inputs != width {
-            return Err(CoreError::Model(format!("model.onnx takes {} inputs, the feature spec makes {width}", layers[0].inputs)));
+            return Err(CoreError::ModelFile {
+                file: crate::bundle::MODEL,
+                problem: format!("takes {} inputs, the feature spec makes {width}", layers[0].inputs),
+            });
         }
         let h = layers[0].outputs;
         let mut columns = vec![0.0f32; width * h];
@@ -418,14 +431,17 @@ impl Explainer {
                 columns[j * h + o] = layers[0].weight[o * width + j];
             }
         }
-        let sigmoid = tract_linalg::Func::Sigmoid.ew_f32().map_err(|e| CoreError::Model(format!("no sigmoid kernel: {e}")))?;
+        let sigmoid = tract_linalg::Func::Sigmoid.ew_f32().map_err(|e| CoreError::Inference(format!("no sigmoid kernel: {e}")))?;
         let body = layers.iter().position(|l| l.outputs == 1).map_or(layers.len(), |i| i + 1);
         let mut explainer = Explainer { layers, body, sigmoid, columns, starts: Vec::with_capacity(background.rows.len()) };
         let mut buffers = Buffers::default();
         for (i, row) in background.rows.iter().enumerate() {
             let mut slots = SlotValues::default();
-            spec.checked_slot_values(&BackgroundRow(row), &mut slots)
-                .map_err(|e| CoreError::Model(format!("{BACKGROUND}: row {i}: {e}")))?;
+            spec.checked_slot_values(&BackgroundRow(row), &mut slots).map_err(|error| CoreError::Row {
+                file: BACKGROUND.into(),
+                location: format!("row {i}"),
+                error,
+            })?;
             let (z, numeric) = explainer.first_layer(spec, &slots);
             let logit = explainer.logit(&z, &mut buffers);
             explainer.starts.push(WalkStart { slots, numeric, z, logit });
@@ -452,7 +468,7 @@ impl Explainer {
 
     /// Logits to probabilities, in place.
     fn sigmoids(&self, logits: &mut [f32]) -> Result<()> {
-        self.sigmoid.run(logits).map_err(|e| CoreError::Model(format!("sigmoid: {e}")))
+        self.sigmoid.run(logits).map_err(|e| CoreError::Inference(format!("sigmoid: {e}")))
     }
 
     /// The (calibrated) logit from the first layer's pre-activation `z`.
@@ -492,7 +508,7 @@ impl Explainer {
     /// to float rounding (tests/explain.rs checks 1e-5 on Telco customers).
     pub fn explain(&self, spec: &FeatureSpec, row: &(impl RawRow + ?Sized), params: ShapleyParams) -> Result<Attribution> {
         let mut x = SlotValues::default();
-        spec.checked_slot_values(row, &mut x).map_err(|e| CoreError::Model(format!("this customer does not transform: {e}")))?;
+        spec.checked_slot_values(row, &mut x).map_err(|error| CoreError::Untransformable { what: "this customer", error })?;
         self.explain_slots(spec, &x, params)
     }
 
@@ -503,7 +519,7 @@ impl Explainer {
         let m = spec.inputs.len();
         let n = self.starts.len();
         if n == 0 || m == 0 {
-            return Err(CoreError::Model("Shapley values need a background sample and at least one input".into()));
+            return Err(no_background());
         }
         let mut buffers = Buffers::default();
         let p_x = self.finish(&self.first_layer(spec, x).0, &mut buffers)?;
@@ -688,10 +704,12 @@ mod tests {
         let spec = fitted();
         let mut bg = background(&spec);
         bg.columns.swap(0, 1);
-        assert!(bg.check(&spec).unwrap_err().contains("not the model's inputs"));
+        let err = bg.check(&spec).unwrap_err();
+        assert!(matches!(&err, CoreError::ModelFile { file: BACKGROUND, problem } if problem.contains("not the model's inputs")), "{err}");
         let mut bg = background(&spec);
         bg.rows[1][0] = Some("-5".into());
-        assert!(bg.check(&spec).unwrap_err().contains("row 1"), "{}", bg.check(&spec).unwrap_err());
+        let err = bg.check(&spec).unwrap_err();
+        assert!(matches!(&err, CoreError::Row { file, location, .. } if file == BACKGROUND && location == "row 1"), "{err}");
     }
 
     #[test]

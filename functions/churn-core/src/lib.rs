@@ -35,7 +35,7 @@ pub const METRIC_NAMESPACE: &str = "ChurnPrediction";
 
 pub use bundle::{Bundle, Manifest, ModelInfo};
 pub use config::{DatasetConfig, DerivedFeature, DerivedKind};
-pub use error::{CoreError, FieldProblem, RowError};
+pub use error::{CoreError, FieldProblem, RowError, ValueProblem};
 pub use playbook::Playbook;
 pub use row::{RawRow, RawValue};
 pub use scorer::Scorer;

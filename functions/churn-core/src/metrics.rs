@@ -14,15 +14,11 @@ use crate::playbook::Playbook;
 
 fn check(p: &[f32], y: &[bool]) -> Result<(usize, usize)> {
     if p.len() != y.len() {
-        return Err(CoreError::Data(format!("{} predictions for {} labels", p.len(), y.len())));
+        return Err(CoreError::LengthMismatch { left: p.len(), left_what: "predictions", right: y.len(), right_what: "labels" });
     }
     let pos = y.iter().filter(|v| **v).count();
     if pos == 0 || pos == y.len() {
-        return Err(CoreError::Data(format!(
-            "metrics need both classes; the {} labels are all {}",
-            y.len(),
-            if pos == 0 { "negative" } else { "positive" }
-        )));
+        return Err(CoreError::OneClass { labels: y.len(), positive: pos != 0 });
     }
     Ok((pos, y.len() - pos))
 }

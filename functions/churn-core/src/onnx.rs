@@ -73,23 +73,27 @@ fn node(op: &str, name: String, inputs: Vec<String>, output: String, attrs: Vec<
     pb::NodeProto { op_type: op.into(), name, input: inputs, output: vec![output], attribute: attrs, ..Default::default() }
 }
 
+fn export(problem: String) -> CoreError {
+    CoreError::Export { graph: "ONNX export of the network", problem }
+}
+
 /// Serialises `layers` (the last one must have one output and no ReLU) as an ONNX model
 /// (IR 8, opset 17) ending in a sigmoid. `metadata` goes into the model's metadata properties.
 pub fn dense_stack_to_onnx(layers: &[Dense], metadata: &[(String, String)]) -> Result<Vec<u8>> {
-    let first = layers.first().ok_or_else(|| CoreError::Model("no layers to export".into()))?;
+    let first = layers.first().ok_or_else(|| export("no layers to export".into()))?;
     let last = layers.last().expect("non-empty");
     if last.outputs != 1 || last.relu {
-        return Err(CoreError::Model("the last layer must have one linear output (the logit)".into()));
+        return Err(export("the last layer must have one linear output (the logit)".into()));
     }
     let mut nodes = Vec::new();
     let mut inits = Vec::new();
     let mut current = INPUT_NAME.to_string();
     for (i, l) in layers.iter().enumerate() {
         if l.weight.len() != l.inputs * l.outputs || l.bias.len() != l.outputs {
-            return Err(CoreError::Model(format!("layer {i}: weight/bias sizes do not match {}x{}", l.outputs, l.inputs)));
+            return Err(export(format!("layer {i}: weight/bias sizes do not match {}x{}", l.outputs, l.inputs)));
         }
         if i > 0 && layers[i - 1].outputs != l.inputs {
-            return Err(CoreError::Model(format!("layer {i} takes {} inputs after a layer of {}", l.inputs, layers[i - 1].outputs)));
+            return Err(export(format!("layer {i} takes {} inputs after a layer of {}", l.inputs, layers[i - 1].outputs)));
         }
         let (w, b, out) = (format!("W{i}"), format!("B{i}"), format!("gemm{i}"));
         inits.push(tensor(&w, &[l.outputs, l.inputs], &l.weight));
@@ -133,7 +137,8 @@ pub fn dense_stack_to_onnx(layers: &[Dense], metadata: &[(String, String)]) -> R
 /// else (a model from another tool), so that callers fall back to running it through tract.
 /// Used by the fast Shapley evaluator ([`crate::explain::Explainer`]), which needs the weights.
 pub fn dense_stack_from_onnx(bytes: &[u8]) -> Result<Option<Vec<Dense>>> {
-    let model = pb::ModelProto::decode(bytes).map_err(|e| CoreError::Model(format!("model.onnx is not ONNX: {e}")))?;
+    let model = pb::ModelProto::decode(bytes)
+        .map_err(|e| CoreError::ModelFile { file: crate::bundle::MODEL, problem: format!("not ONNX: {e}") })?;
     let Some(graph) = model.graph else { return Ok(None) };
     let init = |name: &str| graph.initializer.iter().find(|t| t.name == name);
     let mut layers: Vec<Dense> = Vec::new();

@@ -120,35 +120,41 @@ impl Default for Playbook {
     }
 }
 
+fn setting(setting: &str, problem: String) -> CoreError {
+    CoreError::Setting { setting: setting.into(), problem }
+}
+
+fn offer(o: &Offer, problem: String) -> CoreError {
+    setting(&format!("playbook offer `{}`", o.name), problem)
+}
+
 impl Playbook {
     /// Checks the playbook and sorts tiers from the highest threshold down.
     pub fn check(mut self) -> Result<Self> {
         if self.tiers.is_empty() {
-            return Err(CoreError::Config("playbook: at least one tier is needed".into()));
+            return Err(setting("playbook.tiers", "at least one tier is needed".into()));
         }
         self.tiers.sort_by(|a, b| b.min_probability.total_cmp(&a.min_probability));
         if self.tiers.last().map(|t| t.min_probability) != Some(0.0) {
-            return Err(CoreError::Config(
-                "playbook: the lowest tier must have min_probability = 0 so that every customer gets a tier".into(),
+            return Err(setting(
+                "playbook.tiers",
+                "the lowest tier must have min_probability = 0 so that every customer gets a tier".into(),
             ));
         }
         if self.tiers.iter().any(|t| !(0.0..=1.0).contains(&t.min_probability)) {
-            return Err(CoreError::Config("playbook: tier min_probability must be within [0, 1]".into()));
+            return Err(setting("playbook.tiers", "tier min_probability must be within [0, 1]".into()));
         }
         let b = &self.business;
         if !(0.0..=1.0).contains(&b.success_rate) || b.cost_per_contact < 0.0 || b.value_per_retained_customer < 0.0 {
-            return Err(CoreError::Config("playbook.business: success_rate must be within [0, 1]; value and cost must be >= 0".into()));
+            return Err(setting("playbook.business", "success_rate must be within [0, 1]; value and cost must be >= 0".into()));
         }
         for o in &self.offers {
             let conditions = usize::from(!o.values.is_empty()) + usize::from(o.below.is_some() || o.above.is_some());
             if conditions != 1 {
-                return Err(CoreError::Config(format!(
-                    "playbook.offers `{}`: give either `values` or `below`/`above` (one kind of condition)",
-                    o.name
-                )));
+                return Err(offer(o, "give either `values` or `below`/`above` (one kind of condition)".into()));
             }
             if o.cost.is_some_and(|c| c.is_nan() || c < 0.0) || o.success_rate.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
-                return Err(CoreError::Config(format!("playbook.offers `{}`: cost must be >= 0 and success_rate within [0, 1]", o.name)));
+                return Err(offer(o, "cost must be >= 0 and success_rate within [0, 1]".into()));
             }
         }
         Ok(self)
@@ -159,12 +165,7 @@ impl Playbook {
         for o in &self.offers {
             if !inputs.clone().any(|i| i == o.field) {
                 let known: Vec<&str> = inputs.clone().collect();
-                return Err(CoreError::Config(format!(
-                    "playbook.offers `{}`: field `{}` is not a model input (inputs: {})",
-                    o.name,
-                    o.field,
-                    known.join(", ")
-                )));
+                return Err(offer(o, format!("field `{}` is not a model input (inputs: {})", o.field, known.join(", "))));
             }
         }
         Ok(())

@@ -53,7 +53,7 @@ impl std::fmt::Debug for Scorer {
 }
 
 fn inference(e: TractError) -> CoreError {
-    CoreError::Model(format!("inference: {e:#}"))
+    CoreError::Inference(format!("{e:#}"))
 }
 
 impl Scorer {
@@ -65,7 +65,7 @@ impl Scorer {
     /// [`from_onnx`](Self::from_onnx) for a caller that has read the model with
     /// [`crate::onnx::dense_stack_from_onnx`] already: `dense` is whether that found a stack.
     pub fn new(bytes: &[u8], width: usize, dense: bool) -> Result<Self> {
-        let err = |e: TractError| CoreError::Model(format!("model.onnx: {e:#}"));
+        let err = |e: TractError| CoreError::ModelFile { file: crate::bundle::MODEL, problem: format!("{e:#}") };
         let model = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(bytes)).map_err(err)?;
         let plan = Self::plan(model.clone(), dense).map_err(err)?;
         let scorer = Scorer { plan, model, dense, plans: Mutex::default(), width };
@@ -94,7 +94,7 @@ impl Scorer {
     /// Probabilities for `features.len() / width` rows laid out row after row.
     pub fn predict(&self, features: &[f32]) -> Result<Vec<f32>> {
         if self.width == 0 || !features.len().is_multiple_of(self.width) {
-            return Err(CoreError::Model(format!("{} values are not whole rows of {}", features.len(), self.width)));
+            return Err(CoreError::NotWholeRows { values: features.len(), width: self.width });
         }
         let rows = features.len() / self.width;
         if rows == 0 {
@@ -111,7 +111,7 @@ impl Scorer {
     /// `fill` must write every value of every row whose probability it will use.
     pub fn predict_filled<T>(&self, rows: usize, buffer: &mut InputBuffer, fill: impl FnOnce(&mut [f32]) -> T) -> Result<(T, Vec<f32>)> {
         if self.width == 0 {
-            return Err(CoreError::Model("the model takes no inputs".into()));
+            return Err(CoreError::NotWholeRows { values: 0, width: 0 });
         }
         let shape = [rows, self.width];
         let reusable = buffer.0.as_mut().filter(|t| t.shape() == shape).and_then(Arc::get_mut).is_some();
@@ -267,6 +267,7 @@ mod tests {
     #[test]
     fn garbage_is_a_model_error() {
         let err = Scorer::from_onnx(b"not a model", 3).unwrap_err();
-        assert!(err.to_string().starts_with("model: model.onnx"), "{err}");
+        assert!(matches!(err, CoreError::ModelFile { file: "model.onnx", .. }), "{err}");
+        assert!(err.to_string().starts_with("model.onnx: "), "{err}");
     }
 }

@@ -241,7 +241,8 @@ impl<'a> BatchScorer<'a> {
             };
             let row = bound.row(r);
             // The row was transformed without error a moment ago: this cannot fail.
-            spec.checked_slot_values(&row, &mut self.scratch).map_err(|e| CoreError::Model(format!("reasons: {e}")))?;
+            spec.checked_slot_values(&row, &mut self.scratch)
+                .map_err(|error| CoreError::Untransformable { what: "a scored row (for its reasons)", error })?;
             let params = explain::ShapleyParams { permutations: explain::REASON_PERMUTATIONS, seed: 0 };
             let a = explainer.explain_slots(spec, &self.scratch, params)?;
             let (reasons, pick) = explain::reasons_and_offer(spec, playbook, tier, &row, &a.values, self.top_reasons);
@@ -330,10 +331,15 @@ pub struct TableDrift {
 /// training reference; features above `threshold` are flagged.
 pub fn drift_table(bundle: &Bundle, reader: TableReader, threshold: f64) -> Result<TableDrift> {
     if bundle.reference.is_none() {
-        return Err(crate::CoreError::Config(format!(
-            "{} has no training reference (reference.json): it was trained before drift checks existed; retrain it",
-            bundle.manifest.model_name
-        )));
+        return Err(CoreError::InBundle {
+            dir: bundle.manifest.model_name.clone(),
+            error: Box::new(CoreError::ModelFile {
+                file: crate::drift::REFERENCE,
+                problem:
+                    "missing: the bundle has no training reference to measure drift against; retrain the model with this churn version"
+                        .into(),
+            }),
+        });
     }
     let file = reader.file.clone();
     let scorer = stream(bundle, reader, 0, |_, _| Ok(()))?;

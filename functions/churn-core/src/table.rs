@@ -161,25 +161,33 @@ pub fn dictionary_columns(
 /// count, and every column chunk's offset and length inside the file's `file_len` bytes. The
 /// footer decoder accepts negative or out-of-file values, and the reader asserts on them
 /// (`ColumnChunkMetaData::byte_range`), so an untrusted file is checked here before any read.
-pub fn check_parquet_layout(meta: &parquet::file::metadata::ParquetMetaData, file_len: u64) -> std::result::Result<(), String> {
-    let corrupt = |what: String| Err(format!("the file's footer is corrupt ({what}); re-export the file"));
+pub fn check_parquet_layout(meta: &parquet::file::metadata::ParquetMetaData, file_len: u64) -> std::result::Result<(), CorruptFooter> {
     for (g, group) in meta.row_groups().iter().enumerate() {
         if group.num_rows() < 0 {
-            return corrupt(format!("row group {g} claims {} rows", group.num_rows()));
+            return Err(CorruptFooter::NegativeRows { group: g, rows: group.num_rows() });
         }
         for c in group.columns() {
             let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
             let (len, data) = (c.compressed_size(), c.data_page_offset());
             let end = start.checked_add(len);
             if start < 0 || data < 0 || len < 0 || data < start || end.is_none_or(|e| e as u64 > file_len) {
-                return corrupt(format!(
-                    "row group {g}, column `{}`: a chunk of {len} bytes at byte {start} (data at {data}) does not fit in the file's {file_len} bytes",
-                    c.column_path()
-                ));
+                let column = c.column_path().to_string();
+                return Err(CorruptFooter::ChunkOutside { group: g, column, len, start, data, file_len });
             }
         }
     }
     Ok(())
+}
+
+/// What [`check_parquet_layout`] finds wrong with a parquet footer.
+#[derive(Debug, thiserror::Error)]
+pub enum CorruptFooter {
+    #[error("the file's footer is corrupt (row group {group} claims {rows} rows); re-export the file")]
+    NegativeRows { group: usize, rows: i64 },
+    #[error(
+        "the file's footer is corrupt (row group {group}, column `{column}`: a chunk of {len} bytes at byte {start} (data at {data}) does not fit in the file's {file_len} bytes); re-export the file"
+    )]
+    ChunkOutside { group: usize, column: String, len: i64, start: i64, data: i64, file_len: u64 },
 }
 
 /// The dictionary type categorical columns are read as.
@@ -266,23 +274,22 @@ impl Encoder {
     pub fn new(format: FileFormat, schema: SchemaRef) -> Result<Self> {
         Ok(match format {
             FileFormat::Csv => Encoder::Csv { header: true },
-            FileFormat::Parquet => {
-                Encoder::Parquet(Box::new(parquet_writer(Vec::new(), &schema).map_err(|e| CoreError::Model(e.to_string()))?))
-            }
+            FileFormat::Parquet => Encoder::Parquet(Box::new(
+                parquet_writer(Vec::new(), &schema).map_err(|e| CoreError::Encode { format: "parquet", problem: e.to_string() })?,
+            )),
         })
     }
 
     pub fn encode(&mut self, batch: &RecordBatch) -> Result<Vec<u8>> {
-        let err = |e: String| CoreError::Model(format!("encoding output: {e}"));
         match self {
             Encoder::Csv { header } => {
                 let mut w = arrow::csv::WriterBuilder::new().with_header(*header).build(Vec::new());
-                w.write(batch).map_err(|e| err(e.to_string()))?;
+                w.write(batch).map_err(|e| CoreError::Encode { format: "CSV", problem: e.to_string() })?;
                 *header = false;
                 Ok(w.into_inner())
             }
             Encoder::Parquet(w) => {
-                w.write(batch).map_err(|e| err(e.to_string()))?;
+                w.write(batch).map_err(|e| CoreError::Encode { format: "parquet", problem: e.to_string() })?;
                 // The next batch's bytes are about as many: no regrowing from empty.
                 let cap = w.inner().len();
                 Ok(std::mem::replace(w.inner_mut(), Vec::with_capacity(cap)))
@@ -295,7 +302,7 @@ impl Encoder {
         match self {
             Encoder::Csv { header: true } => self.encode(&RecordBatch::new_empty(schema)),
             Encoder::Csv { header: false } => Ok(Vec::new()),
-            Encoder::Parquet(w) => w.into_inner().map_err(|e| CoreError::Model(format!("encoding output: {e}"))),
+            Encoder::Parquet(w) => w.into_inner().map_err(|e| CoreError::Encode { format: "parquet", problem: e.to_string() }),
         }
     }
 }
@@ -353,22 +360,29 @@ thread_local! {
 /// Runs `decode`, turning a panic inside it into its message. The parquet and arrow decoders
 /// assert on page contents no up-front check can vouch for, so such a panic is the input
 /// file's fault and is reported as the file's error.
-pub fn catch_decoder_panic<T>(decode: impl FnOnce() -> T) -> std::result::Result<T, String> {
+pub fn catch_decoder_panic<T>(decode: impl FnOnce() -> T) -> std::result::Result<T, DecoderPanic> {
     DECODING.with(|d| d.set(true));
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode));
     DECODING.with(|d| d.set(false));
     out.map_err(|panic| {
         let panic = &*panic;
-        panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "the decoder failed".into())
+        DecoderPanic(
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the decoder failed".into()),
+        )
     })
 }
 
+/// A decoder's panic on an input file, caught by [`catch_decoder_panic`]: its message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DecoderPanic(pub String);
+
 /// [`catch_decoder_panic`] for a future: every poll is guarded.
-pub async fn catch_decoder_panic_async<F: std::future::Future>(future: F) -> std::result::Result<F::Output, String> {
+pub async fn catch_decoder_panic_async<F: std::future::Future>(future: F) -> std::result::Result<F::Output, DecoderPanic> {
     let mut future = std::pin::pin!(future);
     std::future::poll_fn(|cx| match catch_decoder_panic(|| future.as_mut().poll(cx)) {
         Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
@@ -404,7 +418,8 @@ pub enum ColData {
 
 impl ColData {
     fn of(array: &dyn Array, name: &str) -> Result<Self> {
-        let cast = |t: &DataType| arrow::compute::cast(array, t).map_err(|e| CoreError::Data(format!("column `{name}`: {e}")));
+        let bad = |problem: String| CoreError::Column { file: String::new(), column: name.into(), problem };
+        let cast = |t: &DataType| arrow::compute::cast(array, t).map_err(|e| bad(e.to_string()));
         Ok(match array.data_type() {
             DataType::Utf8 => ColData::Text(array.as_string::<i32>().clone()),
             DataType::Dictionary(_, v) if v.as_ref() == &DataType::Utf8 => {
@@ -414,15 +429,12 @@ impl ColData {
                 // Rows index the values directly: a damaged file must not index past them.
                 // Keys of null rows are unspecified, so they are only skipped when nulls exist.
                 let past = |k: i32| k < 0 || k as usize >= values.len();
-                let bad = match d.keys().nulls() {
-                    None => d.keys().values().iter().fold(false, |bad, &k| bad | past(k)),
+                let out_of_range = match d.keys().nulls() {
+                    None => d.keys().values().iter().fold(false, |any, &k| any | past(k)),
                     Some(_) => d.keys().iter().flatten().any(past),
                 };
-                if bad {
-                    return Err(CoreError::Data(format!(
-                        "column `{name}`: a dictionary key points past the column's {} values (damaged file?)",
-                        values.len()
-                    )));
+                if out_of_range {
+                    return Err(bad(format!("a dictionary key points past the column's {} values (damaged file?)", values.len())));
                 }
                 ColData::Dict { keys: d.keys().clone(), values }
             }

@@ -107,12 +107,12 @@ impl FeatureSpec {
                     InputKind::Numeric { .. } => match parse_number(&v) {
                         Ok(Some(x)) => raw[i].push(x),
                         Ok(None) => missing[i] += 1,
-                        Err(p) => problems.push(FieldProblem { field: input.name.clone(), value: v.display(), problem: p }),
+                        Err(p) => problems.push(FieldProblem { field: input.name.clone(), value: v.display(), problem: p.to_string() }),
                     },
                     InputKind::Categorical => match category_of(&v) {
                         Ok(Some(_)) => {}
                         Ok(None) => missing[i] += 1,
-                        Err(p) => problems.push(FieldProblem { field: input.name.clone(), value: v.display(), problem: p }),
+                        Err(p) => problems.push(FieldProblem { field: input.name.clone(), value: v.display(), problem: p.to_string() }),
                     },
                 }
             }
@@ -127,8 +127,10 @@ impl FeatureSpec {
             spec.input_stats.insert(input.name.clone(), InputStats { missing: missing[i], rows: n_rows });
             if let (InputKind::Numeric { valid_min, valid_max, seen }, Slot::Numeric(s)) = (&mut input.kind, spec.plan.input_slot[i]) {
                 let vals = &mut raw[i];
-                let med = median(vals).ok_or_else(|| {
-                    CoreError::Data(format!("{file}: numeric column `{}` is blank in every training row; exclude it", input.name))
+                let med = median(vals).ok_or_else(|| CoreError::Column {
+                    file: file.into(),
+                    column: input.name.clone(),
+                    problem: "a numeric column blank in every training row; exclude it".into(),
                 })?;
                 let (lo, hi) = (vals[0], vals[vals.len() - 1]);
                 let span = (hi - lo).max(1.0);
@@ -158,8 +160,11 @@ impl FeatureSpec {
         for (f, col) in spec.numeric.iter_mut().zip(columns.iter_mut()) {
             if f.impute.is_nan() {
                 let mut finite: Vec<f64> = col.iter().copied().filter(|x| x.is_finite()).collect();
-                f.impute = median(&mut finite)
-                    .ok_or_else(|| CoreError::Data(format!("derived feature `{}` is undefined for every training row", f.name)))?;
+                f.impute = median(&mut finite).ok_or_else(|| CoreError::Column {
+                    file: file.into(),
+                    column: f.name.clone(),
+                    problem: "a derived feature undefined for every training row; change or remove its definition".into(),
+                })?;
                 for x in col.iter_mut().filter(|x| !x.is_finite()) {
                     *x = f.impute;
                 }

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::DerivedFeature;
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, Result, ValueProblem};
 pub use crate::row::CatValue;
 use crate::row::RawValue;
 
@@ -162,14 +162,14 @@ pub struct Warning {
     pub message: String,
 }
 
-fn parse_number(v: &RawValue<'_>) -> std::result::Result<Option<f64>, String> {
+fn parse_number(v: &RawValue<'_>) -> std::result::Result<Option<f64>, ValueProblem> {
     match v {
         RawValue::Missing => Ok(None),
         RawValue::Number(x) => {
             if x.is_finite() {
                 Ok(Some(*x))
             } else {
-                Err("not a finite number".into())
+                Err(ValueProblem::NotFinite)
             }
         }
         RawValue::Text(s) => {
@@ -179,15 +179,15 @@ fn parse_number(v: &RawValue<'_>) -> std::result::Result<Option<f64>, String> {
             }
             match t.parse::<f64>() {
                 Ok(x) if x.is_finite() => Ok(Some(x)),
-                Ok(_) => Err("not a finite number".into()),
-                Err(_) => Err("not a number".into()),
+                Ok(_) => Err(ValueProblem::NotFinite),
+                Err(_) => Err(ValueProblem::NotANumber),
             }
         }
-        RawValue::Invalid(d) => Err(format!("expected a number, got {d}")),
+        RawValue::Invalid(d) => Err(ValueProblem::ExpectedNumber(d.clone())),
     }
 }
 
-fn category_of<'a>(v: &'a RawValue<'a>) -> std::result::Result<Option<Cow<'a, str>>, String> {
+fn category_of<'a>(v: &'a RawValue<'a>) -> std::result::Result<Option<Cow<'a, str>>, ValueProblem> {
     match v {
         RawValue::Missing => Ok(None),
         RawValue::Number(x) => Ok(Some(Cow::Owned(crate::row::format_number(*x)))),
@@ -195,7 +195,7 @@ fn category_of<'a>(v: &'a RawValue<'a>) -> std::result::Result<Option<Cow<'a, st
             let t = trim(s);
             if t.is_empty() { Ok(None) } else { Ok(Some(Cow::Borrowed(t))) }
         }
-        RawValue::Invalid(d) => Err(format!("expected text, got {d}")),
+        RawValue::Invalid(d) => Err(ValueProblem::ExpectedText(d.clone())),
     }
 }
 
@@ -217,11 +217,10 @@ impl FeatureSpec {
 
     /// Parses the JSON of a bundle's `feature_spec.json` and prepares it for use.
     pub fn from_json(text: &str) -> Result<Self> {
-        let mut spec: FeatureSpec =
-            serde_json::from_str(text).map_err(|e| CoreError::Model(format!("feature_spec.json is not valid: {e}")))?;
+        let mut spec: FeatureSpec = serde_json::from_str(text).map_err(|e| plan::spec_file(format!("not valid: {e}")))?;
         if spec.schema_version != crate::SCHEMA_VERSION {
-            return Err(CoreError::Model(format!(
-                "feature_spec.json has schema version {}, this build reads {}; use a matching churn version",
+            return Err(plan::spec_file(format!(
+                "schema version {}, this build reads {}; use a matching churn version",
                 spec.schema_version,
                 crate::SCHEMA_VERSION
             )));

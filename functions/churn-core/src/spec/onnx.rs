@@ -220,7 +220,7 @@ impl FeatureSpec {
     /// [`crate::onnx::INPUT_NAME`]). The result's inputs are [`raw_input_types`](Self::raw_input_types);
     /// its outputs are the network's.
     pub fn raw_rows_onnx(&self, network: &[u8]) -> Result<Vec<u8>> {
-        let bad = |m: String| CoreError::Model(format!("raw-row ONNX: {m}"));
+        let bad = |problem: String| CoreError::Export { graph: "the raw-row ONNX model", problem };
         let mut model = pb::ModelProto::decode(network).map_err(|e| bad(format!("the network is not ONNX: {e}")))?;
         let net = model.graph.take().ok_or_else(|| bad("the network has no graph".into()))?;
         if net.input.len() != 1 || net.input[0].name != crate::onnx::INPUT_NAME {

@@ -8,6 +8,16 @@ use crate::config::{DerivedKind, bucket_label};
 use crate::error::{CoreError, Result};
 use crate::row::format_number;
 
+/// A problem with the derived feature `d` of the dataset configuration.
+fn derived(d: &DerivedFeature, problem: String) -> CoreError {
+    CoreError::Setting { setting: format!("derived feature `{}`", d.name), problem }
+}
+
+/// A problem with a bundle's `feature_spec.json`.
+pub(super) fn spec_file(problem: String) -> CoreError {
+    CoreError::ModelFile { file: crate::bundle::FEATURE_SPEC, problem }
+}
+
 /// Index-resolved form of the spec, built once on load so that the per-row work does no lookups
 /// by name.
 #[derive(Debug, Clone, Default)]
@@ -169,10 +179,7 @@ impl FeatureSpec {
         for d in &self.derived {
             let num = |name: &str| {
                 num_slot.get(name).copied().ok_or_else(|| {
-                    CoreError::Config(format!(
-                        "derived feature `{}` reads `{name}`, which is not a numeric input or an earlier numeric derived feature",
-                        d.name
-                    ))
+                    derived(d, format!("reads `{name}`, which is not a numeric input or an earlier numeric derived feature"))
                 })
             };
             let op = match &d.kind {
@@ -189,9 +196,10 @@ impl FeatureSpec {
                     let cats: Vec<usize> = columns
                         .iter()
                         .map(|c| {
-                            cat_slot.get(c.as_str()).copied().ok_or_else(|| {
-                                CoreError::Config(format!("derived feature `{}` counts `{c}`, which is not a categorical input", d.name))
-                            })
+                            cat_slot
+                                .get(c.as_str())
+                                .copied()
+                                .ok_or_else(|| derived(d, format!("counts `{c}`, which is not a categorical input")))
                         })
                         .collect::<Result<_>>()?;
                     let matches = cats
@@ -204,10 +212,7 @@ impl FeatureSpec {
                 }
                 DerivedKind::Bucket { column, edges } => {
                     if edges.is_empty() || edges.windows(2).any(|w| w[0] >= w[1]) {
-                        return Err(CoreError::Config(format!(
-                            "derived feature `{}`: bucket edges must be non-empty and increasing",
-                            d.name
-                        )));
+                        return Err(derived(d, "bucket edges must be non-empty and increasing".into()));
                     }
                     let out = cat_slot.len();
                     let vocab = Vocab::new(self.categorical.get(out).map_or(&[][..], |c| &c.vocabulary[..]));
@@ -221,7 +226,7 @@ impl FeatureSpec {
                 }
             };
             if num_slot.contains_key(d.name.as_str()) || cat_slot.contains_key(d.name.as_str()) {
-                return Err(CoreError::Config(format!("derived feature `{}` reuses an existing name", d.name)));
+                return Err(derived(d, "reuses an existing name".into()));
             }
             if d.kind.is_numeric() {
                 num_slot.insert(&d.name, num_slot.len());
@@ -231,8 +236,8 @@ impl FeatureSpec {
             ops.push(op);
         }
         if num_slot.len() != self.numeric.len() || cat_slot.len() != self.categorical.len() {
-            return Err(CoreError::Model(format!(
-                "feature spec is inconsistent: {} numeric and {} categorical slots, but {} numeric and {} categorical features",
+            return Err(spec_file(format!(
+                "inconsistent: {} numeric and {} categorical slots, but {} numeric and {} categorical features",
                 num_slot.len(),
                 cat_slot.len(),
                 self.numeric.len(),
@@ -250,13 +255,13 @@ impl FeatureSpec {
         let mut bin_offset = Vec::with_capacity(self.numeric.len());
         for f in &self.numeric {
             if f.bins.len() == 1 || f.bins.windows(2).any(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less)) {
-                return Err(CoreError::Model(format!("feature spec: bin edges of `{}` must be at least two increasing numbers", f.name)));
+                return Err(spec_file(format!("bin edges of `{}` must be at least two increasing numbers", f.name)));
             }
             bin_offset.push(width);
             width += f.bin_count();
         }
         if !self.feature_names.is_empty() && self.feature_names.len() != width {
-            return Err(CoreError::Model(format!("feature spec lists {} feature names for a vector of {width}", self.feature_names.len())));
+            return Err(spec_file(format!("lists {} feature names for a vector of {width}", self.feature_names.len())));
         }
         let affected = input_slot
             .iter()

@@ -63,10 +63,10 @@ impl ResolvedSchema {
         distinct: &dyn Fn(&str) -> usize,
     ) -> Result<Self> {
         let has = |c: &str| columns.iter().any(|x| x == c);
-        let target = config
-            .target_column
-            .clone()
-            .ok_or_else(|| CoreError::Config("no target column: set `target_column` in [dataset] or pass --target".into()))?;
+        let target = config.target_column.clone().ok_or_else(|| CoreError::Setting {
+            setting: "`target_column`".into(),
+            problem: "no target column: set `target_column` in [dataset] or pass --target".into(),
+        })?;
         let mut named: Vec<String> = vec![target.clone()];
         named.extend(config.id_column.iter().cloned());
         named.extend(config.numeric.iter().flatten().cloned());
@@ -76,10 +76,10 @@ impl ResolvedSchema {
         if !missing.is_empty() {
             return Err(CoreError::MissingColumns { file: file.into(), missing, found: columns.to_vec() });
         }
-        let positive = config
-            .positive_label
-            .clone()
-            .ok_or_else(|| CoreError::Config("no positive label: set `positive_label` in [dataset] or pass --positive".into()))?;
+        let positive = config.positive_label.clone().ok_or_else(|| CoreError::Setting {
+            setting: "`positive_label`".into(),
+            problem: "no positive label: set `positive_label` in [dataset] or pass --positive".into(),
+        })?;
         let mut left_out = Vec::new();
         let mut id = match &config.id_column {
             Some(c) => Some(c.clone()),
@@ -118,9 +118,11 @@ impl ResolvedSchema {
                     && n > config.max_categories
                     && *numbers >= 9 * *others
                 {
-                    return Err(CoreError::Data(format!(
-                        "{file}, {at}: column `{c}` = {value:?} is not a finite number, while {numbers} of its values are numbers ({others} are not). Fix or blank the value(s) (blank counts as missing), or list `{c}` under `categorical` if it is one",
-                    )));
+                    let problem = format!(
+                        "not a finite number, while {numbers} of its values are numbers ({others} are not). Fix or blank the value(s) (blank counts as missing), or list `{c}` under `categorical` if it is one",
+                    );
+                    let problems = vec![crate::error::FieldProblem { field: c.clone(), value: value.clone(), problem }];
+                    return Err(CoreError::Row { file: file.into(), location: at.clone(), error: crate::error::RowError { problems } });
                 }
                 // Mostly unique values (an identifier, free text, a timestamp): no value repeats
                 // often enough to learn from. A column unique per row becomes the id column
@@ -147,7 +149,10 @@ impl ResolvedSchema {
             inputs.push((c.clone(), kind));
         }
         if inputs.is_empty() {
-            return Err(CoreError::Config(format!("{file}: no input columns left besides id and target")));
+            return Err(CoreError::Setting {
+                setting: "`exclude`".into(),
+                problem: format!("{file}: no input columns left besides id and target"),
+            });
         }
         Ok(ResolvedSchema {
             id_column: id,

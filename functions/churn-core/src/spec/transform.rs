@@ -33,7 +33,7 @@ impl FeatureSpec {
                         problems.push(FieldProblem {
                             field: input.name.clone(),
                             value: raw.display(),
-                            problem: format!("out of the valid range [{valid_min}, {valid_max}]"),
+                            problem: ValueProblem::OutOfRange { min: *valid_min, max: *valid_max }.to_string(),
                         })
                     }
                     Ok(Some(x)) => {
@@ -48,14 +48,14 @@ impl FeatureSpec {
                     }
                     Err(p) => {
                         out.numeric[s] = f64::NAN;
-                        problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p })
+                        problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p.to_string() })
                     }
                 },
                 (Slot::Categorical(s), _) => match self.category_value(s, &raw) {
                     Ok(c) => out.categorical[s] = c,
                     Err(p) => {
                         out.categorical[s] = CatValue::Missing;
-                        problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p })
+                        problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p.to_string() })
                     }
                 },
                 (Slot::Numeric(_), InputKind::Categorical) => unreachable!("plan built from the same inputs"),
@@ -102,7 +102,7 @@ impl FeatureSpec {
     }
 
     /// Steps 1–2 for a raw value of categorical slot `s`.
-    pub(super) fn category_value(&self, s: usize, raw: &RawValue<'_>) -> std::result::Result<CatValue, String> {
+    pub(super) fn category_value(&self, s: usize, raw: &RawValue<'_>) -> std::result::Result<CatValue, ValueProblem> {
         if let RawValue::Number(x) = raw {
             return Ok(match self.plan.vocab_index[s].find_number(*x) {
                 Some(k) => CatValue::Known(k),
@@ -116,7 +116,7 @@ impl FeatureSpec {
     /// `None` when the input is not categorical, `Some(Err(problem))` when the value is not a
     /// category. Sources that hold a column's distinct values once (parquet dictionaries)
     /// resolve them here and hand the results back through [`RawRow::resolved_category`].
-    pub fn resolve_category(&self, input: usize, raw: &RawValue<'_>) -> Option<std::result::Result<CatValue, String>> {
+    pub fn resolve_category(&self, input: usize, raw: &RawValue<'_>) -> Option<std::result::Result<CatValue, ValueProblem>> {
         match self.plan.input_slot.get(input)? {
             Slot::Categorical(s) => Some(self.category_value(*s, raw)),
             Slot::Numeric(_) => None,
