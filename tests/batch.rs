@@ -206,35 +206,76 @@ fn scores_clean_and_bad_files_and_never_duplicates() {
     assert!(!lines.iter().any(|l| l.contains("panicked")), "{lines:#?}");
 }
 
+/// The input EventBridge gives the fan-out state machine for an object created at `key`, made
+/// by the template's own `InputTransformer` (its `InputTemplate`, placeholders filled as
+/// EventBridge fills them: a string value goes in as a JSON string).
+fn fan_out_route_input(bucket: &str, key: &str) -> Value {
+    let template = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    let line = template.lines().find(|l| l.trim_start().starts_with("InputTemplate:")).expect("the fan-out route's InputTemplate");
+    let text = line.split_once('\'').and_then(|(_, rest)| rest.rsplit_once('\'')).expect("a single-quoted InputTemplate").0;
+    let filled = text.replace("<bucket>", &Value::from(bucket).to_string()).replace("<request>", &Value::from(key).to_string());
+    serde_json::from_str(&filled).unwrap_or_else(|e| panic!("{filled}: {e}"))
+}
+
 #[test]
-fn objects_too_large_for_one_invocation_are_refused_then_scored_by_row_groups() {
+fn objects_too_large_for_one_invocation_start_their_own_fan_out() {
     let model = model_on_s3();
     let bucket = test_bucket("churn-split");
     let dir = scratch("batch-split");
     let emu = emulator();
-    let (_f, _logs) = start_function("batch-score", emu.port, &[("MODEL_URI", model), ("MAX_ROWS_PER_INVOCATION", "3000")]);
+    let env = [("MODEL_URI", model), ("MAX_ROWS_PER_INVOCATION", "3000"), ("FAN_OUT_PREFIX", "fanout/")];
+    let (_f, logs) = start_function("batch-score", emu.port, &env);
     put(&bucket, "incoming/customers.parquet", &telco_parquet(dir.path(), None, 1000));
 
+    // Refused, with a fan-out request written: the state machine's input, under the prefix
+    // the template's EventBridge rule routes to the state machine.
     let resp = invoke(emu.port, &s3_event(dir.path(), "s3-put-incoming.json", &bucket, None));
     let s = only_object(&resp);
     assert_eq!(s["status"], "refused", "{s}");
     assert!(s["error"].as_str().unwrap().contains("MAX_ROWS_PER_INVOCATION=3000"), "{s}");
     assert!(keys(&bucket, "scored/customers.parquet").iter().all(|k| k.ends_with(".summary.json")), "nothing scored");
+    let requests = keys(&bucket, "fanout/");
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(s["fan_out"].as_str(), Some(format!("s3://{bucket}/{}", requests[0]).as_str()), "{s}");
+    let request = get_json(dir.path(), &bucket, &requests[0]);
+    assert_eq!(request, serde_json::json!({"plan": {"bucket": bucket, "key": "incoming/customers.parquet", "row_groups_per_task": 4}}));
+    // A re-delivered event for the same version finds its request and starts nothing more.
+    let again = only_object(&invoke(emu.port, &s3_event(dir.path(), "s3-put-incoming.json", &bucket, None))).clone();
+    assert_eq!((again["status"].as_str(), again["fan_out"].as_str()), (Some("refused"), s["fan_out"].as_str()), "{again}");
+    let lines: Vec<String> = logs.try_iter().collect();
+    let asked: Vec<&String> = lines.iter().filter(|l| l.contains("fan-out requested")).collect();
+    assert_eq!(asked.len(), 2, "{lines:#?}");
+    assert!(asked[0].contains("\"already\":false") && asked[1].contains("\"already\":true"), "{asked:#?}");
+    assert_eq!(keys(&bucket, "fanout/"), requests);
 
-    // What the state machine does: ask for a plan, then score each item (a row-group range);
-    // together the items cover the file exactly once.
-    let plan = write(
-        dir.path(),
-        "plan.json",
-        &format!(r#"{{"plan": {{"bucket": "{bucket}", "key": "incoming/customers.parquet", "row_groups_per_task": 3}}}}"#),
-    );
+    // What the state machine does, started by the route: a plan from the request, then each
+    // item (a row-group range) scored; together the items cover the file exactly once.
+    let plan = write(dir.path(), "plan.json", &fan_out_route_input(&bucket, &requests[0]).to_string());
     let plan = invoke(emu.port, Path::new(&plan));
     assert_eq!((plan["rows"].as_u64(), plan["row_groups"].as_u64()), (Some(4930), Some(5)), "{plan}");
     let items = plan["items"].as_array().unwrap();
     assert_eq!(
         items.iter().map(|i| i["row_groups"].clone()).collect::<Vec<_>>(),
+        vec![serde_json::json!([0, 4]), serde_json::json!([4, 5])]
+    );
+    // A person can start it too, with the plan request itself (and another range size).
+    let by_hand = write(
+        dir.path(),
+        "plan-by-hand.json",
+        &format!(r#"{{"plan": {{"bucket": "{bucket}", "key": "incoming/customers.parquet", "row_groups_per_task": 3}}}}"#),
+    );
+    let by_hand = invoke(emu.port, Path::new(&by_hand));
+    assert_eq!(
+        by_hand["items"].as_array().unwrap().iter().map(|i| i["row_groups"].clone()).collect::<Vec<_>>(),
         vec![serde_json::json!([0, 3]), serde_json::json!([3, 5])]
     );
+    // A request that names no request object is the plan step's clear error.
+    let missing = write(dir.path(), "plan-missing.json", &fan_out_route_input(&bucket, "fanout/0000000000000000.json").to_string());
+    let (ok, out, err) = try_invoke(emu.port, Path::new(&missing));
+    assert!(!ok, "{out}");
+    // cargo lambda wraps the function's error across lines, behind a frame.
+    let said: Vec<&str> = out.split_whitespace().chain(err.split_whitespace()).filter(|w| *w != "│").collect();
+    assert!(said.join(" ").contains("fanout/0000000000000000.json: no such fan-out request"), "{out}{err}");
     let mut total = 0;
     let mut scored_ids = Vec::new();
     for item in items {

@@ -130,12 +130,16 @@ fn policies_are_least_privilege_and_resources_are_locked_down() {
     assert_eq!(predict.len(), 1, "{predict:?}");
     assert_eq!(predict[0].0, vec!["\"s3:GetObject\""]);
     assert!(predict[0].1[0].contains("churn-models-") && predict[0].1[0].contains("${ModelKeyPrefix}*"), "{predict:?}");
-    // The batch function: reads incoming/ and the models, writes scored/ and rejected/ only.
+    // The batch function: reads incoming/ and the models, writes scored/ and rejected/ and its
+    // fan-out requests (fanout/) only.
     for (actions, resources) in s3_grants("BatchScoreFunctionRole") {
         let writes = actions.iter().any(|a| a.contains("Put") || a.contains("Delete") || a.contains("Abort"));
         for r in &resources {
             if writes {
-                assert!(r.contains("/scored/*") || r.contains("/rejected/*"), "writes outside the outputs: {actions:?} {r}");
+                assert!(
+                    r.contains("/scored/*") || r.contains("/rejected/*") || r.contains("/fanout/*"),
+                    "writes outside the outputs: {actions:?} {r}"
+                );
             } else if actions.iter().any(|a| a.contains("GetObject")) {
                 assert!(r.contains("/incoming/*") || r.contains("${ModelKeyPrefix}*") || r.contains("/scored/*"), "{r}");
             } else {
@@ -272,6 +276,42 @@ fn the_model_ships_in_a_layer_both_functions_read() {
         assert!(!config.contains(placeholder), "samconfig.toml still holds {placeholder}: a deployer would have to edit it");
     }
     assert_eq!(config.matches("build_in_source = true").count(), config.matches(".build.parameters]").count(), "{config}");
+}
+
+/// An object above the per-invocation limit reaches the fan-out with nobody in the loop: the
+/// batch function writes a request under its `FAN_OUT_PREFIX`, the data bucket sends object
+/// events to EventBridge (beside the Lambda trigger on incoming/), and a rule on that prefix
+/// starts the state machine with the input the plan step reads (tests/batch.rs feeds the same
+/// `InputTemplate` to the real function).
+#[test]
+fn a_refused_object_starts_the_fan_out_through_an_eventbridge_rule() {
+    let t = template("transformed");
+    let env = &t["Resources"]["BatchScoreFunction"]["Properties"]["Environment"]["Variables"];
+    let prefix = env["FAN_OUT_PREFIX"].as_str().expect("FAN_OUT_PREFIX set on the batch function");
+    let n = &t["Resources"]["DataBucket"]["Properties"]["NotificationConfiguration"];
+    assert_eq!(n["EventBridgeConfiguration"]["EventBridgeEnabled"], true, "{n}");
+    assert_eq!(n["LambdaConfigurations"].as_array().map(Vec::len), Some(1), "the Lambda trigger stays: {n}");
+    let rules = resources_of(&t, "AWS::Events::Rule");
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    let rule = &rules[0].1["Properties"];
+    let pattern = &rule["EventPattern"];
+    assert_eq!((pattern["source"][0].as_str(), pattern["detail-type"][0].as_str()), (Some("aws.s3"), Some("Object Created")), "{pattern}");
+    assert_eq!(pattern["detail"]["bucket"]["name"][0]["Ref"], "DataBucket", "{pattern}");
+    assert_eq!(pattern["detail"]["object"]["key"][0]["prefix"].as_str(), Some(prefix), "{pattern}");
+    let target = &rule["Targets"][0];
+    assert_eq!(target["Arn"]["Ref"], "BatchFanOut", "{target}");
+    let transformer = &target["InputTransformer"];
+    assert_eq!(transformer["InputPathsMap"]["request"], "$.detail.object.key", "{transformer}");
+    assert_eq!(transformer["InputPathsMap"]["bucket"], "$.detail.bucket.name", "{transformer}");
+    assert!(transformer["InputTemplate"].as_str().unwrap().contains(r#""request": <request>"#), "{transformer}");
+    // The rule's role may start this state machine and nothing else.
+    let role = target["RoleArn"]["Fn::GetAtt"][0].as_str().expect("a role for the rule");
+    let grants = statements(&t, role);
+    assert!(!grants.is_empty(), "{role}");
+    for s in grants {
+        assert_eq!(list(&s["Action"]), vec!["\"states:StartExecution\""], "{s}");
+        assert!(s["Resource"].to_string().contains("BatchFanOut"), "{s}");
+    }
 }
 
 /// A row-group range the function answers with a failed or refused summary fails its child

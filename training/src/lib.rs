@@ -4,6 +4,13 @@
 //!
 //! The `churn` binary (src/main.rs) runs [`cli`], one function per subcommand over [`pipeline`]
 //! and the other modules.
+//!
+//! Errors: the modules that compute — [`data`], [`params`], [`model`], [`train`], [`mlmodel`] —
+//! return typed errors a caller can match (`churn_core::CoreError`, [`params::ParamError`],
+//! [`params::ConfigError`], [`train::TrainError`]). The command layer the `churn` binary and
+//! the notebooks run — [`cli`], [`pipeline`], [`track`], [`benchmark`], [`explanations`],
+//! [`notebook`] — only reports errors to a person, so it uses `anyhow` and adds what it was
+//! doing (`with_context`) on the way up.
 
 pub mod benchmark;
 pub mod cli;

@@ -9,9 +9,9 @@
 //!   input example (a training customer from the Shapley background), which the MLflow UI shows;
 //! - the Python environment (`python_env.yaml`, `requirements.txt`).
 
-use churn_core::FeatureSpec;
 use churn_core::bundle::{self, Manifest};
 use churn_core::explain::{BACKGROUND, Background};
+use churn_core::{CoreError, FeatureSpec};
 use serde_json::{Value, json};
 
 /// The loader module `mlflow.pyfunc` imports (from the model's `code/` directory).
@@ -26,14 +26,12 @@ pub fn files(
     run_id: &str,
     manifest: &Manifest,
     bundle_files: &std::collections::BTreeMap<String, Vec<u8>>,
-) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    use anyhow::Context;
-    let text = |name: &str| -> anyhow::Result<&str> {
-        let bytes = bundle_files.get(name).with_context(|| format!("the bundle has no {name}"))?;
-        std::str::from_utf8(bytes).with_context(|| format!("{name} is not UTF-8"))
-    };
-    let spec = FeatureSpec::from_json(text(bundle::FEATURE_SPEC)?)?;
-    let network = bundle_files.get(bundle::MODEL).context("the bundle has no model.onnx")?;
+) -> Result<Vec<(String, Vec<u8>)>, CoreError> {
+    let bad = |file: &'static str, problem: String| CoreError::ModelFile { file, problem };
+    let file = |name: &'static str| bundle_files.get(name).ok_or_else(|| bad(name, "missing from the bundle".into()));
+    let spec_text = std::str::from_utf8(file(bundle::FEATURE_SPEC)?).map_err(|e| bad(bundle::FEATURE_SPEC, format!("not UTF-8: {e}")))?;
+    let spec = FeatureSpec::from_json(spec_text)?;
+    let network = file(bundle::MODEL)?;
     let raw = spec.raw_rows_onnx(network)?;
     let types = spec.raw_input_types();
     let inputs: Vec<Value> = types.iter().map(|(name, t)| json!({"type": t.mlflow_type(), "name": name, "required": false})).collect();
@@ -46,7 +44,7 @@ pub fn files(
         ("requirements.txt".to_string(), PYTHON_REQUIREMENTS.as_bytes().to_vec()),
     ];
     if let Some(b) = bundle_files.get(BACKGROUND) {
-        let background: Background = serde_json::from_slice(b).context(BACKGROUND)?;
+        let background: Background = serde_json::from_slice(b).map_err(|e| bad(BACKGROUND, format!("not valid: {e}")))?;
         if let Some(row) = background.rows.first() {
             // Numbers as numbers where the signature says double, so the example passes it.
             let data: Vec<Value> = row
@@ -59,7 +57,7 @@ pub fn files(
                 })
                 .collect();
             let example = json!({"columns": background.columns, "data": [data]});
-            out.push(("input_example.json".to_string(), serde_json::to_vec(&example)?));
+            out.push(("input_example.json".to_string(), serde_json::to_vec(&example).expect("JSON values serialise")));
         }
     }
     Ok(out)

@@ -188,8 +188,17 @@ impl ChurnModel for Ensemble {
 
     fn to_dense(&self) -> candle_core::Result<Vec<Dense>> {
         let stacks = self.members.iter().map(|m| m.to_dense()).collect::<candle_core::Result<Vec<_>>>()?;
-        merge(&stacks).map_err(candle_core::Error::msg)
+        merge(&stacks).map_err(candle_core::Error::wrap)
     }
+}
+
+/// Ensemble members that cannot be merged into one stack.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("ensemble members have different depths")]
+    Depths,
+    #[error("ensemble members take different inputs")]
+    Inputs,
 }
 
 /// One dense stack computing the mean of the stacks' logits. All stacks take the same inputs
@@ -197,10 +206,10 @@ impl ChurnModel for Ensemble {
 /// by side (block-diagonal weights after the first layer), and the last layer divides by the
 /// number of members. The result is exact, not an approximation: each member's units see only
 /// their own member's units.
-pub fn merge(stacks: &[Vec<Dense>]) -> Result<Vec<Dense>, String> {
+pub fn merge(stacks: &[Vec<Dense>]) -> Result<Vec<Dense>, MergeError> {
     let depth = stacks[0].len();
     if stacks.iter().any(|s| s.len() != depth) {
-        return Err("ensemble members have different depths".into());
+        return Err(MergeError::Depths);
     }
     let k = stacks.len() as f32;
     let mut out = Vec::with_capacity(depth);
@@ -214,7 +223,7 @@ pub fn merge(stacks: &[Vec<Dense>]) -> Result<Vec<Dense>, String> {
         let (mut row0, mut col0) = (0, 0);
         for d in &layers {
             if l == 0 && d.inputs != inputs {
-                return Err("ensemble members take different inputs".into());
+                return Err(MergeError::Inputs);
             }
             for o in 0..d.outputs {
                 let row = if last { 0 } else { row0 + o };

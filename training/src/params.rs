@@ -169,10 +169,21 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read the configuration: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { file: file.clone(), error })?;
+        toml::from_str(&text).map_err(|error| ConfigError::Parse { file, error })
     }
+}
+
+/// A training configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read the configuration: {error}")]
+    Read { file: String, error: std::io::Error },
+    /// TOML's message names the line, column and key.
+    #[error("{file}: {error}")]
+    Parse { file: String, error: toml::de::Error },
 }
 
 #[cfg(test)]

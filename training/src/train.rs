@@ -15,6 +15,18 @@ use crate::data::Matrix;
 use crate::model::{self, ChurnModel};
 use crate::params::{Imbalance, ValidParams};
 
+/// Why a model could not be trained.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Folds or metrics over the given rows (too few of a class, say).
+    #[error(transparent)]
+    Data(#[from] churn_core::CoreError),
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("training diverged at epoch {epoch} (validation loss {validation_loss}); lower model.learning_rate")]
+    Diverged { epoch: usize, validation_loss: f64 },
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EpochRecord {
     pub epoch: usize,
@@ -134,7 +146,12 @@ pub fn sigmoid(z: f64) -> f64 {
 /// the validation rows alone, and the validation rows' out-of-fold logits stand for the
 /// model's validation predictions (threshold, validation figures). Without cross-fitting, all
 /// members share the given split. `on_epoch` sees every epoch of every member.
-pub fn fit(params: &ValidParams, train: &Matrix, validation: &Matrix, on_epoch: &mut dyn FnMut(&EpochRecord)) -> anyhow::Result<Trained> {
+pub fn fit(
+    params: &ValidParams,
+    train: &Matrix,
+    validation: &Matrix,
+    on_epoch: &mut dyn FnMut(&EpochRecord),
+) -> Result<Trained, TrainError> {
     let cross_fit = params.cross_fit && params.ensemble > 1;
     let pool = if cross_fit { Some(train.concat(validation)) } else { None };
     let folds = match &pool {
@@ -203,7 +220,7 @@ fn fit_member(
     train: &Matrix,
     validation: &Matrix,
     on_epoch: &mut dyn FnMut(&EpochRecord),
-) -> anyhow::Result<Member> {
+) -> Result<Member, TrainError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (model, varmap) = model::build(params, train.width, &mut rng)?;
     let mut opt = AdamW::new(
@@ -236,7 +253,7 @@ fn fit_member(
         let validation_loss = weighted_bce(&zv, &yv, pos_weight)?.to_scalar::<f32>()? as f64;
         let validation_auc = roc_auc(&zv.to_vec1::<f32>()?, &validation.y)?;
         if !validation_loss.is_finite() {
-            anyhow::bail!("training diverged at epoch {epoch} (validation loss {validation_loss}); lower model.learning_rate");
+            return Err(TrainError::Diverged { epoch, validation_loss });
         }
         let rec = EpochRecord { epoch, train_loss: loss_sum / seen.max(1) as f64, validation_loss, validation_auc };
         on_epoch(&rec);

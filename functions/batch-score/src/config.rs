@@ -29,6 +29,11 @@ pub struct BatchConfig {
     /// each customer of a contacted tier, as `churn score --reasons` does. Off by default: about
     /// 45 µs per contacted customer, against well under 1 µs for the score.
     pub top_reasons: usize,
+    /// `FAN_OUT_PREFIX` (unset or empty: off): where a refused parquet object's fan-out request
+    /// is written (`<prefix><sha>.json`, the state machine's input). The template routes every
+    /// object created there to the fan-out state machine (an EventBridge rule), so an object
+    /// above `MAX_ROWS_PER_INVOCATION` is scored without anyone starting it.
+    pub fan_out_prefix: Option<String>,
 }
 
 pub use churn_core::env::ConfigError;
@@ -46,9 +51,14 @@ impl BatchConfig {
             Ok(v)
         };
         let input_prefix = prefix("INPUT_PREFIX", "incoming/")?;
+        let fan_out_prefix = match get("FAN_OUT_PREFIX").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(_) => Some(prefix("FAN_OUT_PREFIX", "")?),
+        };
         let scored_prefix = prefix("SCORED_PREFIX", "scored/")?;
         let rejected_prefix = prefix("REJECTED_PREFIX", "rejected/")?;
-        for (name, p) in [("SCORED_PREFIX", &scored_prefix), ("REJECTED_PREFIX", &rejected_prefix)] {
+        let outputs = [("SCORED_PREFIX", &scored_prefix), ("REJECTED_PREFIX", &rejected_prefix)];
+        for (name, p) in outputs.into_iter().chain(fan_out_prefix.as_ref().map(|p| ("FAN_OUT_PREFIX", p))) {
             // Outputs under the input prefix would trigger the function on its own output forever.
             if p.starts_with(&input_prefix) || input_prefix.starts_with(p.as_str()) {
                 return Err(bad(name, p, &format!("overlaps INPUT_PREFIX={input_prefix}: outputs must live outside the input prefix")));
@@ -77,6 +87,7 @@ impl BatchConfig {
             part_size,
             time_margin_ms,
             top_reasons,
+            fan_out_prefix,
         })
     }
 }
@@ -91,6 +102,9 @@ mod tests {
         let c = BatchConfig::from_env(env(&[("MODEL_URI", "s3://b/m")])).unwrap();
         assert_eq!((c.input_prefix.as_str(), c.scored_prefix.as_str(), c.rejected_prefix.as_str()), ("incoming/", "scored/", "rejected/"));
         assert_eq!((c.psi_threshold, c.max_rows, c.part_size, c.top_reasons), (0.2, 20_000_000, 8 << 20, 0));
+        assert_eq!(c.fan_out_prefix, None);
+        let c = BatchConfig::from_env(env(&[("MODEL_URI", "s3://b/m"), ("FAN_OUT_PREFIX", "fanout/")])).unwrap();
+        assert_eq!(c.fan_out_prefix.as_deref(), Some("fanout/"));
     }
 
     #[test]
@@ -104,6 +118,8 @@ mod tests {
             (vec![("MODEL_URI", "m"), ("PART_SIZE_MB", "1")], "PART_SIZE_MB"),
             (vec![("MODEL_URI", "m"), ("MAX_ROWS_PER_INVOCATION", "lots")], "MAX_ROWS_PER_INVOCATION"),
             (vec![("MODEL_URI", "m"), ("TOP_REASONS", "51")], "TOP_REASONS"),
+            (vec![("MODEL_URI", "m"), ("FAN_OUT_PREFIX", "fanout")], "FAN_OUT_PREFIX"),
+            (vec![("MODEL_URI", "m"), ("FAN_OUT_PREFIX", "incoming/fanout/")], "FAN_OUT_PREFIX"),
         ];
         for (pairs, variable) in cases {
             let e = BatchConfig::from_env(env(&pairs)).unwrap_err();

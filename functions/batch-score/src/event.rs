@@ -44,6 +44,38 @@ fn default_groups_per_task() -> usize {
     4
 }
 
+impl PlanRequest {
+    /// The request for the whole of `s3://{bucket}/{key}`, in ranges of the default size.
+    pub fn new(bucket: &str, key: &str) -> Self {
+        PlanRequest { bucket: bucket.into(), key: key.into(), row_groups_per_task: default_groups_per_task() }
+    }
+}
+
+/// The input of the fan-out's first state: a [`PlanRequest`] (a person starting an execution),
+/// or what the EventBridge route sends for a fan-out request object the function wrote,
+/// `{"bucket": …, "request": "<FAN_OUT_PREFIX>….json"}`, whose body is `{"plan": PlanRequest}`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanInput {
+    Object(PlanRequest),
+    Request { bucket: String, request: String },
+}
+
+impl PlanInput {
+    pub fn from_value(v: Value) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Request {
+            bucket: String,
+            request: String,
+        }
+        if v.get("request").is_some() {
+            let Request { bucket, request } = serde_json::from_value(v)?;
+            Ok(PlanInput::Request { bucket, request })
+        } else {
+            serde_json::from_value(v).map(PlanInput::Object)
+        }
+    }
+}
+
 /// The tasks covering `row_groups` groups, `per_task` at a time: every group exactly once.
 pub fn split_tasks(bucket: &str, key: &str, row_groups: usize, per_task: usize) -> Vec<Task> {
     let per_task = per_task.max(1);

@@ -45,6 +45,11 @@ use crate::config::BatchConfig;
 use crate::event::Task;
 use crate::s3io::{self, Finish, Precondition, Prefetch, S3Error, S3Reader, Upload};
 
+/// The key of the fan-out request for `s3://{bucket}/{key}` under `prefix`.
+pub fn fan_out_request_key(prefix: &str, bucket: &str, key: &str) -> String {
+    format!("{prefix}{}.json", &churn_core::sha256_hex(format!("{bucket}/{key}").as_bytes())[..16])
+}
+
 /// Metadata keys on the summary object that make re-deliveries idempotent.
 pub const META_SOURCE_ETAG: &str = "source-etag";
 pub const META_MODEL_SHA: &str = "model-sha256";
@@ -128,6 +133,10 @@ pub struct Summary {
     /// `scored_uri` / `rejected_uri` hold the rows (this summary adds their counts up).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<String>,
+    /// For a `refused` object with `FAN_OUT_PREFIX` set: the fan-out request written for it
+    /// (the state machine's input); the fan-out's merge step replaces this summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fan_out: Option<String>,
 }
 
 /// Why an object could not be finished in this invocation.
@@ -271,7 +280,35 @@ impl Scorer {
             timings: Timings::default(),
             error: None,
             parts: vec![],
+            fan_out: None,
         }
+    }
+
+    /// [`plan`](Self::plan) for the state machine's input, reading a fan-out request object
+    /// when that is what the input names.
+    pub async fn plan_input(&self, input: crate::event::PlanInput) -> Result<serde_json::Value, PlanError> {
+        let req = match input {
+            crate::event::PlanInput::Object(req) => req,
+            crate::event::PlanInput::Request { bucket, request } => {
+                let label = Self::uri(&bucket, &request);
+                let body = s3io::get(&self.client, &bucket, &request)
+                    .await
+                    .map_err(JobError::from)?
+                    .ok_or_else(|| PlanError::Object(format!("{label}: no such fan-out request")))?;
+                #[derive(Deserialize)]
+                struct Body {
+                    plan: crate::event::PlanRequest,
+                }
+                let Body { plan } = serde_json::from_slice(&body).map_err(|e| {
+                    PlanError::Object(format!("{label}: not a fan-out request ({{\"plan\": {{\"bucket\", \"key\"}}}}): {e}"))
+                })?;
+                if plan.bucket != bucket {
+                    return Err(PlanError::Object(format!("{label}: asks for an object of bucket {}, not its own", plan.bucket)));
+                }
+                plan
+            }
+        };
+        self.plan(&req).await
     }
 
     /// The row-group tasks that split one parquet object (the state machine maps over them).
@@ -427,11 +464,51 @@ impl Scorer {
             // Whatever is under the object's names belongs to a newer version.
             Status::Superseded => return Ok(summary),
             // This version has no results: an older version's must not pass for them.
-            Status::Failed | Status::Refused => self.remove_outputs(task, &keys).await?,
+            Status::Failed => self.remove_outputs(task, &keys).await?,
+            Status::Refused => {
+                self.remove_outputs(task, &keys).await?;
+                if let Some(prefix) = &self.config.fan_out_prefix {
+                    self.request_fan_out(prefix, task, &info.etag, &mut summary).await?;
+                }
+            }
             Status::Scored | Status::AlreadyScored => {}
         }
         self.put_summary(task, &keys, &info.etag, &summary).await?;
         Ok(summary)
+    }
+
+    /// Asks the fan-out state machine to score a refused object: writes the request
+    /// `<prefix><sha>.json` (`<sha>`: 16 hex digits of the SHA-256 of `bucket/key`, a name with
+    /// no character an event could encode differently), whose body is the state machine's input
+    /// (`{"plan": {"bucket", "key", "row_groups_per_task"}}`). The template's EventBridge rule
+    /// starts an execution for every object created under the prefix. A request for this
+    /// object version already there (a re-delivered event) is left alone, so that one version
+    /// starts one execution.
+    async fn request_fan_out(&self, prefix: &str, task: &Task, etag: &str, summary: &mut Summary) -> Result<(), S3Error> {
+        let key = fan_out_request_key(prefix, &task.bucket, &task.key);
+        let uri = Self::uri(&task.bucket, &key);
+        let existing = s3io::head(&self.client, &task.bucket, &key).await?;
+        let asked = existing.is_some_and(|o| o.metadata.get(META_SOURCE_ETAG).is_some_and(|e| e == etag));
+        if !asked {
+            let request = crate::event::PlanRequest::new(&task.bucket, &task.key);
+            let body = serde_json::to_vec_pretty(&serde_json::json!({ "plan": request })).expect("a plan request serialises");
+            self.client
+                .put_object()
+                .bucket(&task.bucket)
+                .key(&key)
+                .content_type("application/json")
+                .metadata(META_SOURCE_ETAG, etag)
+                .body(body.into())
+                .send()
+                .await
+                .map_err(|e| s3io::s3_error("PutObject", &task.bucket, &key, e))?;
+        }
+        tracing::info!(bucket = %task.bucket, key = %task.key, request = %uri, already = asked, "fan-out requested");
+        if let Some(error) = &mut summary.error {
+            error.push_str(&format!(" The fan-out was requested ({uri}); its merge step writes this object's summary."));
+        }
+        summary.fan_out = Some(uri);
+        Ok(())
     }
 
     /// Whether `task`'s object is still the version with `etag`.

@@ -43,8 +43,8 @@ pub async fn handle(scorer: &Scorer, event: Value, deadline_ms: u64) -> Result<V
     let deadline_ms = job::deadline_epoch_ms(deadline_ms);
     tracing::debug!(deadline_ms, left_ms = job::ms_left(deadline_ms), "invocation");
     if let Some(plan) = event.get("plan") {
-        let req: event::PlanRequest = serde_json::from_value(plan.clone()).map_err(HandleError::PlanRequest)?;
-        return Ok(scorer.plan(&req).await?);
+        let input = event::PlanInput::from_value(plan.clone()).map_err(HandleError::PlanRequest)?;
+        return Ok(scorer.plan_input(input).await?);
     }
     if let Some(merge) = event.get("merge") {
         let req: event::MergeRequest = serde_json::from_value(merge.clone()).map_err(HandleError::MergeRequest)?;

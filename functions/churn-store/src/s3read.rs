@@ -81,7 +81,7 @@ impl S3Reader {
         let url = self.url(bucket, key);
         let error = |code: Option<String>, message: String| StoreError::S3 { op: "GetObject".into(), uri: uri.clone(), code, message };
         // Signed once: a signature stays valid for 15 minutes, far longer than the retries take.
-        let headers = sign_get(&url, &[], credentials, &self.region, SystemTime::now()).map_err(|m| error(None, m))?;
+        let headers = sign_get(&url, &[], credentials, &self.region, SystemTime::now()).map_err(|e| error(None, e.to_string()))?;
         let (status, body) = retry::send("S3", "GetObject", || {
             let mut r = self.http.get(&url);
             for (k, v) in &headers {
@@ -117,7 +117,8 @@ pub(crate) fn sign_get(
     credentials: &Credentials,
     region: &str,
     time: SystemTime,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, SigningError> {
+    let failed = |detail: String| SigningError { url: url.to_string(), detail };
     let mut settings = SigningSettings::default();
     // S3's rules: the path is encoded once (the URL already is), never normalised, and the
     // payload hash travels in x-amz-content-sha256.
@@ -132,14 +133,21 @@ pub(crate) fn sign_get(
         .time(time)
         .settings(settings)
         .build()
-        .map_err(|e| format!("signing: {e}"))?
+        .map_err(|e| failed(e.to_string()))?
         .into();
-    let request =
-        SignableRequest::new("GET", url, extra.iter().copied(), SignableBody::Bytes(&[])).map_err(|e| format!("signing {url}: {e}"))?;
-    let (instructions, _) = sign(request, &params).map_err(|e| format!("signing {url}: {e}"))?.into_parts();
+    let request = SignableRequest::new("GET", url, extra.iter().copied(), SignableBody::Bytes(&[])).map_err(|e| failed(e.to_string()))?;
+    let (instructions, _) = sign(request, &params).map_err(|e| failed(e.to_string()))?.into_parts();
     let mut headers: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     headers.extend(instructions.headers().map(|(k, v)| (k.to_string(), v.to_string())));
     Ok(headers)
+}
+
+/// A request that could not be signed (bad credentials or URL).
+#[derive(Debug, thiserror::Error)]
+#[error("signing {url}: {detail}")]
+pub(crate) struct SigningError {
+    url: String,
+    detail: String,
 }
 
 /// The text of the first `<name>…</name>` element of an S3 error document.

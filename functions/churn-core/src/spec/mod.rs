@@ -232,18 +232,6 @@ impl FeatureSpec {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("feature spec serialises")
     }
-
-    /// Is `label` (a target value) the positive class? `None` for a blank label.
-    pub fn label(&self, value: &RawValue<'_>) -> std::result::Result<Option<bool>, String> {
-        let text = match value {
-            RawValue::Missing => return Ok(None),
-            RawValue::Number(x) => crate::row::format_number(*x),
-            RawValue::Text(t) if t.trim().is_empty() => return Ok(None),
-            RawValue::Text(t) => t.trim().to_string(),
-            RawValue::Invalid(d) => return Err(format!("expected a label, got {d}")),
-        };
-        Ok(Some(label_matches(&text, &self.positive_label)))
-    }
 }
 
 /// Whether a target value is the positive label: the same text, or the same number (`1.0` and
