@@ -300,6 +300,11 @@ pub fn fold_split(y: &[bool], folds: &[usize], fold: usize, validation: f64, see
 
 /// Feature rows of `rows` through the one transform; the first bad row is an error naming it.
 pub fn featurise(table: &Table, spec: &FeatureSpec, rows: &[usize], y: &[bool]) -> Result<Matrix, CoreError> {
+    Ok(Matrix { x: features(table, spec, rows)?, y: rows.iter().map(|&i| y[i]).collect(), width: spec.width() })
+}
+
+/// The feature vectors of `rows`, row after row ([`featurise`] without the labels).
+pub fn features(table: &Table, spec: &FeatureSpec, rows: &[usize]) -> Result<Vec<f32>, CoreError> {
     let names: Vec<&str> = spec.input_names().collect();
     let view = table.view(&names)?;
     let width = spec.width();
@@ -312,7 +317,7 @@ pub fn featurise(table: &Table, spec: &FeatureSpec, rows: &[usize], y: &[bool]) 
             error,
         })?;
     }
-    Ok(Matrix { x, y: rows.iter().map(|&i| y[i]).collect(), width })
+    Ok(x)
 }
 
 /// The training distribution of every feature (for drift checks), from the same transform.

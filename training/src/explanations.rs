@@ -199,15 +199,8 @@ pub fn permutation_importance(
     let view = table.view(&names)?;
     let width = spec.width();
     let mut scratch = SlotValues::default();
-    let mut x = vec![0.0f32; rows.len() * width];
+    let mut x = crate::data::features(table, spec, rows)?;
     let score = |x: &[f32]| -> anyhow::Result<f64> { Ok(churn_core::metrics::roc_auc(&bundle.scorer.predict(x)?, y)?) };
-    for (out, &i) in x.chunks_mut(width).zip(rows) {
-        spec.transform_into(&view.row(i), &mut scratch, out, None).map_err(|error| CoreError::Row {
-            file: table.file.clone(),
-            location: table.locate(i),
-            error,
-        })?;
-    }
     let baseline = score(&x)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::with_capacity(names.len());

@@ -302,30 +302,10 @@ pub fn gains(p: &[f32], y: &[bool]) -> Vec<(f64, f64)> {
     out
 }
 
-/// ROC curve points (false positive rate, true positive rate) at every distinct score.
-pub fn roc_curve(p: &[f32], y: &[bool]) -> Vec<(f64, f64)> {
+/// Counts of (true positives, false positives) among the rows scored at or above each distinct
+/// score, from the highest score down.
+fn counts_at_thresholds(p: &[f32], y: &[bool]) -> Vec<(f64, f64)> {
     let idx = order_desc(p);
-    let pos = y.iter().filter(|v| **v).count().max(1) as f64;
-    let neg = (y.len() as f64 - pos).max(1.0);
-    let (mut tp, mut fp) = (0.0, 0.0);
-    let mut out = vec![(0.0, 0.0)];
-    for (k, i) in idx.iter().enumerate() {
-        if y[*i] {
-            tp += 1.0
-        } else {
-            fp += 1.0
-        }
-        if k + 1 == idx.len() || p[idx[k + 1]] != p[*i] {
-            out.push((fp / neg, tp / pos));
-        }
-    }
-    out
-}
-
-/// Precision–recall curve points (recall, precision) at every distinct score.
-pub fn pr_curve(p: &[f32], y: &[bool]) -> Vec<(f64, f64)> {
-    let idx = order_desc(p);
-    let pos = y.iter().filter(|v| **v).count().max(1) as f64;
     let (mut tp, mut fp) = (0.0, 0.0);
     let mut out = Vec::new();
     for (k, i) in idx.iter().enumerate() {
@@ -335,10 +315,24 @@ pub fn pr_curve(p: &[f32], y: &[bool]) -> Vec<(f64, f64)> {
             fp += 1.0
         }
         if k + 1 == idx.len() || p[idx[k + 1]] != p[*i] {
-            out.push((tp / pos, tp / (tp + fp)));
+            out.push((tp, fp));
         }
     }
     out
+}
+
+/// ROC curve points (false positive rate, true positive rate) at every distinct score.
+pub fn roc_curve(p: &[f32], y: &[bool]) -> Vec<(f64, f64)> {
+    let pos = y.iter().filter(|v| **v).count().max(1) as f64;
+    let neg = (y.len() as f64 - pos).max(1.0);
+    let points = counts_at_thresholds(p, y).into_iter().map(|(tp, fp)| (fp / neg, tp / pos));
+    std::iter::once((0.0, 0.0)).chain(points).collect()
+}
+
+/// Precision–recall curve points (recall, precision) at every distinct score.
+pub fn pr_curve(p: &[f32], y: &[bool]) -> Vec<(f64, f64)> {
+    let pos = y.iter().filter(|v| **v).count().max(1) as f64;
+    counts_at_thresholds(p, y).into_iter().map(|(tp, fp)| (tp / pos, tp / (tp + fp))).collect()
 }
 
 /// Realised campaign profit of contacting everyone with `p >= threshold`, using true labels:
