@@ -45,7 +45,9 @@ use crate::config::BatchConfig;
 use crate::event::Task;
 use crate::s3io::{self, Finish, Precondition, Prefetch, S3Error, S3Reader, Upload};
 
-/// The key of the fan-out request for `s3://{bucket}/{key}` under `prefix`.
+/// The key of the fan-out request for `s3://{bucket}/{key}` under `prefix`: `<prefix><sha>.json`,
+/// `<sha>` the first 16 hex digits of the SHA-256 of `bucket/key` (a name with no character an
+/// event could encode differently).
 pub fn fan_out_request_key(prefix: &str, bucket: &str, key: &str) -> String {
     format!("{prefix}{}.json", &churn_core::sha256_hex(format!("{bucket}/{key}").as_bytes())[..16])
 }
@@ -468,7 +470,17 @@ impl Scorer {
             Status::Refused => {
                 self.remove_outputs(task, &keys).await?;
                 if let Some(prefix) = &self.config.fan_out_prefix {
-                    self.request_fan_out(prefix, task, &info.etag, &mut summary).await?;
+                    // The summary goes before the request that starts the fan-out: the fan-out's
+                    // merge step replaces this summary and must never be overwritten by it.
+                    let request = fan_out_request_key(prefix, &task.bucket, &task.key);
+                    let uri = Self::uri(&task.bucket, &request);
+                    if let Some(error) = &mut summary.error {
+                        error.push_str(&format!(" The fan-out was requested ({uri}); its merge step writes this object's summary."));
+                    }
+                    summary.fan_out = Some(uri);
+                    self.put_summary(task, &keys, &info.etag, &summary).await?;
+                    self.request_fan_out(task, &request, &info.etag).await?;
+                    return Ok(summary);
                 }
             }
             Status::Scored | Status::AlreadyScored => {}
@@ -477,17 +489,14 @@ impl Scorer {
         Ok(summary)
     }
 
-    /// Asks the fan-out state machine to score a refused object: writes the request
-    /// `<prefix><sha>.json` (`<sha>`: 16 hex digits of the SHA-256 of `bucket/key`, a name with
-    /// no character an event could encode differently), whose body is the state machine's input
-    /// (`{"plan": {"bucket", "key", "row_groups_per_task"}}`). The template's EventBridge rule
-    /// starts an execution for every object created under the prefix. A request for this
-    /// object version already there (a re-delivered event) is left alone, so that one version
-    /// starts one execution.
-    async fn request_fan_out(&self, prefix: &str, task: &Task, etag: &str, summary: &mut Summary) -> Result<(), S3Error> {
-        let key = fan_out_request_key(prefix, &task.bucket, &task.key);
-        let uri = Self::uri(&task.bucket, &key);
-        let existing = s3io::head(&self.client, &task.bucket, &key).await?;
+    /// Asks the fan-out state machine to score a refused object: writes the request `key`
+    /// ([`fan_out_request_key`]), whose body is the state machine's input (`{"plan": {"bucket",
+    /// "key", "row_groups_per_task"}}`). The template's EventBridge rule starts an execution for
+    /// every object created under the prefix. A request for this object version already there
+    /// (a re-delivered event) is left alone, so that one version starts one execution.
+    async fn request_fan_out(&self, task: &Task, key: &str, etag: &str) -> Result<(), S3Error> {
+        let uri = Self::uri(&task.bucket, key);
+        let existing = s3io::head(&self.client, &task.bucket, key).await?;
         let asked = existing.is_some_and(|o| o.metadata.get(META_SOURCE_ETAG).is_some_and(|e| e == etag));
         if !asked {
             let request = crate::event::PlanRequest::new(&task.bucket, &task.key);
@@ -495,19 +504,15 @@ impl Scorer {
             self.client
                 .put_object()
                 .bucket(&task.bucket)
-                .key(&key)
+                .key(key)
                 .content_type("application/json")
                 .metadata(META_SOURCE_ETAG, etag)
                 .body(body.into())
                 .send()
                 .await
-                .map_err(|e| s3io::s3_error("PutObject", &task.bucket, &key, e))?;
+                .map_err(|e| s3io::s3_error("PutObject", &task.bucket, key, e))?;
         }
         tracing::info!(bucket = %task.bucket, key = %task.key, request = %uri, already = asked, "fan-out requested");
-        if let Some(error) = &mut summary.error {
-            error.push_str(&format!(" The fan-out was requested ({uri}); its merge step writes this object's summary."));
-        }
-        summary.fan_out = Some(uri);
         Ok(())
     }
 
