@@ -40,23 +40,4 @@ else
   source "$STATE/env"
 fi
 echo "== testing" >&2
-if [ "$#" -gt 0 ]; then
-  cargo test --workspace --locked "$@"
-  exit
-fi
-# The arm64 `sam build` test spends minutes compiling, CPU the other tests leave idle (they
-# mostly wait on servers and subprocesses), so it runs beside them, its output shown when it
-# ends. Its own target directories (target/lambda, target/aarch64-*) share no build lock with
-# the test build.
-SAM_TEST=sam_build_cross_compiles_both_functions_to_arm64
-cargo test -p churn-e2e --test deploy --locked --no-run
-sam_log="$(mktemp "${TMPDIR:-/tmp}/churn-sam-build.XXXXXX")"
-cargo test -p churn-e2e --test deploy --locked -- --exact "$SAM_TEST" >"$sam_log" 2>&1 &
-sam_pid=$!
-status=0
-cargo test --workspace --locked -- --skip "$SAM_TEST" || status=$?
-wait "$sam_pid" || status=1
-echo "== $SAM_TEST (ran beside the others)" >&2
-cat "$sam_log"
-rm -f "$sam_log"
-exit "$status"
+cargo test --workspace --locked "$@"
