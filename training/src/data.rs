@@ -368,6 +368,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn too_few_of_a_class_is_an_error_a_caller_can_match() {
+        let y: Vec<bool> = (0..100).map(|i| i < 3).collect();
+        let e = stratified_folds(&y, 5, 0).unwrap_err();
+        assert!(matches!(e, CoreError::ClassTooSmall { positive: true, rows: 3, .. }), "{e}");
+        assert!(e.to_string().contains("only 3 row(s) of class positive: too few for 5 folds"), "{e}");
+        let e = stratified_split(&[true, false, false, false], 0.2, 0.2, 0).unwrap_err();
+        assert!(matches!(e, CoreError::ClassTooSmall { positive: true, rows: 1, .. }), "{e}");
+    }
+
+    #[test]
     fn split_is_stratified_disjoint_and_seeded() {
         let y: Vec<bool> = (0..1000).map(|i| i % 4 == 0).collect();
         let s = stratified_split(&y, 0.2, 0.2, 7).unwrap();
@@ -379,11 +389,5 @@ mod tests {
         assert_eq!(s.test.iter().filter(|&&i| y[i]).count(), 50);
         assert_eq!(s, stratified_split(&y, 0.2, 0.2, 7).unwrap());
         assert_ne!(s, stratified_split(&y, 0.2, 0.2, 8).unwrap());
-    }
-
-    #[test]
-    fn too_few_of_a_class_is_an_error() {
-        let y = vec![true, false, false, false, false, false];
-        assert!(stratified_split(&y, 0.2, 0.2, 1).unwrap_err().to_string().contains("positive"));
     }
 }

@@ -511,6 +511,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn metrics_of_unusable_labels_are_errors_a_caller_can_match() {
+        let e = roc_auc(&[0.1, 0.2], &[true]).unwrap_err();
+        assert!(matches!(e, CoreError::LengthMismatch { left: 2, right: 1, .. }), "{e}");
+        assert_eq!(e.to_string(), "2 predictions for 1 labels");
+        let e = roc_auc(&[0.1, 0.2], &[false, false]).unwrap_err();
+        assert!(matches!(e, CoreError::OneClass { labels: 2, positive: false }), "{e}");
+    }
+
+    #[test]
     fn bootstrap_spread_shrinks_with_the_square_root_of_the_rows() {
         // A fixed score pattern repeated: 4x the rows should halve every spread.
         let base_p = [0.1f32, 0.2, 0.3, 0.45, 0.5, 0.6, 0.7, 0.85, 0.9, 0.35];

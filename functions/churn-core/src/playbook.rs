@@ -208,6 +208,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_bad_playbook_names_the_setting() {
+        let mut p = Playbook::default();
+        p.tiers.clear();
+        let e = p.check().unwrap_err();
+        assert!(matches!(&e, CoreError::Setting { setting, .. } if setting == "playbook.tiers"), "{e}");
+        let mut p = offers();
+        p.offers[1].cost = Some(-1.0);
+        let e = p.check().unwrap_err();
+        assert!(matches!(&e, CoreError::Setting { setting, .. } if setting == "playbook offer `onboarding`"), "{e}");
+    }
+
+    #[test]
     fn tiers_are_sorted_and_found() {
         let mut p = Playbook::default();
         p.tiers.reverse();
