@@ -98,13 +98,13 @@ pub fn infer_positive(table: &Table, target: &str) -> Result<String, CoreError> 
             );
             Ok((*one).clone())
         }
-        _ => Err(CoreError::Setting {
-            setting: "`positive_label`".into(),
-            problem: format!(
+        _ => Err(CoreError::setting(
+            "positive_label",
+            format_args!(
                 "{}: no positive label: set `positive_label` in [dataset] or pass --positive with the value of `{target}` that means churned (values seen: {seen:?})",
                 table.file
             ),
-        }),
+        )),
     }
 }
 
@@ -190,13 +190,13 @@ pub fn labels(table: &Table, target: &str, positive: &str) -> Result<Vec<bool>, 
         return Err(one_class(&table.file, target, seen.iter().next().map(String::as_str).unwrap_or_default()));
     }
     if pos == 0 {
-        return Err(CoreError::Setting {
-            setting: "`positive_label`".into(),
-            problem: format!(
+        return Err(CoreError::setting(
+            "positive_label",
+            format_args!(
                 "{}: no row of column `{target}` equals the positive label {positive:?}; the column holds {seen:?}. Pass --positive with the value that means churned",
                 table.file
             ),
-        });
+        ));
     }
     if pos == y.len() {
         return Err(one_class(&table.file, target, positive));

@@ -462,6 +462,7 @@ impl Scorer {
         summary.status = status;
         summary.error = error;
         summary.timings.total_ms = start.elapsed().as_secs_f64() * 1e3;
+        let mut fan_out = None;
         match status {
             // Whatever is under the object's names belongs to a newer version.
             Status::Superseded => return Ok(summary),
@@ -470,22 +471,23 @@ impl Scorer {
             Status::Refused => {
                 self.remove_outputs(task, &keys).await?;
                 if let Some(prefix) = &self.config.fan_out_prefix {
-                    // The summary goes before the request that starts the fan-out: the fan-out's
-                    // merge step replaces this summary and must never be overwritten by it.
                     let request = fan_out_request_key(prefix, &task.bucket, &task.key);
                     let uri = Self::uri(&task.bucket, &request);
                     if let Some(error) = &mut summary.error {
                         error.push_str(&format!(" The fan-out was requested ({uri}); its merge step writes this object's summary."));
                     }
                     summary.fan_out = Some(uri);
-                    self.put_summary(task, &keys, &info.etag, &summary).await?;
-                    self.request_fan_out(task, &request, &info.etag).await?;
-                    return Ok(summary);
+                    fan_out = Some(request);
                 }
             }
             Status::Scored | Status::AlreadyScored => {}
         }
         self.put_summary(task, &keys, &info.etag, &summary).await?;
+        // The request that starts the fan-out goes after the summary: the fan-out's merge step
+        // replaces this summary and must never be overwritten by it.
+        if let Some(request) = fan_out {
+            self.request_fan_out(task, &request, &info.etag).await?;
+        }
         Ok(summary)
     }
 

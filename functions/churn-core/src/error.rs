@@ -78,7 +78,7 @@ pub enum CoreError {
 
     /// A setting (a configuration key, a command-line option, a playbook entry) that cannot be
     /// used as given. `setting` names it as the user writes it (`target_column`,
-    /// ``derived feature `ratio` ``, `playbook.tiers`).
+    /// ``derived feature `ratio` ``, `playbook.tiers`); [`CoreError::setting`] makes one.
     #[error("configuration, {setting}: {problem}")]
     Setting { setting: String, problem: String },
 
@@ -145,6 +145,9 @@ impl CoreError {
     }
     pub fn format(path: impl fmt::Display, message: impl fmt::Display) -> Self {
         CoreError::Format { path: path.to_string(), message: message.to_string() }
+    }
+    pub fn setting(setting: impl fmt::Display, problem: impl fmt::Display) -> Self {
+        CoreError::Setting { setting: setting.to_string(), problem: problem.to_string() }
     }
 }
 

@@ -173,11 +173,7 @@ impl Background {
             if row.len() != inputs.len() {
                 return Err(bad(format!("row {i} has {} values, expected {}", row.len(), inputs.len())));
             }
-            spec.transform(&BackgroundRow(row)).map_err(|error| CoreError::Row {
-                file: BACKGROUND.into(),
-                location: format!("row {i}"),
-                error,
-            })?;
+            spec.transform(&BackgroundRow(row)).map_err(|error| bad_background_row(i, error))?;
         }
         Ok(())
     }
@@ -270,6 +266,11 @@ fn orders(m: usize, params: ShapleyParams) -> Vec<Vec<usize>> {
         orders.push(reversed);
     }
     orders
+}
+
+/// Row `i` of the background sample, which the feature transform refuses.
+fn bad_background_row(i: usize, error: crate::error::RowError) -> CoreError {
+    CoreError::Row { file: BACKGROUND.into(), location: format!("row {i}"), error }
 }
 
 /// Shapley values are measured against background customers, over at least one input.
@@ -437,11 +438,7 @@ impl Explainer {
         let mut buffers = Buffers::default();
         for (i, row) in background.rows.iter().enumerate() {
             let mut slots = SlotValues::default();
-            spec.checked_slot_values(&BackgroundRow(row), &mut slots).map_err(|error| CoreError::Row {
-                file: BACKGROUND.into(),
-                location: format!("row {i}"),
-                error,
-            })?;
+            spec.checked_slot_values(&BackgroundRow(row), &mut slots).map_err(|error| bad_background_row(i, error))?;
             let (z, numeric) = explainer.first_layer(spec, &slots);
             let logit = explainer.logit(&z, &mut buffers);
             explainer.starts.push(WalkStart { slots, numeric, z, logit });

@@ -120,33 +120,29 @@ impl Default for Playbook {
     }
 }
 
-fn setting(setting: &str, problem: String) -> CoreError {
-    CoreError::Setting { setting: setting.into(), problem }
-}
-
 fn offer(o: &Offer, problem: String) -> CoreError {
-    setting(&format!("playbook offer `{}`", o.name), problem)
+    CoreError::setting(format_args!("playbook offer `{}`", o.name), problem)
 }
 
 impl Playbook {
     /// Checks the playbook and sorts tiers from the highest threshold down.
     pub fn check(mut self) -> Result<Self> {
         if self.tiers.is_empty() {
-            return Err(setting("playbook.tiers", "at least one tier is needed".into()));
+            return Err(CoreError::setting("playbook.tiers", "at least one tier is needed"));
         }
         self.tiers.sort_by(|a, b| b.min_probability.total_cmp(&a.min_probability));
         if self.tiers.last().map(|t| t.min_probability) != Some(0.0) {
-            return Err(setting(
+            return Err(CoreError::setting(
                 "playbook.tiers",
-                "the lowest tier must have min_probability = 0 so that every customer gets a tier".into(),
+                "the lowest tier must have min_probability = 0 so that every customer gets a tier",
             ));
         }
         if self.tiers.iter().any(|t| !(0.0..=1.0).contains(&t.min_probability)) {
-            return Err(setting("playbook.tiers", "tier min_probability must be within [0, 1]".into()));
+            return Err(CoreError::setting("playbook.tiers", "tier min_probability must be within [0, 1]"));
         }
         let b = &self.business;
         if !(0.0..=1.0).contains(&b.success_rate) || b.cost_per_contact < 0.0 || b.value_per_retained_customer < 0.0 {
-            return Err(setting("playbook.business", "success_rate must be within [0, 1]; value and cost must be >= 0".into()));
+            return Err(CoreError::setting("playbook.business", "success_rate must be within [0, 1]; value and cost must be >= 0"));
         }
         for o in &self.offers {
             let conditions = usize::from(!o.values.is_empty()) + usize::from(o.below.is_some() || o.above.is_some());

@@ -10,7 +10,7 @@ use crate::row::format_number;
 
 /// A problem with the derived feature `d` of the dataset configuration.
 fn derived(d: &DerivedFeature, problem: String) -> CoreError {
-    CoreError::Setting { setting: format!("derived feature `{}`", d.name), problem }
+    CoreError::setting(format_args!("derived feature `{}`", d.name), problem)
 }
 
 /// A problem with a bundle's `feature_spec.json`.

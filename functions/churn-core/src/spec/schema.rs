@@ -63,10 +63,10 @@ impl ResolvedSchema {
         distinct: &dyn Fn(&str) -> usize,
     ) -> Result<Self> {
         let has = |c: &str| columns.iter().any(|x| x == c);
-        let target = config.target_column.clone().ok_or_else(|| CoreError::Setting {
-            setting: "`target_column`".into(),
-            problem: "no target column: set `target_column` in [dataset] or pass --target".into(),
-        })?;
+        let target = config
+            .target_column
+            .clone()
+            .ok_or_else(|| CoreError::setting("target_column", "no target column: set `target_column` in [dataset] or pass --target"))?;
         let mut named: Vec<String> = vec![target.clone()];
         named.extend(config.id_column.iter().cloned());
         named.extend(config.numeric.iter().flatten().cloned());
@@ -76,9 +76,8 @@ impl ResolvedSchema {
         if !missing.is_empty() {
             return Err(CoreError::MissingColumns { file: file.into(), missing, found: columns.to_vec() });
         }
-        let positive = config.positive_label.clone().ok_or_else(|| CoreError::Setting {
-            setting: "`positive_label`".into(),
-            problem: "no positive label: set `positive_label` in [dataset] or pass --positive".into(),
+        let positive = config.positive_label.clone().ok_or_else(|| {
+            CoreError::setting("positive_label", "no positive label: set `positive_label` in [dataset] or pass --positive")
         })?;
         let mut left_out = Vec::new();
         let mut id = match &config.id_column {
@@ -149,10 +148,7 @@ impl ResolvedSchema {
             inputs.push((c.clone(), kind));
         }
         if inputs.is_empty() {
-            return Err(CoreError::Setting {
-                setting: "`exclude`".into(),
-                problem: format!("{file}: no input columns left besides id and target"),
-            });
+            return Err(CoreError::setting("exclude", format_args!("{file}: no input columns left besides id and target")));
         }
         Ok(ResolvedSchema {
             id_column: id,
