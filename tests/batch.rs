@@ -276,10 +276,7 @@ fn objects_too_large_for_one_invocation_start_their_own_fan_out() {
     // cargo lambda wraps the function's error across lines behind a frame, breaking lines at
     // spaces and hyphens alike: compare without either.
     let squeeze = |s: &str| s.chars().filter(|c| !c.is_whitespace() && *c != '│').collect::<String>();
-    assert!(
-        squeeze(&format!("{out}{err}")).contains(&squeeze("fanout/0000000000000000.json: no such fan-out request")),
-        "{out}{err}"
-    );
+    assert!(squeeze(&format!("{out}{err}")).contains(&squeeze("fanout/0000000000000000.json: no such fan-out request")), "{out}{err}");
     let mut total = 0;
     let mut scored_ids = Vec::new();
     for item in items {
@@ -609,5 +606,129 @@ fn output_completions_are_conditional_writes() {
             assert!(up.finish(&Precondition::Unchanged(now)).await.is_ok(), "{key}");
             assert_eq!(body(key).await.unwrap(), v(4), "{key}");
         }
+    });
+}
+
+/// Holds every request of an S3 client once it has sent `after` requests to `path` with
+/// `method`, until the test opens the gate: an invocation stopped at a chosen point.
+#[derive(Debug)]
+struct Gate {
+    method: &'static str,
+    path: String,
+    after: usize,
+    state: std::sync::Mutex<(usize, bool)>,
+    changed: std::sync::Condvar,
+    reached: std::sync::mpsc::SyncSender<()>,
+}
+
+impl Gate {
+    fn open(&self) {
+        self.state.lock().unwrap().1 = true;
+        self.changed.notify_all();
+    }
+}
+
+/// The client's hold on a [`Gate`] the test keeps.
+#[derive(Debug)]
+struct Held(std::sync::Arc<Gate>);
+
+impl aws_sdk_s3::config::Intercept for Held {
+    fn name(&self) -> &'static str {
+        "test gate"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_s3::config::RuntimeComponents,
+        _: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let (gate, request) = (&self.0, context.request());
+        let mut state = gate.state.lock().unwrap();
+        if state.0 >= gate.after && !state.1 {
+            let _ = gate.reached.try_send(());
+            while !state.1 {
+                state = gate.changed.wait(state).unwrap();
+            }
+        }
+        if request.method() == gate.method && request.uri().split('?').next().unwrap().ends_with(&gate.path) {
+            state.0 += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The race of two invocations on one key, staged for real against the S3 server: invocation A
+/// scores version 1 of an object and is held right after its last check that version 1 is
+/// still the current one (its second HEAD of the object), before it writes anything. Version 2
+/// is uploaded and invocation B scores it completely. Then A goes on. A's writes are
+/// conditional on what the output keys held when A started, so they fail; A finds that its
+/// version was replaced and writes nothing: every output is B's. (An unconditional write, or
+/// one conditional on what the key holds just before it, would put version 1's scores over B's.)
+#[test]
+fn a_stale_invocation_held_before_its_writes_never_overwrites_the_newer_results() {
+    use batch_score::job::{Keys, ModelInfo, Scorer, Status};
+    use batch_score::{BatchConfig, event::Task, s3io};
+    require_servers();
+    let bucket = test_bucket("churn-race");
+    let dir = scratch("batch-staged-race");
+    let key = "incoming/race.csv";
+    put(&bucket, key, telco_csv().to_str().unwrap());
+    let csv = std::fs::read_to_string(telco_csv()).unwrap();
+    let v2 = write(dir.path(), "v2.csv", &(csv.lines().take(101).collect::<Vec<_>>().join("\n") + "\n"));
+
+    let bundle_dir = trained_bundle().to_str().unwrap().to_string();
+    let config = BatchConfig::from_env(|k| (k == "MODEL_URI").then(|| bundle_dir.clone())).unwrap();
+    let task = Task { bucket: bucket.clone(), key: key.into(), row_groups: None };
+    let keys = Keys::of(&task, &config);
+    let deadline = batch_score::job::deadline_epoch_ms(120_000);
+    let (reached_tx, reached) = std::sync::mpsc::sync_channel(1);
+    let gate = std::sync::Arc::new(Gate {
+        method: "HEAD",
+        path: format!("/{bucket}/{key}"),
+        after: 2,
+        state: Default::default(),
+        changed: Default::default(),
+        reached: reached_tx,
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let client = rt.block_on(async { churn_store::Store::new().s3().await.clone() });
+    let scorer = |client: aws_sdk_s3::Client| {
+        let bundle = churn_core::Bundle::load_dir(trained_bundle()).unwrap();
+        Scorer { client, model: ModelInfo::of(&bundle.manifest, None), bundle, config: config.clone() }
+    };
+    let held = client.config().to_builder().interceptor(Held(gate.clone())).build();
+    let a = scorer(aws_sdk_s3::Client::from_conf(held));
+    let b = scorer(client.clone());
+
+    let a = std::thread::spawn({
+        let task = task.clone();
+        move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(a.run(&task, deadline)).unwrap()
+        }
+    });
+    reached.recv_timeout(std::time::Duration::from_secs(60)).expect("A reaches its writes");
+    put(&bucket, key, &v2);
+    let v2_etag = rt.block_on(s3io::head(&client, &bucket, key)).unwrap().unwrap().etag;
+    let by_b = rt.block_on(b.run(&task, deadline)).unwrap();
+    assert_eq!((by_b.status, by_b.rows_in), (Status::Scored, 100), "{by_b:?}");
+    gate.open();
+    let by_a = a.join().unwrap();
+    assert_eq!(by_a.status, Status::Superseded, "{by_a:?}");
+    // A got past its check and was stopped by its conditional write, not by the check.
+    assert!(by_a.error.as_deref().unwrap().contains("new version's results were written while this one finished"), "{by_a:?}");
+
+    // Everything under the object's names is B's: version 2's rows, ETag and summary.
+    rt.block_on(async {
+        for k in [&keys.scored, &keys.summary] {
+            let o = s3io::head(&client, &bucket, k).await.unwrap().unwrap();
+            assert_eq!(o.metadata.get("source-etag"), Some(&v2_etag), "{k}: {o:?}");
+        }
+        let scored = s3io::get(&client, &bucket, &keys.scored).await.unwrap().unwrap();
+        assert_eq!(String::from_utf8_lossy(&scored).lines().count(), 101, "a header and version 2's 100 rows");
+        let summary: Value = serde_json::from_slice(&s3io::get(&client, &bucket, &keys.summary).await.unwrap().unwrap()).unwrap();
+        assert_eq!((summary["status"].as_str(), summary["rows_in"].as_u64()), (Some("scored"), Some(100)), "{summary}");
+        assert!(s3io::head(&client, &bucket, &keys.rejected).await.unwrap().is_none());
     });
 }

@@ -18,6 +18,11 @@
 //! cannot be scored, the older version's `scored/<key>` and `rejected/<key>` are removed, so the
 //! only thing under the object's names is the summary saying why.
 //!
+//! Every write and delete (outputs, summary, stale outputs) is an S3 conditional request over
+//! what its key held when the invocation started, so an invocation never replaces, unseen, what
+//! another one wrote since: when that happened and the source object changed too, this
+//! invocation's results are dropped (`superseded`).
+//!
 //! Outputs are multipart uploads completed only at the end, so a failure or a timeout leaves no
 //! partial object. Errors are either the input's fault (recorded in the summary with status
 //! `failed`; retrying would not help) or transient (S3 trouble, running out of time: returned, so
@@ -211,6 +216,27 @@ impl Keys {
     }
 }
 
+/// What the object's output keys held when the invocation started: every write and delete of
+/// the invocation is conditional on it (S3 conditional requests), so that an invocation never
+/// replaces, unseen, what another one wrote since.
+struct Seen {
+    scored: Precondition,
+    rejected: Precondition,
+    summary: Precondition,
+}
+
+/// Conditional writes tried on one key before the invocation gives up and is retried.
+const CONDITIONAL_ATTEMPTS: usize = 3;
+
+fn kept_changing(op: &'static str, bucket: &str, key: &str) -> Failure {
+    Failure::Job(JobError::S3(S3Error::transfer(
+        op,
+        bucket,
+        key,
+        format!("the key kept changing under {CONDITIONAL_ATTEMPTS} conditional writes"),
+    )))
+}
+
 enum Source {
     Parquet(ParquetRecordBatchStream<Prefetch>),
     // The spool file lives as long as its reader.
@@ -353,7 +379,9 @@ impl Scorer {
         let start = Instant::now();
         let whole = Task { bucket: req.bucket.clone(), key: req.key.clone(), row_groups: None };
         let keys = Keys::of(&whole, &self.config);
-        let info = s3io::head(&self.client, &req.bucket, &req.key).await?;
+        let (info, seen) =
+            tokio::join!(s3io::head(&self.client, &req.bucket, &req.key), s3io::head(&self.client, &req.bucket, &keys.summary));
+        let (info, seen) = (info?, Precondition::of(seen?.as_ref()));
         let (etag, size) = info.as_ref().map_or((String::new(), 0), |i| (i.etag.clone(), i.size));
         let mut merged = self.summary(&whole, &keys, Status::Scored, &etag, size);
         let mut problems = Vec::new();
@@ -422,7 +450,14 @@ impl Scorer {
             merged.error = Some(format!("{} of {} ranges not scored: {}", problems.len(), req.items.len(), problems.join("; ")));
         }
         merged.timings.total_ms = start.elapsed().as_secs_f64() * 1e3;
-        self.put_summary(&whole, &keys, &etag, &merged).await?;
+        match self.put_summary(&whole, &keys, &etag, &merged, seen).await {
+            Ok(()) => {}
+            Err(Failure::Job(e)) => return Err(e),
+            Err(Failure::Superseded(m) | Failure::Input(m) | Failure::Refused(m)) => {
+                merged.status = Status::Superseded;
+                merged.error = Some(m);
+            }
+        }
         Ok(merged)
     }
 
@@ -430,16 +465,23 @@ impl Scorer {
     pub async fn run(&self, task: &Task, deadline_ms: u64) -> Result<Summary, JobError> {
         let start = Instant::now();
         let keys = Keys::of(task, &self.config);
-        // Both at once: one round trip.
-        let (info, done) =
-            tokio::join!(s3io::head(&self.client, &task.bucket, &task.key), s3io::head(&self.client, &task.bucket, &keys.summary));
+        // All at once: one round trip. What the output keys hold now is what this invocation's
+        // writes expect to replace (see `Seen`).
+        let head = |key| s3io::head(&self.client, &task.bucket, key);
+        let (info, done, scored, rejected) = tokio::join!(head(&task.key), head(&keys.summary), head(&keys.scored), head(&keys.rejected));
+        let done = done?;
+        let seen = Seen {
+            scored: Precondition::of(scored?.as_ref()),
+            rejected: Precondition::of(rejected?.as_ref()),
+            summary: Precondition::of(done.as_ref()),
+        };
         let Some(info) = info? else {
             let mut s = self.summary(task, &keys, Status::Failed, "", 0);
             s.error = Some(format!("s3://{}/{}: the object does not exist (deleted after the event was sent?)", task.bucket, task.key));
             // Nothing to record next to a missing object; the response and the log say it.
             return Ok(s);
         };
-        if let Some(done) = done? {
+        if let Some(done) = done {
             let meta = |k: &str| done.metadata.get(k).map(String::as_str);
             if meta(META_STATUS) == Some(Status::Scored.as_str())
                 && meta(META_SOURCE_ETAG) == Some(info.etag.as_str())
@@ -451,7 +493,7 @@ impl Scorer {
             }
         }
         let mut summary = self.summary(task, &keys, Status::Scored, &info.etag, info.size);
-        let outcome = self.score(task, &keys, &info, deadline_ms, &mut summary).await;
+        let outcome = self.score(task, &keys, &info, &seen, deadline_ms, &mut summary).await;
         let (status, error) = match outcome {
             Ok(()) => (Status::Scored, None),
             Err(Failure::Input(message)) => (Status::Failed, Some(message)),
@@ -462,27 +504,39 @@ impl Scorer {
         summary.status = status;
         summary.error = error;
         summary.timings.total_ms = start.elapsed().as_secs_f64() * 1e3;
-        let mut fan_out = None;
-        match status {
-            // Whatever is under the object's names belongs to a newer version.
-            Status::Superseded => return Ok(summary),
-            // This version has no results: an older version's must not pass for them.
-            Status::Failed => self.remove_outputs(task, &keys).await?,
-            Status::Refused => {
-                self.remove_outputs(task, &keys).await?;
-                if let Some(prefix) = &self.config.fan_out_prefix {
-                    let request = fan_out_request_key(prefix, &task.bucket, &task.key);
-                    let uri = Self::uri(&task.bucket, &request);
-                    if let Some(error) = &mut summary.error {
-                        error.push_str(&format!(" The fan-out was requested ({uri}); its merge step writes this object's summary."));
-                    }
-                    summary.fan_out = Some(uri);
-                    fan_out = Some(request);
-                }
-            }
-            Status::Scored | Status::AlreadyScored => {}
+        // Whatever is under the object's names belongs to a newer version.
+        if status == Status::Superseded {
+            return Ok(summary);
         }
-        self.put_summary(task, &keys, &info.etag, &summary).await?;
+        let fan_out = match (&self.config.fan_out_prefix, status) {
+            (Some(prefix), Status::Refused) => {
+                let request = fan_out_request_key(prefix, &task.bucket, &task.key);
+                let uri = Self::uri(&task.bucket, &request);
+                if let Some(error) = &mut summary.error {
+                    error.push_str(&format!(" The fan-out was requested ({uri}); its merge step writes this object's summary."));
+                }
+                summary.fan_out = Some(uri);
+                Some(request)
+            }
+            _ => None,
+        };
+        let written = async {
+            // This version has no results: an older version's must not pass for them.
+            if matches!(status, Status::Failed | Status::Refused) {
+                self.remove_outputs(task, &keys, &info.etag, &seen).await?;
+            }
+            self.put_summary(task, &keys, &info.etag, &summary, seen.summary.clone()).await
+        };
+        match written.await {
+            Ok(()) => {}
+            Err(Failure::Job(e)) => return Err(e),
+            Err(Failure::Superseded(m) | Failure::Input(m) | Failure::Refused(m)) => {
+                summary.status = Status::Superseded;
+                summary.error = Some(m);
+                summary.fan_out = None;
+                return Ok(summary);
+            }
+        }
         // The request that starts the fan-out goes after the summary: the fan-out's merge step
         // replaces this summary and must never be overwritten by it.
         if let Some(request) = fan_out {
@@ -524,63 +578,76 @@ impl Scorer {
         Ok(now.is_some_and(|o| o.etag == etag))
     }
 
-    /// Completes an output upload over exactly what its key holds now (a conditional write), so
-    /// that another invocation's write in between is never overwritten unseen. When the key
-    /// changed meanwhile: if the source object changed too, a newer version's invocation wrote,
-    /// and this one's results are dropped (`Superseded`); if not, the other writer scored an
-    /// older version (its check came before this version's upload), and the upload completes
-    /// over it.
-    async fn complete(&self, mut up: Upload, task: &Task, etag: &str, label: &str) -> Result<u64, Failure> {
-        const ATTEMPTS: usize = 3;
-        for _ in 0..ATTEMPTS {
-            let existing = s3io::head(&self.client, &task.bucket, up.key()).await.map_err(|e| Failure::Job(e.into()))?;
-            match up.finish(&Precondition::of(existing.as_ref())).await {
+    /// After a conditional write or delete found its key changed since this invocation looked:
+    /// when the source object changed too, a newer version's invocation wrote, and this one is
+    /// `Superseded`; when not, the other writer scored an older version (its check came before
+    /// this version was uploaded), and the condition to try again is what the key holds now.
+    async fn after_change(&self, task: &Task, etag: &str, key: &str, label: &str) -> Result<Precondition, Failure> {
+        if !self.is_current(task, etag).await? {
+            return Err(Failure::Superseded(format!(
+                "{label}: the object was replaced and its new version's results were written while this one finished; nothing of this version was written"
+            )));
+        }
+        let now = s3io::head(&self.client, &task.bucket, key).await.map_err(|e| Failure::Job(e.into()))?;
+        Ok(Precondition::of(now.as_ref()))
+    }
+
+    /// Completes an output upload as a conditional write over `seen`, what its key held when
+    /// this invocation started, so that a write by another invocation since then is never
+    /// overwritten unseen (see [`Self::after_change`]).
+    async fn complete(&self, mut up: Upload, task: &Task, etag: &str, label: &str, seen: Precondition) -> Result<u64, Failure> {
+        let mut when = seen;
+        for _ in 0..CONDITIONAL_ATTEMPTS {
+            match up.finish(&when).await {
                 Ok(bytes) => return Ok(bytes),
                 Err(Finish::Failed(e)) => return Err(Failure::Job((*e).into())),
-                Err(Finish::Changed(back)) => {
-                    if !self.is_current(task, etag).await? {
+                Err(Finish::Changed(back)) => match self.after_change(task, etag, back.key(), label).await {
+                    Ok(now) => (when, up) = (now, *back),
+                    Err(e) => {
                         back.abort().await;
-                        return Err(Failure::Superseded(format!(
-                            "{label}: the object was replaced and its new version's results were written while this one finished; nothing of this version was written"
-                        )));
+                        return Err(e);
                     }
-                    up = *back;
-                }
+                },
             }
         }
         let key = up.key().to_string();
         up.abort().await;
-        Err(Failure::Job(JobError::S3(S3Error::transfer(
-            "CompleteUpload",
-            &task.bucket,
-            &key,
-            format!("the key kept changing under {ATTEMPTS} conditional writes"),
-        ))))
+        Err(kept_changing("CompleteUpload", &task.bucket, &key))
     }
 
-    /// Deletes `scored/<key>` and `rejected/<key>` (deleting a missing object succeeds).
-    async fn remove_outputs(&self, task: &Task, keys: &Keys) -> Result<(), S3Error> {
-        let (a, b) =
-            tokio::join!(s3io::delete(&self.client, &task.bucket, &keys.scored), s3io::delete(&self.client, &task.bucket, &keys.rejected));
-        a?;
-        b?;
-        Ok(())
+    /// Deletes `key` as a conditional delete over `seen` (what it held when this invocation
+    /// started), with the same rule as [`Self::complete`] when another invocation wrote it since.
+    async fn delete(&self, task: &Task, etag: &str, key: &str, label: &str, seen: &Precondition) -> Result<(), Failure> {
+        let mut when = seen.clone();
+        for _ in 0..CONDITIONAL_ATTEMPTS {
+            if s3io::delete(&self.client, &task.bucket, key, &when).await.map_err(|e| Failure::Job(e.into()))? {
+                return Ok(());
+            }
+            when = self.after_change(task, etag, key, label).await?;
+        }
+        Err(kept_changing("DeleteObject", &task.bucket, key))
     }
 
-    async fn put_summary(&self, task: &Task, keys: &Keys, etag: &str, summary: &Summary) -> Result<(), S3Error> {
+    /// Deletes `scored/<key>` and `rejected/<key>`.
+    async fn remove_outputs(&self, task: &Task, keys: &Keys, etag: &str, seen: &Seen) -> Result<(), Failure> {
+        let label = Self::uri(&task.bucket, &task.key);
+        let (a, b) = tokio::join!(
+            self.delete(task, etag, &keys.scored, &label, &seen.scored),
+            self.delete(task, etag, &keys.rejected, &label, &seen.rejected)
+        );
+        a.and(b)
+    }
+
+    /// Writes the summary, with its status, source ETag and model in the object's metadata, as a
+    /// conditional write over `seen` like every output.
+    async fn put_summary(&self, task: &Task, keys: &Keys, etag: &str, summary: &Summary, seen: Precondition) -> Result<(), Failure> {
         let body = serde_json::to_vec_pretty(summary).expect("summary serialises");
-        self.client
-            .put_object()
-            .bucket(&task.bucket)
-            .key(&keys.summary)
-            .content_type("application/json")
-            .metadata(META_SOURCE_ETAG, etag)
-            .metadata(META_MODEL_SHA, &self.model.sha256)
-            .metadata(META_STATUS, summary.status.as_str())
-            .body(body.into())
-            .send()
-            .await
-            .map_err(|e| s3io::s3_error("PutObject", &task.bucket, &keys.summary, e))?;
+        let mut up = Upload::new(&self.client, &task.bucket, &keys.summary, "application/json", self.config.part_size)
+            .with_metadata(META_SOURCE_ETAG, etag)
+            .with_metadata(META_MODEL_SHA, &self.model.sha256)
+            .with_metadata(META_STATUS, summary.status.as_str());
+        up.write(&body).await.map_err(|e| Failure::Job(e.into()))?;
+        self.complete(up, task, etag, &Self::uri(&task.bucket, &task.key), seen).await?;
         Ok(())
     }
 
@@ -675,6 +742,7 @@ impl Scorer {
         task: &Task,
         keys: &Keys,
         info: &s3io::ObjectInfo,
+        seen: &Seen,
         deadline_ms: u64,
         summary: &mut Summary,
     ) -> Result<(), Failure> {
@@ -781,18 +849,18 @@ impl Scorer {
         let finish_scored = async {
             let tail = scored_enc.finish(scored_schema)?;
             scored_up.write(&tail).await.map_err(|e| Failure::Job(e.into()))?;
-            self.complete(scored_up, task, &info.etag, &label).await
+            self.complete(scored_up, task, &info.etag, &label, seen.scored.clone()).await
         };
         let scored_bytes = if let Some((enc, mut up, schema)) = rejected {
             let tail = enc.finish(schema)?;
             up.write(&tail).await.map_err(|e| Failure::Job(e.into()))?;
-            summary.timings.bytes_written += self.complete(up, task, &info.etag, &label).await?;
+            summary.timings.bytes_written += self.complete(up, task, &info.etag, &label, seen.rejected.clone()).await?;
             summary.rejected_uri = Some(Self::uri(&task.bucket, &keys.rejected));
             finish_scored.await?
         } else {
-            let delete_stale = s3io::delete(&self.client, &task.bucket, &keys.rejected);
+            let delete_stale = self.delete(task, &info.etag, &keys.rejected, &label, &seen.rejected);
             let (deleted, scored) = tokio::join!(delete_stale, finish_scored);
-            deleted.map_err(|e| Failure::Job(e.into()))?;
+            deleted?;
             scored?
         };
         summary.timings.bytes_written += scored_bytes;

@@ -130,10 +130,25 @@ pub enum Finish {
     Failed(Box<S3Error>),
 }
 
-/// Deletes `s3://{bucket}/{key}`; deleting a missing object succeeds.
-pub async fn delete(client: &Client, bucket: &str, key: &str) -> Result<(), S3Error> {
-    client.delete_object().bucket(bucket).key(key).send().await.map_err(|e| s3_error("DeleteObject", bucket, key, e))?;
-    Ok(())
+/// Deletes `s3://{bucket}/{key}` only if `when` holds of it (for `Unchanged`, an S3 conditional
+/// delete, `If-Match`). `Ok(true)`: the key holds nothing now; `Ok(false)`: it holds something
+/// `when` did not expect, and nothing was deleted.
+pub async fn delete(client: &Client, bucket: &str, key: &str, when: &Precondition) -> Result<bool, S3Error> {
+    match when {
+        // Nothing was there: still nothing, or someone wrote since.
+        Precondition::Absent => Ok(head(client, bucket, key).await?.is_none()),
+        Precondition::Unchanged(_) | Precondition::Any => {
+            match client.delete_object().bucket(bucket).key(key).set_if_match(when.if_match()).send().await {
+                Ok(_) => Ok(true),
+                // Deleted by someone else meanwhile: nothing there, as wanted.
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(true),
+                Err(e) => {
+                    let e = s3_error("DeleteObject", bucket, key, e);
+                    if e.is_precondition_failed() { Ok(false) } else { Err(e) }
+                }
+            }
+        }
+    }
 }
 
 /// Bytes a coalesced read may fetch beyond what was asked for.
