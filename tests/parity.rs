@@ -65,9 +65,10 @@ fn the_default_recipe_on_an_interaction_table_agrees_on_every_test_row() {
 }
 
 #[test]
-fn pooled_categories_and_left_out_columns_agree_on_every_test_row() {
+fn pooled_categories_tree_bins_and_left_out_columns_agree_on_every_test_row() {
     // A 51-value state column with only the 20 most frequent values kept (the rest pooled),
-    // an id and a free-text column left out by inference.
+    // an id and a free-text column left out by inference, and bin edges placed by the label
+    // (`bin_edges = "tree"`).
     let dir = scratch("wide-data");
     let path = dir.path().join("wide.csv");
     std::fs::write(&path, telco_with_wide_text()).unwrap();
@@ -75,8 +76,14 @@ fn pooled_categories_and_left_out_columns_agree_on_every_test_row() {
     config.dataset.target_column = Some("churn".into());
     config.dataset.positive_label = Some("Yes".into());
     config.dataset.max_categories = 20;
+    config.dataset.bin_edges = churn_core::BinEdges::Tree;
     config.model.ensemble = 2;
     let o = parity(&path, config, &["tenure", "monthlycharges", "totalcharges", "seniorcitizen"]);
+    // Tenure's edges are where a tree on the label splits it (midpoints between whole months),
+    // not its training quantiles (whole months, as tenure is).
+    let tenure = o.prepared.spec.numeric.iter().find(|f| f.name == "tenure").unwrap();
+    let inner = &tenure.bins[1..tenure.bins.len() - 1];
+    assert!(inner.len() >= 2 && inner.iter().all(|e| e.fract() == 0.5), "{:?}", tenure.bins);
     let state = o.prepared.spec.categorical.iter().find(|c| c.name == "state").unwrap();
     assert_eq!(state.vocabulary.len(), 20);
     assert!(o.prepared.spec.input_names().all(|n| n != "ticket" && n != "note"));

@@ -99,7 +99,8 @@ impl Recipe {
 
     /// `NAME` of a built-in recipe, or `NAME=BASE:KEY=VALUE;KEY=VALUE…` where BASE is a
     /// built-in recipe and each KEY is a `[model]` key (`model.hidden=[64]`) or one of
-    /// `dataset.numeric_bins`, `dataset.max_categories`, `dataset.min_category_count`.
+    /// `dataset.numeric_bins`, `dataset.bin_edges`, `dataset.max_categories`,
+    /// `dataset.min_category_count`.
     pub fn parse(text: &str) -> anyhow::Result<Recipe> {
         let Some((name, rest)) = text.split_once('=') else {
             return Recipe::builtin(text.trim()).ok_or_else(|| {
@@ -128,11 +129,17 @@ impl Recipe {
                 "dataset.numeric_bins" => d.numeric_bins = as_usize()?,
                 "dataset.max_categories" => d.max_categories = as_usize()?,
                 "dataset.min_category_count" => d.min_category_count = as_usize()?,
+                "dataset.bin_edges" => {
+                    d.bin_edges = value
+                        .clone()
+                        .try_into()
+                        .map_err(|_| anyhow::anyhow!("--recipe {text:?}: dataset.bin_edges is \"quantile\" or \"tree\""))?
+                }
                 k if k.starts_with("model.") => {
                     model.insert(k["model.".len()..].to_string(), value);
                 }
                 k => anyhow::bail!(
-                    "--recipe {text:?}: unknown key {k:?}; use model.<key> or dataset.numeric_bins / max_categories / min_category_count"
+                    "--recipe {text:?}: unknown key {k:?}; use model.<key> or dataset.numeric_bins / bin_edges / max_categories / min_category_count"
                 ),
             }
         }

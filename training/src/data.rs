@@ -255,7 +255,7 @@ pub fn prepare_split(table: Table, schema: &ResolvedSchema, y: &[bool], split: S
     let names: Vec<&str> = schema.inputs.iter().map(|(n, _)| n.as_str()).collect();
     let view = table.view(&names)?;
     let locate = |i: usize| table.locate(i);
-    let spec = FeatureSpec::fit(schema, split.train.iter().map(|&i| (i, view.row(i))), &table.file, &locate)?;
+    let spec = FeatureSpec::fit(schema, split.train.iter().map(|&i| (i, view.row(i))), Some(y), &table.file, &locate)?;
     let matrix = |rows: &[usize]| featurise(&table, &spec, rows, y);
     let (train, validation, test) = (matrix(&split.train)?, matrix(&split.validation)?, matrix(&split.test)?);
     drop(view);

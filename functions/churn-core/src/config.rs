@@ -48,6 +48,22 @@ pub struct DatasetConfig {
     /// value only).
     #[serde(default = "default_numeric_bins")]
     pub numeric_bins: usize,
+    /// Where the bin edges go: at training quantiles, or where a one-feature decision tree on the
+    /// label splits the column (target-aware bins).
+    #[serde(default)]
+    pub bin_edges: BinEdges,
+}
+
+/// How the edges of the piecewise-linear encoding are chosen (Gorishniy et al., NeurIPS 2022).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BinEdges {
+    /// Training quantiles at k / bins: the same for any label.
+    #[default]
+    Quantile,
+    /// The thresholds of a best-first, one-feature classification tree with up to `bins` leaves
+    /// fitted on the training label: edges where the churn rate changes.
+    Tree,
 }
 
 fn default_clip() -> [f64; 2] {
@@ -77,6 +93,7 @@ impl Default for DatasetConfig {
             min_category_count: default_min_count(),
             max_categories: default_max_categories(),
             numeric_bins: default_numeric_bins(),
+            bin_edges: BinEdges::default(),
         }
     }
 }

@@ -34,7 +34,7 @@ pub mod table;
 pub const METRIC_NAMESPACE: &str = "ChurnPrediction";
 
 pub use bundle::{Bundle, Manifest, ModelInfo};
-pub use config::{DatasetConfig, DerivedFeature, DerivedKind};
+pub use config::{BinEdges, DatasetConfig, DerivedFeature, DerivedKind};
 pub use error::{CoreError, FieldProblem, RowError, ValueProblem};
 pub use playbook::Playbook;
 pub use row::{RawRow, RawValue};

@@ -27,6 +27,64 @@ pub(super) fn bin_edges(sorted: &[f64], lo: f64, hi: f64, bins: usize) -> Vec<f6
     if edges.len() < 3 { vec![] } else { edges }
 }
 
+/// Edges of a piecewise-linear encoding from the label: the thresholds of a one-feature
+/// classification tree grown best-first (largest Gini decrease first) to at most `bins` leaves
+/// of at least `min_leaf` rows each, with the clip bounds as outer edges. `pairs` are (value
+/// clipped to `[lo, hi]`, label), sorted by value. Columns with fewer than three distinct values
+/// get none, as with quantile edges.
+pub(super) fn tree_bin_edges(pairs: &[(f64, bool)], lo: f64, hi: f64, bins: usize, min_leaf: usize) -> Vec<f64> {
+    let n = pairs.len();
+    let distinct = pairs.windows(2).filter(|w| w[0].0 < w[1].0).count() + usize::from(n > 0);
+    if bins < 2 || distinct < 3 {
+        return vec![];
+    }
+    // positives[i]: churners among the first i rows, so any range's count is one subtraction.
+    let mut positives = Vec::with_capacity(n + 1);
+    positives.push(0usize);
+    for (_, y) in pairs {
+        positives.push(positives.last().unwrap() + usize::from(*y));
+    }
+    let impurity = |a: usize, b: usize| {
+        let (m, p) = ((b - a) as f64, (positives[b] - positives[a]) as f64);
+        if m == 0.0 { 0.0 } else { p * (m - p) / m }
+    };
+    // The best split of rows a..b: (decrease in impurity, first row of the right part).
+    type Split = Option<(f64, usize)>;
+    let best_split = |a: usize, b: usize| -> Split {
+        let parent = impurity(a, b);
+        let mut best: Option<(f64, usize)> = None;
+        for i in (a + min_leaf.max(1))..=(b.saturating_sub(min_leaf.max(1))) {
+            if pairs[i - 1].0 < pairs[i].0 {
+                let gain = parent - impurity(a, i) - impurity(i, b);
+                if gain > best.map_or(1e-12, |(g, _)| g) {
+                    best = Some((gain, i));
+                }
+            }
+        }
+        best
+    };
+    // Leaves as (first row, end row, best split).
+    let mut leaves: Vec<(usize, usize, Split)> = vec![(0, n, best_split(0, n))];
+    let mut cuts = Vec::new();
+    while leaves.len() < bins {
+        let Some((k, _)) = leaves.iter().enumerate().filter_map(|(k, l)| l.2.map(|(g, _)| (k, g))).max_by(|x, y| x.1.total_cmp(&y.1))
+        else {
+            break;
+        };
+        let (a, b, Some((_, i))) = leaves.swap_remove(k) else { unreachable!("filtered on a split") };
+        cuts.push((pairs[i - 1].0 + pairs[i].0) / 2.0);
+        leaves.push((a, i, best_split(a, i)));
+        leaves.push((i, b, best_split(i, b)));
+    }
+    cuts.sort_by(f64::total_cmp);
+    let mut edges = Vec::with_capacity(cuts.len() + 2);
+    edges.push(lo);
+    edges.extend(cuts);
+    edges.push(hi);
+    edges.dedup_by(|b, a| *b <= *a);
+    if edges.len() < 3 { vec![] } else { edges }
+}
+
 pub(super) fn median(values: &mut [f64]) -> Option<f64> {
     if values.is_empty() {
         return None;
@@ -37,10 +95,13 @@ pub(super) fn median(values: &mut [f64]) -> Option<f64> {
 
 impl FeatureSpec {
     /// Fits the spec on training rows. `rows` yields `(row index, record)` and is iterated
-    /// twice; `locate(index)` names the row in error messages, `file` the source.
+    /// twice; `locate(index)` names the row in error messages, `file` the source. `labels[index]`
+    /// is the row's label, used only by target-aware bin edges ([`BinEdges::Tree`]; quantile
+    /// edges without labels).
     pub fn fit<R: RawRow>(
         schema: &ResolvedSchema,
         rows: impl Iterator<Item = (usize, R)> + Clone,
+        labels: Option<&[bool]>,
         file: &str,
         locate: &dyn Fn(usize) -> String,
     ) -> Result<Self> {
@@ -146,7 +207,11 @@ impl FeatureSpec {
         let mut counts: Vec<HashMap<String, usize>> = vec![HashMap::new(); spec.categorical.len()];
         let mut sv = SlotValues::default();
         let mut problems = Vec::new();
-        for (_, row) in rows {
+        let mut row_labels = Vec::with_capacity(n_rows);
+        for (row_no, row) in rows {
+            if let Some(l) = labels {
+                row_labels.push(l[row_no]);
+            }
             spec.slot_values(&row, &mut sv, &mut problems);
             for (c, x) in columns.iter_mut().zip(&sv.numeric) {
                 c.push(*x);
@@ -169,6 +234,11 @@ impl FeatureSpec {
                     *x = f.impute;
                 }
             }
+            let by_label = (schema.bin_edges == BinEdges::Tree && labels.is_some()).then(|| {
+                let mut pairs: Vec<(f64, bool)> = col.iter().copied().zip(row_labels.iter().copied()).collect();
+                pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+                pairs
+            });
             col.sort_by(f64::total_cmp);
             f.clip_min = quantile(col, schema.clip_quantiles[0]);
             f.clip_max = quantile(col, schema.clip_quantiles[1]);
@@ -178,7 +248,17 @@ impl FeatureSpec {
             let var = clipped.map(|x| (x - f.mean).powi(2)).sum::<f64>() / n;
             // A constant feature carries no signal; std 1 keeps it at 0 instead of dividing by 0.
             f.std = if var > 1e-12 { var.sqrt() } else { 1.0 };
-            f.bins = bin_edges(col, f.clip_min, f.clip_max, schema.numeric_bins);
+            f.bins = match by_label {
+                Some(mut pairs) => {
+                    for p in &mut pairs {
+                        p.0 = p.0.clamp(f.clip_min, f.clip_max);
+                    }
+                    // Leaves of at least a quarter of an even bin, so no edge rests on a few rows.
+                    let min_leaf = n_rows / (4 * schema.numeric_bins.max(1));
+                    tree_bin_edges(&pairs, f.clip_min, f.clip_max, schema.numeric_bins, min_leaf)
+                }
+                None => bin_edges(col, f.clip_min, f.clip_max, schema.numeric_bins),
+            };
         }
         for (c, m) in spec.categorical.iter_mut().zip(counts) {
             let mut kept: Vec<(String, usize)> = m.into_iter().filter(|(_, n)| *n >= schema.min_category_count).collect();

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::DerivedFeature;
+use crate::config::{BinEdges, DerivedFeature};
 use crate::error::{CoreError, Result, ValueProblem};
 pub use crate::row::CatValue;
 use crate::row::RawValue;
@@ -291,6 +291,7 @@ pub(crate) mod tests {
             min_category_count: 1,
             max_categories: 100,
             numeric_bins: 0,
+            bin_edges: Default::default(),
             left_out: vec![],
         }
     }
@@ -307,7 +308,8 @@ pub(crate) mod tests {
     /// A spec fitted on [`rows`]: inputs tenure, total, plan, tv; width 10 (plan=b at 5).
     pub(crate) fn fitted() -> FeatureSpec {
         let r = rows();
-        FeatureSpec::fit(&schema(), r.iter().enumerate().map(|(i, r)| (i + 2, r.as_slice())), "t.csv", &|i| format!("line {i}")).unwrap()
+        FeatureSpec::fit(&schema(), r.iter().enumerate().map(|(i, r)| (i + 2, r.as_slice())), None, "t.csv", &|i| format!("line {i}"))
+            .unwrap()
     }
 
     /// [`fitted`] with a two-bin piecewise-linear encoding of every numeric feature that has
@@ -315,7 +317,8 @@ pub(crate) mod tests {
     pub(crate) fn fitted_binned() -> FeatureSpec {
         let r = rows();
         let schema = ResolvedSchema { numeric_bins: 2, ..schema() };
-        FeatureSpec::fit(&schema, r.iter().enumerate().map(|(i, r)| (i + 2, r.as_slice())), "t.csv", &|i| format!("line {i}")).unwrap()
+        FeatureSpec::fit(&schema, r.iter().enumerate().map(|(i, r)| (i + 2, r.as_slice())), None, "t.csv", &|i| format!("line {i}"))
+            .unwrap()
     }
 
     #[test]
@@ -361,6 +364,40 @@ pub(crate) mod tests {
         // A spec without `bins` (bundles written before piecewise-linear inputs) reads unchanged.
         let old = FeatureSpec::from_json(&plain.to_json()).unwrap();
         assert_eq!(old.width(), plain.width());
+    }
+
+    #[test]
+    fn tree_edges_sit_where_the_label_changes() {
+        // Churn only between 30 and 70 on 0..100: the first two cuts are at 29.5 and 69.5.
+        let pairs: Vec<(f64, bool)> = (0..100).map(|x| (x as f64, (30..70).contains(&x))).collect();
+        assert_eq!(fit::tree_bin_edges(&pairs, 0.0, 99.0, 3, 5), vec![0.0, 29.5, 69.5, 99.0]);
+        // No leaf smaller than min_leaf: the cut at 29.5 would leave 30 rows, under 40.
+        let edges = fit::tree_bin_edges(&pairs, 0.0, 99.0, 3, 40);
+        assert!(edges.windows(2).all(|w| w[0] < w[1]) && !edges.contains(&29.5), "{edges:?}");
+        // A pure column has no split that helps; a flag has too few values for bins.
+        let pure: Vec<(f64, bool)> = (0..100).map(|x| (x as f64, true)).collect();
+        assert!(fit::tree_bin_edges(&pure, 0.0, 99.0, 8, 1).is_empty());
+        let flag: Vec<(f64, bool)> = (0..100).map(|x| ((x / 50) as f64, x % 3 == 0)).collect();
+        assert!(fit::tree_bin_edges(&flag, 0.0, 1.0, 8, 1).is_empty());
+    }
+
+    #[test]
+    fn tree_edges_come_from_the_labels_of_the_fitted_rows() {
+        let r = rows();
+        let schema = ResolvedSchema { numeric_bins: 2, bin_edges: BinEdges::Tree, ..schema() };
+        // Row indices 2..6 (as `fitted` numbers them): tenure 1, 20, 0, 30; only tenure 20 churns.
+        let labels = [false, false, false, true, false, false];
+        let fit = |labels| {
+            FeatureSpec::fit(&schema, r.iter().enumerate().map(|(i, r)| (i + 2, r.as_slice())), labels, "t.csv", &|i| format!("line {i}"))
+                .unwrap()
+        };
+        // Leaves of at least one row (4 rows / (4 × 2 bins)): the best first cut isolates the
+        // churner from the low tenures, at (1 + 20) / 2.
+        assert_eq!(fit(Some(&labels)).numeric[0].bins, vec![0.0, 10.5, 30.0]);
+        let other = [false, false, false, false, true, false];
+        assert_eq!(fit(Some(&other)).numeric[0].bins, vec![0.0, 0.5, 30.0]);
+        // Without labels the edges fall back to quantiles.
+        assert_eq!(fit(None).numeric[0].bins, fitted_binned().numeric[0].bins);
     }
 
     #[test]
@@ -475,8 +512,8 @@ pub(crate) mod tests {
         sc.derived
             .push(DerivedFeature { name: "bad".into(), kind: DerivedKind::Difference { left: "nope".into(), right: "total".into() } });
         let r = rows();
-        let err =
-            FeatureSpec::fit(&sc, r.iter().enumerate().map(|(i, r)| (i, r.as_slice())), "t.csv", &|i| format!("line {i}")).unwrap_err();
+        let err = FeatureSpec::fit(&sc, r.iter().enumerate().map(|(i, r)| (i, r.as_slice())), None, "t.csv", &|i| format!("line {i}"))
+            .unwrap_err();
         assert!(err.to_string().contains("`nope`"), "{err}");
     }
 }

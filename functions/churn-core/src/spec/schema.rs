@@ -22,6 +22,9 @@ pub struct ResolvedSchema {
     /// Bins of each numeric feature's piecewise-linear encoding (0: none).
     #[serde(default)]
     pub numeric_bins: usize,
+    /// How the bin edges are placed.
+    #[serde(default)]
+    pub bin_edges: BinEdges,
     /// Columns left out by inference, with the reason (identifiers, free text).
     #[serde(default)]
     pub left_out: Vec<(String, String)>,
@@ -160,6 +163,7 @@ impl ResolvedSchema {
             min_category_count: config.min_category_count,
             max_categories: config.max_categories,
             numeric_bins: config.numeric_bins,
+            bin_edges: config.bin_edges,
             left_out,
         })
     }
