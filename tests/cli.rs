@@ -645,3 +645,36 @@ fn evaluate_flags_concept_drift_when_labels_stop_following_the_model() {
     let err = churn_err(&["evaluate", "--model", bundle, "--data", &path, "--fail-on-drift"]);
     assert!(err.contains("concept drift: roc_auc"), "{err}");
 }
+
+/// `churn export` writes the raw-row model (the transform compiled into ONNX in front of the
+/// network): onnxruntime, through the module MLflow loads, on 200 raw Telco rows gives the
+/// probabilities `churn score` gives; a directory that is not a bundle is refused naming the
+/// missing file.
+#[test]
+fn export_writes_the_raw_row_model_that_scores_as_churn_score() {
+    let dir = scratch("export");
+    let bundle = trained_bundle().to_str().unwrap();
+    let raw = dir.path().join("model_raw.onnx");
+    let said = churn_ok(&["export", "--model", bundle, "--out", raw.to_str().unwrap()]);
+    assert!(said.contains("tenure: double") && said.contains("contract: string"), "{said}");
+    let text: String = std::fs::read_to_string(telco_csv()).unwrap().lines().take(201).map(|l| format!("{l}\n")).collect();
+    let rows = write(dir.path(), "rows.csv", &text);
+    let out = dir.path().join("raw.json");
+    let status = std::process::Command::new(python())
+        .arg(root().join("tests/support/raw_rows_check.py"))
+        .args([raw.as_os_str(), std::ffi::OsStr::new(&rows), out.as_os_str()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "raw_rows_check.py failed");
+    let r: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let python: Vec<f64> = r["p"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let scored = dir.path().join("scored.csv");
+    churn_ok(&["score", "--model", bundle, "--input", &rows, "--output", scored.to_str().unwrap()]);
+    let table = churn_core::table::Table::read(&scored).unwrap();
+    let ours: Vec<f64> = table.column_values("churn_probability").unwrap().iter().map(|v| v.display().parse().unwrap()).collect();
+    assert_eq!(ours.len(), 200);
+    let d = ours.iter().zip(&python).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(d <= 1e-6, "churn score vs the exported model in onnxruntime: {d}");
+    let e = churn_err(&["export", "--model", dir.path().to_str().unwrap(), "--out", raw.to_str().unwrap()]);
+    assert!(e.contains("manifest.json"), "{e}");
+}

@@ -417,6 +417,23 @@ pub(super) fn register(ctx: &Ctx, a: RegisterArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub(super) fn export(a: ExportArgs) -> anyhow::Result<()> {
+    let ExportArgs { model, out } = a;
+    let bundle = churn_core::Bundle::load_dir(&model)?;
+    let network_path = model.join(churn_core::bundle::MODEL);
+    let network = std::fs::read(&network_path).with_context(|| format!("reading {}", network_path.display()))?;
+    let raw = bundle.spec.raw_rows_onnx(&network)?;
+    std::fs::write(&out, &raw).with_context(|| format!("writing {}", out.display()))?;
+    let inputs: Vec<String> = bundle
+        .spec
+        .raw_input_types()
+        .iter()
+        .map(|(name, t)| format!("{name}: {}", if *t == churn_core::RawInputType::Double { "double" } else { "string" }))
+        .collect();
+    println!("wrote {} ({} bytes): inputs {}; output {}", out.display(), raw.len(), inputs.join(", "), churn_core::onnx::OUTPUT_NAME);
+    Ok(())
+}
+
 pub(super) fn package(ctx: &Ctx, a: PackageArgs) -> anyhow::Result<()> {
     let Ctx { rt, mlflow, store, .. } = ctx;
     let PackageArgs { model, out, archive, force } = a;

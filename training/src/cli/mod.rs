@@ -68,6 +68,10 @@ enum Command {
     Package(PackageArgs),
     /// Point the `champion` alias at a version if it beats the current champion on the same data.
     Promote(PromoteArgs),
+    /// Write a bundle's raw-row model: one ONNX file whose inputs are the customer columns (one
+    /// per field, numbers as double, categories as string), with the feature transform in front
+    /// of the network, for onnxruntime or any other ONNX runtime (the file MLflow serves).
+    Export(ExportArgs),
     /// k-fold cross-validation of training recipes over one or more tables: quality (ROC AUC,
     /// PR AUC, Brier, ECE against its floor), training time and serving cost per recipe.
     /// Writes benchmark.json (every fold, and the fold of every row) and benchmark.html.
@@ -109,6 +113,16 @@ struct ScoreArgs {
     /// top_reasons, offer, offer_action. About 45 µs per contacted customer; 0 = none.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=50))]
     reasons: u16,
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// Bundle directory (checked as the functions check it: every file's SHA-256).
+    #[arg(long)]
+    model: PathBuf,
+    /// The ONNX file to write.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -283,6 +297,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Upload(a) => commands::upload(&ctx, a),
         Command::Register(a) => commands::register(&ctx, a),
         Command::Package(a) => commands::package(&ctx, a),
+        Command::Export(a) => commands::export(a),
         Command::Promote(a) => commands::promote(&ctx, a),
         Command::Benchmark(a) => commands::benchmark(a),
         Command::Compare(a) => commands::compare(a),
