@@ -678,3 +678,37 @@ fn export_writes_the_raw_row_model_that_scores_as_churn_score() {
     let e = churn_err(&["export", "--model", dir.path().to_str().unwrap(), "--out", raw.to_str().unwrap()]);
     assert!(e.contains("manifest.json"), "{e}");
 }
+
+/// A bundle whose background sample has a value the transform refuses (with its checksum
+/// updated, as a hand edit would) is refused at load, naming the file, the row and the field,
+/// by the same check that builds the explainer.
+#[test]
+fn a_background_row_that_does_not_transform_is_refused_at_load() {
+    let dir = scratch("bad-background");
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    for f in std::fs::read_dir(trained_bundle()).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, model.join(f.file_name().unwrap())).unwrap();
+    }
+    let mut background: Value = serde_json::from_slice(&std::fs::read(model.join("background.json")).unwrap()).unwrap();
+    let tenure = background["columns"].as_array().unwrap().iter().position(|c| c == "tenure").unwrap();
+    background["rows"][3][tenure] = "abc".into();
+    let bytes = serde_json::to_vec(&background).unwrap();
+    std::fs::write(model.join("background.json"), &bytes).unwrap();
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(model.join("manifest.json")).unwrap()).unwrap();
+    manifest["files"]["background.json"] = churn_core::sha256_hex(&bytes).into();
+    std::fs::write(model.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let out = dir.path().join("scored.csv");
+    let e = churn_err(&[
+        "score",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        telco_csv().to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(e.contains("background.json") && e.contains("row 3") && e.contains("tenure") && e.contains("abc"), "{e}");
+    assert!(!out.exists());
+}

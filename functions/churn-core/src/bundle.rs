@@ -192,12 +192,18 @@ impl Bundle {
         let background: Option<Background> =
             files.contains_key(BACKGROUND).then(|| json(BACKGROUND, text(BACKGROUND), &bad)).transpose()?;
         if let Some(b) = &background {
-            b.check(&spec).map_err(in_bundle)?;
+            b.check_shape(&spec).map_err(in_bundle)?;
         }
         parse_ms += lap();
+        // Building the explainer transforms every background row once, which is also the check
+        // that they transform; without one, the rows are checked on their own.
         let explainer = match (&background, layers) {
-            (Some(b), Some(layers)) => Some(Explainer::from_layers(&spec, layers, b)?),
-            _ => None,
+            (Some(b), Some(layers)) => Some(Explainer::from_layers(&spec, layers, b).map_err(in_bundle)?),
+            (Some(b), None) => {
+                b.check(&spec).map_err(in_bundle)?;
+                None
+            }
+            (None, _) => None,
         };
         let timings = LoadTimings { verify_ms, parse_ms, plan_ms, explainer_ms: lap() };
         Ok(Bundle { manifest, spec, playbook, metrics, scorer, reference, background, explainer, timings })

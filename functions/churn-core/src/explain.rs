@@ -158,9 +158,19 @@ pub struct Background {
 }
 
 impl Background {
-    /// Checks that the sample fits `spec`: same inputs in the same order, whole rows, and every
-    /// row transforms.
+    /// Checks that the sample fits `spec`: same inputs in the same order, whole rows
+    /// ([`Self::check_shape`]), and every row transforms.
     pub fn check(&self, spec: &FeatureSpec) -> Result<()> {
+        self.check_shape(spec)?;
+        for (i, row) in self.rows.iter().enumerate() {
+            spec.transform(&BackgroundRow(row)).map_err(|error| bad_background_row(i, error))?;
+        }
+        Ok(())
+    }
+
+    /// Checks the sample's columns and row lengths against `spec`, not its values (building an
+    /// [`Explainer`] transforms every row and reports a bad one as [`Self::check`] does).
+    pub fn check_shape(&self, spec: &FeatureSpec) -> Result<()> {
         let bad = |problem: String| CoreError::ModelFile { file: BACKGROUND, problem };
         let inputs: Vec<&str> = spec.input_names().collect();
         if self.columns.iter().map(String::as_str).ne(inputs.iter().copied()) {
@@ -173,7 +183,6 @@ impl Background {
             if row.len() != inputs.len() {
                 return Err(bad(format!("row {i} has {} values, expected {}", row.len(), inputs.len())));
             }
-            spec.transform(&BackgroundRow(row)).map_err(|error| bad_background_row(i, error))?;
         }
         Ok(())
     }
