@@ -18,10 +18,10 @@
 //! cannot be scored, the older version's `scored/<key>` and `rejected/<key>` are removed, so the
 //! only thing under the object's names is the summary saying why.
 //!
-//! Every write and delete (outputs, summary, stale outputs) is an S3 conditional request over
-//! what its key held when the invocation started, so an invocation never replaces, unseen, what
-//! another one wrote since: when that happened and the source object changed too, this
-//! invocation's results are dropped (`superseded`).
+//! Every write and delete (outputs, summary, stale outputs, the fan-out request) is an S3
+//! conditional request over what its key held when the invocation looked, so an invocation
+//! never replaces, unseen, what another one wrote since: when that happened and the source
+//! object changed too, this invocation's results are dropped (`superseded`).
 //!
 //! Outputs are multipart uploads completed only at the end, so a failure or a timeout leaves no
 //! partial object. Errors are either the input's fault (recorded in the summary with status
@@ -549,26 +549,30 @@ impl Scorer {
     /// ([`fan_out_request_key`]), whose body is the state machine's input (`{"plan": {"bucket",
     /// "key", "row_groups_per_task"}}`). The template's EventBridge rule starts an execution for
     /// every object created under the prefix. A request for this object version already there
-    /// (a re-delivered event) is left alone, so that one version starts one execution.
+    /// (a re-delivered event) is left alone, so that one version starts one execution; the write
+    /// is conditional on what the key held when looked at, and a request another invocation
+    /// wrote in between (which started an execution of its own) is left alone too.
     async fn request_fan_out(&self, task: &Task, key: &str, etag: &str) -> Result<(), S3Error> {
         let uri = Self::uri(&task.bucket, key);
         let existing = s3io::head(&self.client, &task.bucket, key).await?;
-        let asked = existing.is_some_and(|o| o.metadata.get(META_SOURCE_ETAG).is_some_and(|e| e == etag));
+        let asked = existing.as_ref().is_some_and(|o| o.metadata.get(META_SOURCE_ETAG).is_some_and(|e| e == etag));
+        let mut raced = false;
         if !asked {
             let request = crate::event::PlanRequest::new(&task.bucket, &task.key);
             let body = serde_json::to_vec_pretty(&serde_json::json!({ "plan": request })).expect("a plan request serialises");
-            self.client
-                .put_object()
-                .bucket(&task.bucket)
-                .key(key)
-                .content_type("application/json")
-                .metadata(META_SOURCE_ETAG, etag)
-                .body(body.into())
-                .send()
-                .await
-                .map_err(|e| s3io::s3_error("PutObject", &task.bucket, key, e))?;
+            let mut up = Upload::new(&self.client, &task.bucket, key, "application/json", self.config.part_size)
+                .with_metadata(META_SOURCE_ETAG, etag);
+            up.write(&body).await?;
+            match up.finish(&Precondition::of(existing.as_ref())).await {
+                Ok(_) => {}
+                Err(Finish::Changed(back)) => {
+                    back.abort().await;
+                    raced = true;
+                }
+                Err(Finish::Failed(e)) => return Err(*e),
+            }
         }
-        tracing::info!(bucket = %task.bucket, key = %task.key, request = %uri, already = asked, "fan-out requested");
+        tracing::info!(bucket = %task.bucket, key = %task.key, request = %uri, already = asked, raced, "fan-out requested");
         Ok(())
     }
 
