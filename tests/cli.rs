@@ -128,12 +128,7 @@ fn package_refuses_bad_input_with_clear_messages() {
     let e = churn_err(&["package", "--model", "models:/churn@champion", "--out", o, "--mlflow-uri", ""]);
     assert!(e.contains("models:/churn@champion") && e.contains("MLFLOW_TRACKING_URI"), "{e}");
     // A corrupted file: refused by its checksum.
-    let copy = d.path().join("bundle");
-    std::fs::create_dir_all(&copy).unwrap();
-    for f in std::fs::read_dir(trained_bundle()).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
-    }
+    let copy = bundle_copy(&d.path().join("bundle"), &[]);
     std::fs::write(copy.join("playbook.json"), "{}").unwrap();
     let e = churn_err(&["package", "--model", copy.to_str().unwrap(), "--out", o]);
     assert!(e.contains("checksum mismatch for playbook.json"), "{e}");
@@ -501,12 +496,7 @@ fn scoring_bad_inputs_are_clear() {
     assert!(err.contains("missing column") && err.contains("tenure"), "{err}");
     assert!(!out.exists(), "no partial output");
     // A tampered bundle.
-    let copy = d.path().join("bundle");
-    std::fs::create_dir(&copy).unwrap();
-    for e in std::fs::read_dir(trained_bundle()).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
-    }
+    let copy = bundle_copy(&d.path().join("bundle"), &[]);
     let spec = copy.join("feature_spec.json");
     let t = std::fs::read_to_string(&spec).unwrap().replacen("\"tenure\"", "\"tenurx\"", 1);
     std::fs::write(&spec, t).unwrap();
@@ -685,12 +675,7 @@ fn export_writes_the_raw_row_model_that_scores_as_churn_score() {
 #[test]
 fn a_background_row_that_does_not_transform_is_refused_at_load() {
     let dir = scratch("bad-background");
-    let model = dir.path().join("model");
-    std::fs::create_dir(&model).unwrap();
-    for f in std::fs::read_dir(trained_bundle()).unwrap() {
-        let f = f.unwrap().path();
-        std::fs::copy(&f, model.join(f.file_name().unwrap())).unwrap();
-    }
+    let model = bundle_copy(&dir.path().join("model"), &[]);
     let mut background: Value = serde_json::from_slice(&std::fs::read(model.join("background.json")).unwrap()).unwrap();
     let tenure = background["columns"].as_array().unwrap().iter().position(|c| c == "tenure").unwrap();
     background["rows"][3][tenure] = "abc".into();

@@ -174,16 +174,22 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
+/// A copy of [`trained_bundle`]'s files in `to` (created), except those named in `except`, for
+/// a test to tamper with.
+pub fn bundle_copy(to: &Path, except: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(to).unwrap();
+    for f in std::fs::read_dir(trained_bundle()).unwrap().flatten() {
+        if !except.iter().any(|e| f.file_name() == *e) {
+            std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+        }
+    }
+    to.to_path_buf()
+}
+
 /// A copy of the trained bundle in `dir/old` as bundles were before explanations: no
 /// `background.json`, and a manifest that does not list it.
 pub fn bundle_without_background(dir: &Path) -> PathBuf {
-    let old = dir.join("old");
-    std::fs::create_dir_all(&old).unwrap();
-    for f in std::fs::read_dir(trained_bundle()).unwrap().flatten() {
-        if f.file_name() != "background.json" {
-            std::fs::copy(f.path(), old.join(f.file_name())).unwrap();
-        }
-    }
+    let old = bundle_copy(&dir.join("old"), &["background.json"]);
     let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(old.join("manifest.json")).unwrap()).unwrap();
     assert!(manifest["files"].as_object_mut().unwrap().remove("background.json").is_some(), "the trained bundle has a background sample");
     std::fs::write(old.join("manifest.json"), serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();

@@ -228,6 +228,15 @@ struct Seen {
 /// Conditional writes tried on one key before the invocation gives up and is retried.
 const CONDITIONAL_ATTEMPTS: usize = 3;
 
+/// A failed conditional write: the retryable error, or why this invocation is superseded (the
+/// writes return no other failure).
+fn superseded(f: Failure) -> Result<String, JobError> {
+    match f {
+        Failure::Job(e) => Err(e),
+        Failure::Superseded(m) | Failure::Input(m) | Failure::Refused(m) => Ok(m),
+    }
+}
+
 fn kept_changing(op: &'static str, bucket: &str, key: &str) -> Failure {
     Failure::Job(JobError::S3(S3Error::transfer(
         op,
@@ -450,13 +459,9 @@ impl Scorer {
             merged.error = Some(format!("{} of {} ranges not scored: {}", problems.len(), req.items.len(), problems.join("; ")));
         }
         merged.timings.total_ms = start.elapsed().as_secs_f64() * 1e3;
-        match self.put_summary(&whole, &keys, &etag, &merged, seen).await {
-            Ok(()) => {}
-            Err(Failure::Job(e)) => return Err(e),
-            Err(Failure::Superseded(m) | Failure::Input(m) | Failure::Refused(m)) => {
-                merged.status = Status::Superseded;
-                merged.error = Some(m);
-            }
+        if let Err(f) = self.put_summary(&whole, &keys, &etag, &merged, seen).await {
+            merged.status = Status::Superseded;
+            merged.error = Some(superseded(f)?);
         }
         Ok(merged)
     }
@@ -527,15 +532,11 @@ impl Scorer {
             }
             self.put_summary(task, &keys, &info.etag, &summary, seen.summary.clone()).await
         };
-        match written.await {
-            Ok(()) => {}
-            Err(Failure::Job(e)) => return Err(e),
-            Err(Failure::Superseded(m) | Failure::Input(m) | Failure::Refused(m)) => {
-                summary.status = Status::Superseded;
-                summary.error = Some(m);
-                summary.fan_out = None;
-                return Ok(summary);
-            }
+        if let Err(f) = written.await {
+            summary.status = Status::Superseded;
+            summary.error = Some(superseded(f)?);
+            summary.fan_out = None;
+            return Ok(summary);
         }
         // The request that starts the fan-out goes after the summary: the fan-out's merge step
         // replaces this summary and must never be overwritten by it.

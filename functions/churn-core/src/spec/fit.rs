@@ -105,6 +105,8 @@ impl FeatureSpec {
         file: &str,
         locate: &dyn Fn(usize) -> String,
     ) -> Result<Self> {
+        // Only target-aware edges read the labels.
+        let labels = labels.filter(|_| schema.bin_edges == BinEdges::Tree);
         let mut inputs = Vec::new();
         let mut numeric = Vec::new();
         let mut categorical = Vec::new();
@@ -234,7 +236,7 @@ impl FeatureSpec {
                     *x = f.impute;
                 }
             }
-            let by_label = (schema.bin_edges == BinEdges::Tree && labels.is_some()).then(|| {
+            let by_label = labels.is_some().then(|| {
                 let mut pairs: Vec<(f64, bool)> = col.iter().copied().zip(row_labels.iter().copied()).collect();
                 pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
                 pairs
