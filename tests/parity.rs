@@ -177,6 +177,11 @@ fn parity(data: &std::path::Path, config: TrainConfig, numeric: &[&str]) -> pipe
         .collect();
     let d = max_diff(&batch_p, &o.candle_test_p);
     assert!(d <= TOL, "parquet batch scoring vs candle: {d}");
+    // The batch path evaluates the project's dense stacks from the slot values (no input
+    // vector, no tract): the same probabilities as tract on the dense features.
+    assert!(bundle.network.is_some(), "the trained model is a dense stack");
+    let d = max_diff(&batch_p, &tract_p);
+    assert!(d <= 1e-6, "parquet batch scoring (first layer from the slot values) vs tract: {d}");
     o
 }
 

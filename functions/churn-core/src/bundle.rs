@@ -10,12 +10,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::drift::{DriftReference, REFERENCE};
 use crate::error::{CoreError, Result};
 use crate::explain::{BACKGROUND, Background, Explainer};
+use crate::network::Network;
 use crate::playbook::Playbook;
 use crate::scorer::Scorer;
 use crate::spec::FeatureSpec;
@@ -115,6 +117,9 @@ pub struct Bundle {
     pub reference: Option<DriftReference>,
     /// Customers Shapley values are measured against (`background.json`; older bundles have none).
     pub background: Option<Background>,
+    /// The model evaluated from slot values, when it is a dense stack this project wrote: the
+    /// batch scorer's path (tract's plan scores anything else).
+    pub network: Option<Arc<Network>>,
     /// The fast Shapley evaluator over `background`, when the model is one this project wrote.
     pub explainer: Option<Explainer>,
     pub timings: LoadTimings,
@@ -197,8 +202,9 @@ impl Bundle {
         parse_ms += lap();
         // Building the explainer transforms every background row once, which is also the check
         // that they transform; without one, the rows are checked on their own.
-        let explainer = match (&background, layers) {
-            (Some(b), Some(layers)) => Some(Explainer::from_layers(&spec, layers, b).map_err(in_bundle)?),
+        let network = layers.map(|l| Network::new(&spec, l).map(Arc::new)).transpose()?;
+        let explainer = match (&background, &network) {
+            (Some(b), Some(net)) => Some(Explainer::with_network(&spec, net.clone(), b).map_err(in_bundle)?),
             (Some(b), None) => {
                 b.check(&spec).map_err(in_bundle)?;
                 None
@@ -206,7 +212,7 @@ impl Bundle {
             (None, _) => None,
         };
         let timings = LoadTimings { verify_ms, parse_ms, plan_ms, explainer_ms: lap() };
-        Ok(Bundle { manifest, spec, playbook, metrics, scorer, reference, background, explainer, timings })
+        Ok(Bundle { manifest, spec, playbook, metrics, scorer, reference, background, network, explainer, timings })
     }
 }
 

@@ -34,6 +34,7 @@
 //! `churn explain` and tested (tests/explain.rs).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -41,11 +42,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
-use crate::onnx::{Dense, dense_stack_from_onnx};
+use crate::network::{Active, Buffers, Network, add_scaled};
+use crate::onnx::dense_stack_from_onnx;
 use crate::row::{RawRow, RawValue};
 use crate::scorer::Scorer;
 use crate::spec::{FeatureSpec, InputKind, SlotValues, SwitchScratch};
-use tract_onnx::prelude::tract_linalg::{self, element_wise::ElementWise};
 
 /// Permutations behind the prediction API's reasons (and the report's offer mix): two agree
 /// with a 40-permutation estimate at Spearman 0.98 on Telco customers (tests/explain.rs).
@@ -339,26 +340,19 @@ pub fn shapley(
 }
 
 /// The same Shapley values as [`shapley`], computed without tract, for models written by this
-/// project (a stack of dense layers, read back with [`dense_stack_from_onnx`]): the prediction
-/// API's path. Same estimator, permutations, background customers and arithmetic on
-/// probabilities; only the evaluation of each mixed customer differs. Along a walk, consecutive
-/// mixes differ in one field, and the first layer is linear: switching a field changes a few
-/// model inputs (its own, and derived features that read it: [`FeatureSpec::switch_field`]),
-/// so the first layer's pre-activation is updated by those inputs' weight columns instead of
-/// transforming the whole mix and multiplying the whole vector; the rest of the network (a
-/// hidden layer or two) is evaluated as usual. A switch that changes nothing (the customer and
-/// the background customer agree on the field) costs nothing. Walk starts (the background
-/// customers, transformed once) are prepared when the bundle loads.
+/// project (a stack of dense layers: [`Network`]): the prediction API's path. Same estimator,
+/// permutations, background customers and arithmetic on probabilities; only the evaluation of
+/// each mixed customer differs. Along a walk, consecutive mixes differ in one field, and the
+/// first layer is linear: switching a field changes a few model inputs (its own, and derived
+/// features that read it: [`FeatureSpec::switch_field`]), so the first layer's pre-activation
+/// is updated by those inputs' weight columns instead of transforming the whole mix and
+/// multiplying the whole vector; the rest of the network (a hidden layer or two) is evaluated
+/// as usual. A switch that changes nothing (the customer and the background customer agree on
+/// the field) costs nothing. Walk starts (the background customers, transformed once) are
+/// prepared when the bundle loads.
 #[derive(Debug)]
 pub struct Explainer {
-    layers: Vec<Dense>,
-    /// Layers up to the model's logit (the first one-output layer); those after it are the
-    /// calibration head, a function of the logit alone.
-    body: usize,
-    /// tract's vectorised sigmoid (the one the model's own `Sigmoid` runs).
-    sigmoid: Box<dyn ElementWise<f32>>,
-    /// The first layer's weights by model input: `columns[j * h..(j + 1) * h]` is input `j`'s.
-    columns: Vec<f32>,
+    net: Arc<Network>,
     starts: Vec<WalkStart>,
 }
 
@@ -372,84 +366,23 @@ struct WalkStart {
     logit: f32,
 }
 
-/// `a · b` with eight running sums, which the compiler can keep in vector registers (a single
-/// running sum must add in order and cannot).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    dot_with(a, b, |x| x)
-}
-
-/// `a · max(b, 0)`.
-fn dot_relu(a: &[f32], b: &[f32]) -> f32 {
-    dot_with(a, b, |x| x.max(0.0))
-}
-
-#[inline(always)]
-fn dot_with(a: &[f32], b: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * f(*y)).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * f(y[i]);
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// Runs `layers` on `b.hidden`; returns the first output of the last one.
-fn forward(layers: &[Dense], b: &mut Buffers) -> f32 {
-    for l in layers {
-        b.next.clear();
-        b.next.extend((0..l.outputs).map(|o| {
-            let v = dot(&l.weight[o * l.inputs..(o + 1) * l.inputs], &b.hidden) + l.bias[o];
-            if l.relu { v.max(0.0) } else { v }
-        }));
-        std::mem::swap(&mut b.hidden, &mut b.next);
-    }
-    b.hidden[0]
-}
-
-/// Buffers of one explanation.
-#[derive(Default)]
-struct Buffers {
-    hidden: Vec<f32>,
-    next: Vec<f32>,
-}
-
 impl Explainer {
     /// Prepares the walks for `spec`, the model in `onnx` and `background`. `Ok(None)` when the
     /// model is not a dense stack (use [`shapley`]).
     pub fn new(spec: &FeatureSpec, onnx: &[u8], background: &Background) -> Result<Option<Self>> {
         let Some(layers) = dense_stack_from_onnx(onnx)? else { return Ok(None) };
-        Self::from_layers(spec, layers, background).map(Some)
+        Self::with_network(spec, Arc::new(Network::new(spec, layers)?), background).map(Some)
     }
 
-    /// Prepares the walks for `spec`, the dense stack `layers` (as [`dense_stack_from_onnx`]
-    /// reads it) and `background`.
-    pub fn from_layers(spec: &FeatureSpec, layers: Vec<Dense>, background: &Background) -> Result<Self> {
-        let width = spec.width();
-        if layers[0].inputs != width {
-            return Err(CoreError::ModelFile {
-                file: crate::bundle::MODEL,
-                problem: format!("takes {} inputs, the feature spec makes {width}", layers[0].inputs),
-            });
-        }
-        let h = layers[0].outputs;
-        let mut columns = vec![0.0f32; width * h];
-        for o in 0..h {
-            for j in 0..width {
-                columns[j * h + o] = layers[0].weight[o * width + j];
-            }
-        }
-        let sigmoid = tract_linalg::Func::Sigmoid.ew_f32().map_err(|e| CoreError::Inference(format!("no sigmoid kernel: {e}")))?;
-        let body = layers.iter().position(|l| l.outputs == 1).map_or(layers.len(), |i| i + 1);
-        let mut explainer = Explainer { layers, body, sigmoid, columns, starts: Vec::with_capacity(background.rows.len()) };
+    /// Prepares the walks for `spec`, the network `net` and `background`.
+    pub fn with_network(spec: &FeatureSpec, net: Arc<Network>, background: &Background) -> Result<Self> {
+        let mut explainer = Explainer { net, starts: Vec::with_capacity(background.rows.len()) };
         let mut buffers = Buffers::default();
         for (i, row) in background.rows.iter().enumerate() {
             let mut slots = SlotValues::default();
             spec.checked_slot_values(&BackgroundRow(row), &mut slots).map_err(|error| bad_background_row(i, error))?;
             let (z, numeric) = explainer.first_layer(spec, &slots);
-            let logit = explainer.logit(&z, &mut buffers);
+            let logit = explainer.net.logit(&z, &mut buffers);
             explainer.starts.push(WalkStart { slots, numeric, z, logit });
         }
         Ok(explainer)
@@ -457,57 +390,10 @@ impl Explainer {
 
     /// The first layer's pre-activation for `slots`, and the numeric part of the model input.
     fn first_layer(&self, spec: &FeatureSpec, slots: &SlotValues) -> (Vec<f32>, Vec<f32>) {
-        let mut x = vec![0.0f32; spec.width()];
-        spec.encode(slots, &mut x, None);
-        let l = &self.layers[0];
-        let z = (0..l.outputs).map(|o| dot(&l.weight[o * l.inputs..(o + 1) * l.inputs], &x) + l.bias[o]).collect();
-        x.truncate(spec.numeric.len());
-        (z, x)
-    }
-
-    /// The probability from the first layer's pre-activation `z`.
-    fn finish(&self, z: &[f32], b: &mut Buffers) -> Result<f32> {
-        let mut p = [self.logit(z, b)];
-        self.sigmoids(&mut p)?;
-        Ok(p[0])
-    }
-
-    /// Logits to probabilities, in place.
-    fn sigmoids(&self, logits: &mut [f32]) -> Result<()> {
-        self.sigmoid.run(logits).map_err(|e| CoreError::Inference(format!("sigmoid: {e}")))
-    }
-
-    /// The (calibrated) logit from the first layer's pre-activation `z`.
-    #[inline]
-    fn logit(&self, z: &[f32], b: &mut Buffers) -> f32 {
-        let (body, head) = self.layers.split_at(self.body);
-        let logit = match body {
-            [_] => z[0],
-            // The usual shape (one hidden ReLU layer): no buffer.
-            [first, out] if first.relu && out.outputs == 1 => dot_relu(&out.weight, z) + out.bias[0],
-            [first, rest @ ..] => {
-                b.hidden.clear();
-                b.hidden.extend(z.iter().map(|v| if first.relu { v.max(0.0) } else { *v }));
-                forward(rest, b)
-            }
-            [] => unreachable!("a dense stack has layers"),
-        };
-        match head {
-            [] => logit,
-            // The spline calibration's shape: hinges of the logit, then their combination.
-            [hinges, out] if hinges.inputs == 1 && hinges.relu && out.outputs == 1 && !out.relu => {
-                let mut v = out.bias[0];
-                for ((w, c), o) in hinges.weight.iter().zip(&hinges.bias).zip(&out.weight) {
-                    v += o * (w * logit + c).max(0.0);
-                }
-                v
-            }
-            _ => {
-                b.hidden.clear();
-                b.hidden.push(logit);
-                forward(head, b)
-            }
-        }
+        let mut z = vec![0.0f32; self.net.hidden()];
+        self.net.first_layer(spec, slots, &mut z, &mut Active::default());
+        let numeric = slots.numeric.iter().enumerate().map(|(s, x)| spec.encode_numeric(s, *x)).collect();
+        (z, numeric)
     }
 
     /// Shapley values of `row`: equal to [`shapley`] with the same `params` and background, up
@@ -528,8 +414,8 @@ impl Explainer {
             return Err(no_background());
         }
         let mut buffers = Buffers::default();
-        let p_x = self.finish(&self.first_layer(spec, x).0, &mut buffers)?;
-        let h = self.layers[0].outputs;
+        let p_x = self.net.probability(&self.first_layer(spec, x).0, &mut buffers)?;
+        let h = self.net.hidden();
         let mut values = vec![0.0f64; m];
         let mut base = 0.0f64;
         let mut mixed = SlotValues::default();
@@ -555,20 +441,17 @@ impl Explainer {
                 let mut last = start.logit;
                 walk[0] = last;
                 for (&field, slot) in order[..steps].iter().zip(&mut walk[1..]) {
-                    let columns = &self.columns;
-                    let changed = spec.switch_field(field, x, &mut mixed, &mut numeric, &mut scratch, |j, d| {
-                        for (zi, c) in z.iter_mut().zip(&columns[j * h..(j + 1) * h]) {
-                            *zi += d * c;
-                        }
-                    });
+                    let net = &self.net;
+                    let changed =
+                        spec.switch_field(field, x, &mut mixed, &mut numeric, &mut scratch, |j, d| add_scaled(&mut z, d, net.column(j)));
                     if changed {
-                        last = self.logit(&z, &mut buffers);
+                        last = net.logit(&z, &mut buffers);
                     }
                     *slot = last;
                 }
             }
         }
-        self.sigmoids(&mut logits)?;
+        self.net.sigmoids(&mut logits)?;
         for (order, walks) in orders.iter().zip(logits.chunks_exact(n * stride)) {
             for walk in walks.chunks_exact(stride) {
                 let mut prev = walk[0];
@@ -590,7 +473,7 @@ impl Explainer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onnx::dense_stack_to_onnx;
+    use crate::onnx::{Dense, dense_stack_to_onnx};
     use crate::spec::tests::{fitted, fitted_binned, rows};
 
     /// A one-layer model over the spec's feature vector: sigmoid(w · x).

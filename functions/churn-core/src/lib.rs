@@ -18,6 +18,7 @@ pub mod env;
 pub mod error;
 pub mod explain;
 pub mod metrics;
+pub mod network;
 pub mod onnx;
 pub mod playbook;
 pub mod privacy;

@@ -19,6 +19,7 @@ use crate::bundle::Bundle;
 use crate::drift::{DriftCounter, FeatureDrift};
 use crate::error::{CoreError, Result};
 use crate::explain;
+use crate::network::{Active, Buffers};
 use crate::spec::SlotValues;
 use crate::table::{Bound, TableReader, TableWriter};
 
@@ -56,6 +57,8 @@ pub struct BatchScorer<'a> {
     schema: SchemaRef,
     scratch: SlotValues,
     input: crate::scorer::InputBuffer,
+    /// The network path's first-layer pre-activation, logits and buffers, kept between batches.
+    sparse: (Vec<f32>, Vec<f32>, Buffers, Active),
     drift: Option<DriftCounter>,
     probability_sum: f64,
     /// Reasons written per contacted row (0: no reason columns).
@@ -96,6 +99,7 @@ impl<'a> BatchScorer<'a> {
             schema,
             scratch: SlotValues::default(),
             input: Default::default(),
+            sparse: Default::default(),
             drift: bundle.reference.as_ref().map(|r| DriftCounter::new(&bundle.spec, r)),
             probability_sum: 0.0,
             top_reasons: 0,
@@ -144,35 +148,68 @@ impl<'a> BatchScorer<'a> {
         let mut bound = Bound::new(batch, &names)?;
         bound.resolve_categories(spec);
         let n = batch.num_rows();
-        let width = spec.width();
         let (scratch, drift) = (&mut self.scratch, &mut self.drift);
         // Errors and warnings are rare: kept as (row, message), in row order.
-        let ((errors, warnings), probs) = self.bundle.scorer.predict_filled(n, &mut self.input, |features| {
-            let mut errors: Vec<(usize, String)> = Vec::new();
-            let mut warnings: Vec<(usize, String)> = Vec::new();
-            let mut warn_buf = Vec::new();
-            for (r, out) in features.chunks_mut(width).enumerate() {
-                warn_buf.clear();
-                match spec.transform_into(&bound.row(r), scratch, out, Some(&mut warn_buf)) {
-                    Ok(()) => {
-                        if let Some(d) = drift.as_mut() {
-                            d.observe(scratch);
-                        }
-                        if !warn_buf.is_empty() {
-                            let w: Vec<String> = warn_buf.iter().map(|w| format!("{}: {}", w.field, w.message)).collect();
-                            warnings.push((r, w.join("; ")));
-                        }
-                    }
-                    Err(e) => {
-                        // The buffer holds an earlier batch's values; this row's probability
-                        // is not used, but it is not left to chance either.
-                        out.fill(0.0);
-                        errors.push((r, format!("{}: {e}", locate(first_row + r))))
-                    }
+        let mut errors: Vec<(usize, String)> = Vec::new();
+        let mut warnings: Vec<(usize, String)> = Vec::new();
+        let mut warn_buf = Vec::new();
+        // Steps 1–2 of the transform for row `r`, with its drift counts and warnings; `false`
+        // (and the error kept) when the row cannot be scored.
+        let mut slots = |r: usize, scratch: &mut SlotValues| match spec.checked_slot_values(&bound.row(r), scratch) {
+            Ok(()) => {
+                if let Some(d) = drift.as_mut() {
+                    d.observe(scratch);
                 }
+                warn_buf.clear();
+                spec.warnings(scratch, &mut warn_buf);
+                if !warn_buf.is_empty() {
+                    let w: Vec<String> = warn_buf.iter().map(|w| format!("{}: {}", w.field, w.message)).collect();
+                    warnings.push((r, w.join("; ")));
+                }
+                true
             }
-            (errors, warnings)
-        })?;
+            Err(e) => {
+                errors.push((r, format!("{}: {e}", locate(first_row + r))));
+                false
+            }
+        };
+        let tract_probs;
+        let probs: &[f32] = match &self.bundle.network {
+            // The project's own models: the first layer from the slot values (no input vector).
+            Some(net) => {
+                let (z, logits, buffers, active) = &mut self.sparse;
+                z.resize(net.hidden(), 0.0);
+                logits.clear();
+                for r in 0..n {
+                    // A row that cannot be scored gets a placeholder logit; it is not used.
+                    let logit = if slots(r, scratch) {
+                        net.first_layer(spec, scratch, z, active);
+                        net.logit(z, buffers)
+                    } else {
+                        0.0
+                    };
+                    logits.push(logit);
+                }
+                net.sigmoids(logits)?;
+                logits
+            }
+            None => {
+                let width = spec.width();
+                let ((), probs) = self.bundle.scorer.predict_filled(n, &mut self.input, |features| {
+                    for (r, out) in features.chunks_mut(width).enumerate() {
+                        if slots(r, scratch) {
+                            spec.encode(scratch, out, None);
+                        } else {
+                            // The buffer holds an earlier batch's values; this row's
+                            // probability is not used, but it is not left to chance either.
+                            out.fill(0.0);
+                        }
+                    }
+                })?;
+                tract_probs = probs;
+                &tract_probs
+            }
+        };
 
         // The id column is passed through when it is text (no copy); other types are written as
         // the transform reads them.

@@ -155,6 +155,15 @@ pub struct SlotValues {
     pub unseen_range: Vec<usize>,
 }
 
+/// A nonzero part of a record's model input vector ([`FeatureSpec::encode_sparse`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Inputs {
+    /// The input at `position` is `value`.
+    Value { position: usize, value: f32 },
+    /// The first `ones` inputs of numeric slot `slot`'s piecewise-linear block are 1.
+    LeadingOnes { slot: usize, ones: usize },
+}
+
 /// A non-fatal note about a record, e.g. an unseen category.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Warning {
@@ -330,6 +339,28 @@ pub(crate) mod tests {
                 let want = ((x - lo) / (hi - lo)).clamp(0.0, 1.0) as f32;
                 assert_eq!(bin_fraction(x, lo, hi).to_bits(), want.to_bits(), "x {x} in [{lo}, {hi}]");
             }
+        }
+    }
+
+    #[test]
+    fn every_piecewise_linear_input_is_its_bins_fraction() {
+        // Five strictly increasing edges, and values on, between and beyond them (tenure is
+        // clipped at 30).
+        let mut s = fitted_binned();
+        s.numeric[0].bins = vec![0.0, 1.0, 2.5, 2.75, 30.0];
+        let last = s.feature_names.iter().position(|n| n == "tenure~bin1").unwrap();
+        s.feature_names.splice(last + 1..last + 1, ["tenure~bin2".to_string(), "tenure~bin3".to_string()]);
+        s.compile().unwrap();
+        let tenure = &s.numeric[0];
+        let (offset, count) = s.bin_block(0);
+        assert_eq!(count, 4);
+        for k in 0..=320 {
+            let t = k as f64 / 8.0;
+            let text = t.to_string();
+            let row = [("tenure", text.as_str()), ("total", "100"), ("plan", "a"), ("tv", "No")];
+            let v = s.transform(row.as_slice()).unwrap();
+            let want: Vec<f32> = (0..count).map(|b| tenure.bin_value(b, t)).collect();
+            assert_eq!(&v[offset..offset + count], &want[..], "tenure {t}");
         }
     }
 

@@ -143,68 +143,103 @@ impl FeatureSpec {
     }
 
     /// Step 3 for numeric slot `s`: clipped to the fitted bounds and standardised.
-    pub(super) fn encode_numeric(&self, s: usize, x: f64) -> f32 {
+    pub(crate) fn encode_numeric(&self, s: usize, x: f64) -> f32 {
         let f = &self.numeric[s];
         ((x.clamp(f.clip_min, f.clip_max) - f.mean) / f.std) as f32
     }
 
-    /// Steps 3–4 on values from [`slot_values`](Self::slot_values): writes the model input vector.
+    /// Steps 3–4 on values from [`slot_values`](Self::slot_values): writes the model input vector
+    /// (every position: those [`encode_sparse`](Self::encode_sparse) does not name are 0).
+    /// Warnings (imputed numbers, numbers outside the training range, unseen or missing
+    /// categories) go to `warnings`.
     pub fn encode(&self, values: &SlotValues, out: &mut [f32], warnings: Option<&mut Vec<Warning>>) {
         debug_assert_eq!(out.len(), self.plan.width);
-        for (i, x) in values.numeric.iter().enumerate() {
-            out[i] = self.encode_numeric(i, *x);
+        out.fill(0.0);
+        self.encode_sparse(values, |inputs| match inputs {
+            Inputs::Value { position, value } => out[position] = value,
+            Inputs::LeadingOnes { slot, ones } => {
+                let offset = self.plan.bin_offset[slot];
+                out[offset..offset + ones].fill(1.0);
+            }
+        });
+        if let Some(w) = warnings {
+            self.warnings(values, w);
         }
-        out[self.numeric.len()..].fill(0.0);
-        for (i, (f, x)) in self.numeric.iter().zip(&values.numeric).enumerate() {
+    }
+
+    /// Steps 3–4 as the nonzero part of the model input vector: `input` is called for every
+    /// standardised number, every known category's one-hot input, the run of 1s that begins
+    /// each piecewise-linear block, and each other nonzero piecewise-linear input. The one
+    /// definition of the encoding: [`encode`](Self::encode) writes the vector from it, and the
+    /// batch scorer's first layer ([`crate::network::Network`]) sums weight columns from it.
+    #[inline]
+    pub fn encode_sparse(&self, values: &SlotValues, mut input: impl FnMut(Inputs)) {
+        for (i, x) in values.numeric.iter().enumerate() {
+            input(Inputs::Value { position: i, value: self.encode_numeric(i, *x) });
+        }
+        for (s, (f, x)) in self.numeric.iter().zip(&values.numeric).enumerate() {
             if f.bins.is_empty() {
                 continue;
             }
             let x = x.clamp(f.clip_min, f.clip_max);
-            let offset = self.plan.bin_offset[i];
-            for (o, edges) in out[offset..offset + f.bin_count()].iter_mut().zip(f.bins.windows(2)) {
-                *o = bin_fraction(x, edges[0], edges[1]);
+            // Edges strictly increase (the plan checks): the bins whose upper edge is at most x
+            // are 1, the next one holds x's fraction (0 on its lower edge), the rest are 0 —
+            // what `bin_fraction` gives each bin, found with one search.
+            let ones = f.bins[1..].partition_point(|e| *e <= x);
+            if ones > 0 {
+                input(Inputs::LeadingOnes { slot: s, ones });
             }
-        }
-        let mut warnings = warnings;
-        if let Some(w) = warnings.as_deref_mut() {
-            for &s in &values.imputed {
-                let f = &self.numeric[s];
-                w.push(Warning { field: f.name.clone(), message: format!("missing; imputed with the training median {}", f.impute) });
-            }
-            for &i in &values.unseen_range {
-                let (input, Slot::Numeric(s)) = (&self.inputs[i], self.plan.input_slot[i]) else { continue };
-                let InputKind::Numeric { seen: Some([lo, hi]), .. } = input.kind else { continue };
-                let (x, f) = (values.numeric[s], &self.numeric[s]);
-                w.push(Warning {
-                    field: input.name.clone(),
-                    message: format!(
-                        "{x} is outside the training range [{lo}, {hi}]; the model has seen no such customer and scores it as {}",
-                        x.clamp(f.clip_min, f.clip_max)
-                    ),
-                });
-            }
-        }
-        for (s, c) in self.categorical.iter().enumerate() {
-            match &values.categorical[s] {
-                CatValue::Known(k) => out[self.plan.cat_offset[s] + k] = 1.0,
-                CatValue::Unseen(v) => {
-                    if let Some(w) = warnings.as_deref_mut() {
-                        w.push(Warning {
-                            field: c.name.clone(),
-                            message: format!(
-                                "unseen category {v:?}; scored as an average customer for this field (known: {:?})",
-                                c.vocabulary
-                            ),
-                        });
-                    }
+            if ones < f.bin_count() {
+                let v = bin_fraction(x, f.bins[ones], f.bins[ones + 1]);
+                if v != 0.0 {
+                    input(Inputs::Value { position: self.plan.bin_offset[s] + ones, value: v });
                 }
+            }
+        }
+        for (s, c) in values.categorical.iter().enumerate() {
+            if let CatValue::Known(k) = c {
+                input(Inputs::Value { position: self.plan.cat_offset[s] + k, value: 1.0 });
+            }
+        }
+    }
+
+    /// The warnings of a record with slot values `values`: numbers that were blank (imputed)
+    /// or outside the training range, categories unseen in training or missing.
+    pub fn warnings(&self, values: &SlotValues, w: &mut Vec<Warning>) {
+        for &s in &values.imputed {
+            let f = &self.numeric[s];
+            w.push(Warning { field: f.name.clone(), message: format!("missing; imputed with the training median {}", f.impute) });
+        }
+        for &i in &values.unseen_range {
+            let (input, Slot::Numeric(s)) = (&self.inputs[i], self.plan.input_slot[i]) else { continue };
+            let InputKind::Numeric { seen: Some([lo, hi]), .. } = input.kind else { continue };
+            let (x, f) = (values.numeric[s], &self.numeric[s]);
+            w.push(Warning {
+                field: input.name.clone(),
+                message: format!(
+                    "{x} is outside the training range [{lo}, {hi}]; the model has seen no such customer and scores it as {}",
+                    x.clamp(f.clip_min, f.clip_max)
+                ),
+            });
+        }
+        for (c, value) in self.categorical.iter().zip(&values.categorical) {
+            match value {
+                CatValue::Known(_) => {}
+                CatValue::Unseen(v) => w.push(Warning {
+                    field: c.name.clone(),
+                    message: format!("unseen category {v:?}; scored as an average customer for this field (known: {:?})", c.vocabulary),
+                }),
                 CatValue::Missing => {
-                    if let Some(w) = warnings.as_deref_mut() {
-                        w.push(Warning { field: c.name.clone(), message: "missing; scored as an average customer for this field".into() });
-                    }
+                    w.push(Warning { field: c.name.clone(), message: "missing; scored as an average customer for this field".into() })
                 }
             }
         }
+    }
+
+    /// Numeric slot `s`'s piecewise-linear block: its first position in the model input vector
+    /// and its number of inputs (0 when the number has none).
+    pub fn bin_block(&self, s: usize) -> (usize, usize) {
+        (self.plan.bin_offset[s], self.numeric[s].bin_count())
     }
 
     /// The whole transform for one record: writes `out` (length [`width`](Self::width)) or
