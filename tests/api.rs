@@ -326,17 +326,21 @@ fn without_reasons_the_scores_tiers_and_actions_are_the_same() {
     let plain = Predictor::new(bundle(), None, 50, 3).with_reasons(churn_api::Reasons::None);
     assert_eq!(plain.reasons(), churn_api::Reasons::None);
     let explained = Predictor::new(bundle(), None, 50, 3);
+    // Occlusion scores through tract's plan; the other two through the network evaluator
+    // (churn_core::network), from the slot values.
+    let occluded = Predictor::new(bundle(), None, 50, 3).with_reasons(churn_api::Reasons::Occlusion);
     let body = serde_json::to_vec(&json!({ "customers": customers(40) })).unwrap();
     let a = serde_json::to_value(plain.predict_body(&body).unwrap()).unwrap();
     let b = serde_json::to_value(explained.predict_body(&body).unwrap()).unwrap();
-    let (a, b) = (a["predictions"].as_array().unwrap(), b["predictions"].as_array().unwrap());
+    let t = serde_json::to_value(occluded.predict_body(&body).unwrap()).unwrap();
+    let (a, b, t) = (a["predictions"].as_array().unwrap(), b["predictions"].as_array().unwrap(), t["predictions"].as_array().unwrap());
     assert_eq!(a.len(), 40);
     assert!(b.iter().any(|p| !p["reasons"].as_array().unwrap().is_empty()), "the explained run gives reasons");
-    for (p, q) in a.iter().zip(b) {
+    for ((p, q), r) in a.iter().zip(b).zip(t) {
         assert_eq!(p["customer_id"], q["customer_id"]);
-        // The Shapley path scores through its own f64 evaluator (equal to tract within 1e-6).
-        let (x, y) = (p["churn_probability"].as_f64().unwrap(), q["churn_probability"].as_f64().unwrap());
-        assert!((x - y).abs() <= 1e-6, "{x} vs {y}");
+        let (x, y, z) =
+            (p["churn_probability"].as_f64().unwrap(), q["churn_probability"].as_f64().unwrap(), r["churn_probability"].as_f64().unwrap());
+        assert!((x - y).abs() <= 1e-6 && (x - z).abs() <= 1e-6, "no reasons {x}, Shapley {y}, tract {z}");
         assert_eq!((&p["risk_tier"], &p["action"]), (&q["risk_tier"], &q["action"]));
         assert_eq!(p["reasons"], json!([]), "{p}");
         assert!(p["offer"].is_null(), "{p}");

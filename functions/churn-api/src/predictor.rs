@@ -14,6 +14,7 @@
 
 use churn_core::Bundle;
 use churn_core::explain;
+use churn_core::network::{Active, Buffers};
 use churn_core::privacy::Pseudonymizer;
 use churn_core::spec::{InputKind, SlotValues, Warning};
 
@@ -109,8 +110,12 @@ impl Predictor {
             tracing::error!(error = %e, "inference failed");
             ApiError::new(ErrorCode::Internal, "the model could not score this request; it has been logged", vec![])
         };
-        let transform = |c: &Customer, scratch: &mut SlotValues, out: &mut [f32], w: &mut Vec<Warning>| {
-            spec.transform_into(&c.record, scratch, out, Some(w)).map_err(|e| ApiError::invalid(format!("{}: {e}", c.path), vec![]))
+        let invalid = |c: &Customer, e| ApiError::invalid(format!("{}: {e}", c.path), vec![]);
+        // Steps 1–2 of the transform, with the customer's warnings.
+        let slots = |c: &Customer, scratch: &mut SlotValues, w: &mut Vec<Warning>| {
+            spec.checked_slot_values(&c.record, scratch).map_err(|e| invalid(c, e))?;
+            spec.warnings(scratch, w);
+            Ok::<_, ApiError>(())
         };
         let mut warnings = vec![Vec::new(); customers.len()];
         let mut scratch = SlotValues::default();
@@ -120,15 +125,23 @@ impl Predictor {
             Reasons::Shapley { permutations } => self.bundle.explainer.as_ref().map(|e| (e, permutations)),
             Reasons::Occlusion | Reasons::None => None,
         };
+        let network = self.bundle.network.as_deref().filter(|_| self.reasons == Reasons::None);
         if let Some((explainer, permutations)) = explainer {
-            // The explainer evaluates the customer itself (the end of every walk): no model call
-            // here, the model inputs are written only for the transform's checks and warnings.
-            let mut row = vec![0.0; width];
+            // The explainer evaluates the customer itself (the end of every walk): no model call.
             for (c, w) in customers.iter().zip(&mut warnings) {
-                transform(c, &mut scratch, &mut row, w)?;
+                slots(c, &mut scratch, w)?;
                 let params = explain::ShapleyParams { permutations, seed: 0 };
                 let a = explainer.explain_slots(spec, &scratch, params).map_err(internal)?;
                 scored.push((a.prediction, a.values));
+            }
+        } else if let Some(net) = network {
+            // No reasons: the project's own model evaluated from the slot values, as the batch
+            // scorer does.
+            let (mut z, mut active, mut buffers) = (vec![0.0; net.hidden()], Active::default(), Buffers::default());
+            for (c, w) in customers.iter().zip(&mut warnings) {
+                slots(c, &mut scratch, w)?;
+                net.first_layer(spec, &scratch, &mut z, &mut active);
+                scored.push((f64::from(net.probability(&z, &mut buffers).map_err(internal)?), Vec::new()));
             }
         } else {
             let occlusion = self.reasons == Reasons::Occlusion;
@@ -137,7 +150,7 @@ impl Predictor {
             for (c, w) in customers.iter().zip(&mut warnings) {
                 let start = features.len();
                 features.resize(start + width, 0.0);
-                transform(c, &mut scratch, &mut features[start..], w)?;
+                spec.transform_into(&c.record, &mut scratch, &mut features[start..], Some(w)).map_err(|e| invalid(c, e))?;
                 if occlusion {
                     explain::occlusion_rows(spec, &c.record, &mut scratch, &mut features);
                 }

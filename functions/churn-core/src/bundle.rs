@@ -98,7 +98,8 @@ pub struct LoadTimings {
     pub verify_ms: f64,
     /// Parsing the JSON files (spec, playbook, metrics, reference, background).
     pub parse_ms: f64,
-    /// Parsing the ONNX model and building tract's plan.
+    /// Reading the ONNX model: a dense stack's layers, matched to the feature spec (tract plans
+    /// it on first use), or tract's plan of any other graph.
     pub plan_ms: f64,
     /// Preparing the Shapley evaluator (the background sample through the first layer).
     pub explainer_ms: f64,
@@ -187,6 +188,7 @@ impl Bundle {
         // The ONNX protobuf is read once for both the scorer's planning and the explainer.
         let layers = crate::onnx::dense_stack_from_onnx(&files[MODEL])?;
         let scorer = Scorer::new(&files[MODEL], spec.width(), layers.is_some())?;
+        let network = layers.map(|l| Network::new(&spec, l).map(Arc::new)).transpose()?;
         let plan_ms = lap();
         // Files older bundles lack: parsed and checked against the spec when present.
         let reference: Option<DriftReference> =
@@ -202,7 +204,6 @@ impl Bundle {
         parse_ms += lap();
         // Building the explainer transforms every background row once, which is also the check
         // that they transform; without one, the rows are checked on their own.
-        let network = layers.map(|l| Network::new(&spec, l).map(Arc::new)).transpose()?;
         let explainer = match (&background, &network) {
             (Some(b), Some(net)) => Some(Explainer::with_network(&spec, net.clone(), b).map_err(in_bundle)?),
             (Some(b), None) => {

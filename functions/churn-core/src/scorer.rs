@@ -1,6 +1,11 @@
 //! Scores feature vectors with the bundle's ONNX model through tract. The optimised, runnable
-//! plan is built once (at Lambda init, or once per `churn score` run) and shared; each call only
-//! runs it.
+//! plan is built once and shared; each call only runs it. For any graph it is built when the
+//! model loads, so that a model tract cannot run fails there. A dense stack this project wrote
+//! is checked at load without tract (its layers are read and matched to the feature spec, see
+//! [`crate::network::Network`], which the batch scorer and the API's default path evaluate), and
+//! its plan is built on first use: the paths that run it (the reference Shapley values, the
+//! API's other reason methods, training's checks) do not put tract's planning on every cold
+//! start of a function that never calls them.
 //!
 //! That plan takes any number of rows. For large batches of a size that repeats (the batch
 //! scorer's record batches, the API's Shapley batches) a plan specialised to exactly that many
@@ -9,20 +14,26 @@
 //! that a Lambda's first request (its cold start) does not pay for planning — and kept, a few
 //! sizes at most.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tract_onnx::prelude::*;
 
 use crate::error::{CoreError, Result};
 
 pub struct Scorer {
-    plan: Arc<TypedRunnableModel>,
-    /// The parsed model, from which fixed-size plans are made.
-    model: InferenceModel,
+    /// The ONNX model, kept until it is planned.
+    bytes: Vec<u8>,
+    /// The parsed model (from which fixed-size plans are made) and its general plan.
+    planned: OnceLock<std::result::Result<Planned, String>>,
     /// Whether the model is a dense stack this project wrote (see [`Scorer::plan`]).
     dense: bool,
     plans: Mutex<FixedPlans>,
     width: usize,
+}
+
+struct Planned {
+    model: InferenceModel,
+    plan: Arc<TypedRunnableModel>,
 }
 
 #[derive(Default)]
@@ -57,21 +68,37 @@ fn inference(e: TractError) -> CoreError {
 }
 
 impl Scorer {
-    /// Loads, optimises and plans an ONNX model taking `[N, width]` features.
+    /// Loads an ONNX model taking `[N, width]` features (see the module documentation for
+    /// when it is planned).
     pub fn from_onnx(bytes: &[u8], width: usize) -> Result<Self> {
-        Self::new(bytes, width, crate::onnx::dense_stack_from_onnx(bytes)?.is_some())
+        let layers = crate::onnx::dense_stack_from_onnx(bytes)?;
+        if let Some(first) = layers.as_ref().and_then(|l| l.first()).filter(|l| l.inputs != width) {
+            return Err(CoreError::ModelFile { file: crate::bundle::MODEL, problem: format!("takes {} inputs, not {width}", first.inputs) });
+        }
+        Self::new(bytes, width, layers.is_some())
     }
 
     /// [`from_onnx`](Self::from_onnx) for a caller that has read the model with
     /// [`crate::onnx::dense_stack_from_onnx`] already: `dense` is whether that found a stack.
+    /// Anything else is planned, and run once, here; a dense stack on first use (the caller
+    /// has checked its layers).
     pub fn new(bytes: &[u8], width: usize, dense: bool) -> Result<Self> {
-        let err = |e: TractError| CoreError::ModelFile { file: crate::bundle::MODEL, problem: format!("{e:#}") };
-        let model = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(bytes)).map_err(err)?;
-        let plan = Self::plan(model.clone(), dense).map_err(err)?;
-        let scorer = Scorer { plan, model, dense, plans: Mutex::default(), width };
-        // Fail at load, not on the first request, if the model does not take this width.
-        scorer.predict(&vec![0.0; width])?;
+        let scorer = Scorer { bytes: bytes.to_vec(), planned: OnceLock::new(), dense, plans: Mutex::default(), width };
+        if !dense {
+            // Fail at load, not on the first request, if the model does not take this width.
+            scorer.predict(&vec![0.0; width])?;
+        }
         Ok(scorer)
+    }
+
+    /// The parsed model and its general plan, made on first call.
+    fn planned(&self) -> Result<&Planned> {
+        let planned = self.planned.get_or_init(|| {
+            let model = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(&self.bytes)).map_err(|e| format!("{e:#}"))?;
+            let plan = Self::plan(model.clone(), self.dense).map_err(|e| format!("{e:#}"))?;
+            Ok(Planned { model, plan })
+        });
+        planned.as_ref().map_err(|problem| CoreError::ModelFile { file: crate::bundle::MODEL, problem: problem.clone() })
     }
 
     /// tract's runnable plan of `model`. A stack of dense layers as this project writes it
@@ -136,15 +163,15 @@ impl Scorer {
 
     fn run_value(&self, input: TValue) -> Result<Vec<f32>> {
         let rows = input.shape()[0];
-        let out = self.plan_for(rows).run(tvec!(input)).map_err(inference)?;
+        let out = self.plan_for(rows, self.planned()?).run(tvec!(input)).map_err(inference)?;
         Ok(out[0].to_plain_array_view::<f32>().map_err(inference)?.iter().copied().collect())
     }
 
     /// The plan for `rows` rows: a fixed-size one when the batch is large enough and one exists
     /// or can still be made, the general one otherwise.
-    fn plan_for(&self, rows: usize) -> Arc<TypedRunnableModel> {
+    fn plan_for(&self, rows: usize, planned: &Planned) -> Arc<TypedRunnableModel> {
         if rows < FIXED_PLAN_MIN_ROWS {
-            return self.plan.clone();
+            return planned.plan.clone();
         }
         {
             let mut plans = self.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -152,7 +179,7 @@ impl Scorer {
                 return p.clone();
             }
             if plans.fixed.len() >= FIXED_PLANS {
-                return self.plan.clone();
+                return planned.plan.clone();
             }
             let count = match plans.seen.iter().position(|(n, _)| *n == rows) {
                 Some(i) => {
@@ -166,11 +193,11 @@ impl Scorer {
                 None => 0,
             };
             if count < FIXED_PLAN_AFTER {
-                return self.plan.clone();
+                return planned.plan.clone();
             }
         }
         // Planning takes milliseconds: done outside the lock.
-        let built = self.model.clone().with_input_fact(0, f32::fact([rows, self.width]).into()).and_then(|m| Self::plan(m, self.dense));
+        let built = planned.model.clone().with_input_fact(0, f32::fact([rows, self.width]).into()).and_then(|m| Self::plan(m, self.dense));
         match built {
             Ok(plan) => {
                 let mut plans = self.plans.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -183,7 +210,7 @@ impl Scorer {
             // missed speed-up.
             Err(e) => {
                 tracing::debug!(rows, error = %e, "no fixed-size plan");
-                self.plan.clone()
+                planned.plan.clone()
             }
         }
     }
@@ -262,6 +289,27 @@ mod tests {
         // Another size gets a fresh, zeroed tensor.
         let (before, p) = s.predict_filled(1, &mut buffer, |v| v.to_vec()).unwrap();
         assert_eq!((before, p.len()), (vec![0.0, 0.0], 1));
+    }
+
+    #[test]
+    fn a_dense_stack_is_planned_on_first_use_and_any_other_graph_at_load() {
+        let layers = vec![Dense { weight: vec![1.0, -2.0], bias: vec![0.5], inputs: 2, outputs: 1, relu: false }];
+        let bytes = dense_stack_to_onnx(&layers, &[]).unwrap();
+        let s = Scorer::from_onnx(&bytes, 2).unwrap();
+        assert!(s.planned.get().is_none(), "a dense stack is not planned at load");
+        assert_eq!(s.predict(&[1.0, 1.0]).unwrap().len(), 1);
+        assert!(s.planned.get().is_some());
+        // Treated as a graph of any kind: planned and run once at load.
+        let s = Scorer::new(&bytes, 2, false).unwrap();
+        assert!(s.planned.get().is_some_and(|p| p.is_ok()));
+        assert!(Scorer::new(&bytes, 3, false).is_err(), "the width check runs the plan at load");
+    }
+
+    #[test]
+    fn a_dense_stack_of_another_width_is_refused_at_load() {
+        let layers = vec![Dense { weight: vec![1.0, -2.0], bias: vec![0.5], inputs: 2, outputs: 1, relu: false }];
+        let err = Scorer::from_onnx(&dense_stack_to_onnx(&layers, &[]).unwrap(), 3).unwrap_err();
+        assert!(err.to_string().contains("takes 2 inputs, not 3"), "{err}");
     }
 
     #[test]
