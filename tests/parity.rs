@@ -162,19 +162,26 @@ fn parity(data: &std::path::Path, config: TrainConfig, numeric: &[&str]) -> pipe
         w.write(b).unwrap();
     }
     w.finish().unwrap();
-    let scored_path = dir.path().join("scored.parquet");
-    let summary = churn_core::scoring::score_table(&bundle, churn_core::table::TableReader::open(&pq).unwrap(), &scored_path, 0).unwrap();
-    assert_eq!(summary.rows, test_rows.len());
-    assert_eq!(summary.failed, 0);
-    let scored = Table::read(&scored_path).unwrap();
-    let col = scored.column_values("churn_probability").unwrap();
-    let batch_p: Vec<f32> = col
-        .iter()
-        .map(|v| match v {
-            churn_core::RawValue::Number(x) => *x as f32,
-            other => panic!("no probability: {other:?}"),
-        })
-        .collect();
+    let batch_scores = |bundle: &Bundle, name: &str| -> Vec<f32> {
+        let scored_path = dir.path().join(name);
+        let summary = churn_core::scoring::score_table(bundle, churn_core::table::TableReader::open(&pq).unwrap(), &scored_path, 0).unwrap();
+        assert_eq!(summary.rows, test_rows.len());
+        assert_eq!(summary.failed, 0);
+        let scored = Table::read(&scored_path).unwrap();
+        let col = scored.column_values("churn_probability").unwrap();
+        col.iter()
+            .map(|v| match v {
+                churn_core::RawValue::Number(x) => *x as f32,
+                other => panic!("no probability: {other:?}"),
+            })
+            .collect()
+    };
+    let batch_p = batch_scores(&bundle, "scored.parquet");
+    // The batch scorer's path for any other graph: the dense input vector through tract.
+    let mut through_tract = Bundle::load_dir(&bundle_dir).unwrap();
+    through_tract.network = None;
+    let d = max_diff(&batch_scores(&through_tract, "scored-tract.parquet"), &tract_p);
+    assert!(d <= 1e-7, "parquet batch scoring through tract vs tract on the serving features: {d}");
     let d = max_diff(&batch_p, &o.candle_test_p);
     assert!(d <= TOL, "parquet batch scoring vs candle: {d}");
     // The batch path evaluates the project's dense stacks from the slot values (no input
