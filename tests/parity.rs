@@ -164,7 +164,8 @@ fn parity(data: &std::path::Path, config: TrainConfig, numeric: &[&str]) -> pipe
     w.finish().unwrap();
     let batch_scores = |bundle: &Bundle, name: &str| -> Vec<f32> {
         let scored_path = dir.path().join(name);
-        let summary = churn_core::scoring::score_table(bundle, churn_core::table::TableReader::open(&pq).unwrap(), &scored_path, 0).unwrap();
+        let summary =
+            churn_core::scoring::score_table(bundle, churn_core::table::TableReader::open(&pq).unwrap(), &scored_path, 0).unwrap();
         assert_eq!(summary.rows, test_rows.len());
         assert_eq!(summary.failed, 0);
         let scored = Table::read(&scored_path).unwrap();

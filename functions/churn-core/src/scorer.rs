@@ -73,7 +73,10 @@ impl Scorer {
     pub fn from_onnx(bytes: &[u8], width: usize) -> Result<Self> {
         let layers = crate::onnx::dense_stack_from_onnx(bytes)?;
         if let Some(first) = layers.as_ref().and_then(|l| l.first()).filter(|l| l.inputs != width) {
-            return Err(CoreError::ModelFile { file: crate::bundle::MODEL, problem: format!("takes {} inputs, not {width}", first.inputs) });
+            return Err(CoreError::ModelFile {
+                file: crate::bundle::MODEL,
+                problem: format!("takes {} inputs, not {width}", first.inputs),
+            });
         }
         Self::new(bytes, width, layers.is_some())
     }
