@@ -1,5 +1,6 @@
 //! The batch-scoring function. Init does the heavy work once: read and check the configuration,
-//! fetch and verify the bundle, build the tract plan and the S3 client. Each S3 event is then
+//! fetch and verify the bundle, read the model (a dense stack's layers, or tract's plan of any other
+//! graph) and build the S3 client. Each S3 event is then
 //! handed to `batch_score::handle`.
 
 use std::process::ExitCode;

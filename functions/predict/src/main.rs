@@ -1,6 +1,7 @@
 //! The prediction function. Start-up (Lambda's init phase, outside any request) does all the
 //! heavy work once: read and check the configuration, fetch the bundle (S3, a directory, or
-//! through the MLflow registry), verify its checksums, build the tract plan and the transform.
+//! through the MLflow registry), verify its checksums, read the model (a dense stack's layers, or
+//! tract's plan of any other graph) and compile the transform.
 //! Then the same axum router answers requests: through the Lambda runtime API when
 //! `AWS_LAMBDA_RUNTIME_API` is set, on a local HTTP port (`BIND`) otherwise.
 
