@@ -185,7 +185,8 @@ impl Bundle {
         playbook.check_fields(spec.input_names()).map_err(|e| bad(e.to_string()))?;
         let metrics = json(METRICS, text(METRICS), &bad)?;
         let mut parse_ms = lap();
-        // The ONNX protobuf is read once for both the scorer's planning and the explainer.
+        // The ONNX protobuf is read once: whether tract plans it now (any other graph) or on
+        // first use, and the network the batch scorer and the explainer evaluate.
         let layers = crate::onnx::dense_stack_from_onnx(&files[MODEL])?;
         let scorer = Scorer::new(&files[MODEL], spec.width(), layers.is_some())?;
         let network = layers.map(|l| Network::new(&spec, l).map(Arc::new)).transpose()?;

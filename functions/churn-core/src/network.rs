@@ -54,7 +54,7 @@ pub struct Buffers {
 
 /// `a · b` with eight running sums, which the compiler can keep in vector registers (a single
 /// running sum must add in order and cannot).
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot(a: &[f32], b: &[f32]) -> f32 {
     dot_with(a, b, |x| x)
 }
 
@@ -102,13 +102,8 @@ impl Network {
     /// them) for inputs made by `spec`.
     pub fn new(spec: &FeatureSpec, layers: Vec<Dense>) -> Result<Self> {
         let width = spec.width();
-        let first = layers.first().ok_or_else(|| CoreError::ModelFile { file: crate::bundle::MODEL, problem: "no layers".into() })?;
-        if first.inputs != width {
-            return Err(CoreError::ModelFile {
-                file: crate::bundle::MODEL,
-                problem: format!("takes {} inputs, the feature spec makes {width}", first.inputs),
-            });
-        }
+        crate::onnx::check_width(&layers, width)?;
+        let first = &layers[0];
         let h = first.outputs;
         let mut table = vec![0.0f32; width * h];
         for o in 0..h {

@@ -133,9 +133,21 @@ pub fn dense_stack_to_onnx(layers: &[Dense], metadata: &[(String, String)]) -> R
     Ok(model.encode_to_vec())
 }
 
+/// That the dense stack `layers` takes the `width` inputs the feature spec makes.
+pub fn check_width(layers: &[Dense], width: usize) -> Result<()> {
+    match layers.first() {
+        None => Err(CoreError::ModelFile { file: crate::bundle::MODEL, problem: "no layers".into() }),
+        Some(first) if first.inputs != width => Err(CoreError::ModelFile {
+            file: crate::bundle::MODEL,
+            problem: format!("takes {} inputs, the feature spec makes {width}", first.inputs),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Reads back a model written by [`dense_stack_to_onnx`]: `Ok(None)` when the graph is anything
 /// else (a model from another tool), so that callers fall back to running it through tract.
-/// Used by the fast Shapley evaluator ([`crate::explain::Explainer`]), which needs the weights.
+/// Used by [`crate::network::Network`], which evaluates the weights itself.
 pub fn dense_stack_from_onnx(bytes: &[u8]) -> Result<Option<Vec<Dense>>> {
     let model = pb::ModelProto::decode(bytes)
         .map_err(|e| CoreError::ModelFile { file: crate::bundle::MODEL, problem: format!("not ONNX: {e}") })?;

@@ -72,11 +72,8 @@ impl Scorer {
     /// when it is planned).
     pub fn from_onnx(bytes: &[u8], width: usize) -> Result<Self> {
         let layers = crate::onnx::dense_stack_from_onnx(bytes)?;
-        if let Some(first) = layers.as_ref().and_then(|l| l.first()).filter(|l| l.inputs != width) {
-            return Err(CoreError::ModelFile {
-                file: crate::bundle::MODEL,
-                problem: format!("takes {} inputs, not {width}", first.inputs),
-            });
+        if let Some(l) = &layers {
+            crate::onnx::check_width(l, width)?;
         }
         Self::new(bytes, width, layers.is_some())
     }
@@ -312,7 +309,7 @@ mod tests {
     fn a_dense_stack_of_another_width_is_refused_at_load() {
         let layers = vec![Dense { weight: vec![1.0, -2.0], bias: vec![0.5], inputs: 2, outputs: 1, relu: false }];
         let err = Scorer::from_onnx(&dense_stack_to_onnx(&layers, &[]).unwrap(), 3).unwrap_err();
-        assert!(err.to_string().contains("takes 2 inputs, not 3"), "{err}");
+        assert!(err.to_string().contains("takes 2 inputs, the feature spec makes 3"), "{err}");
     }
 
     #[test]
