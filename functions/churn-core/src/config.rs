@@ -59,10 +59,10 @@ pub struct DatasetConfig {
 #[serde(rename_all = "snake_case")]
 pub enum BinEdges {
     /// Training quantiles at k / bins: the same for any label.
-    #[default]
     Quantile,
     /// The thresholds of a best-first, one-feature classification tree with up to `bins` leaves
     /// fitted on the training label: edges where the churn rate changes.
+    #[default]
     Tree,
 }
 
@@ -76,7 +76,7 @@ fn default_max_categories() -> usize {
     100
 }
 fn default_numeric_bins() -> usize {
-    16
+    32
 }
 
 impl Default for DatasetConfig {

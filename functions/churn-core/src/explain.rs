@@ -42,7 +42,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
-use crate::network::{Active, Buffers, Network, add_scaled};
+use crate::network::{Active, Buffers, Network};
 use crate::onnx::dense_stack_from_onnx;
 use crate::row::{RawRow, RawValue};
 use crate::scorer::Scorer;
@@ -442,8 +442,7 @@ impl Explainer {
                 walk[0] = last;
                 for (&field, slot) in order[..steps].iter().zip(&mut walk[1..]) {
                     let net = &self.net;
-                    let changed =
-                        spec.switch_field(field, x, &mut mixed, &mut numeric, &mut scratch, |j, d| add_scaled(&mut z, d, net.column(j)));
+                    let changed = spec.switch_field(field, x, &mut mixed, &mut numeric, &mut scratch, |c| net.apply(&mut z, c));
                     if changed {
                         last = net.logit(&z, &mut buffers);
                     }

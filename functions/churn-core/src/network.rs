@@ -17,7 +17,7 @@
 
 use crate::error::{CoreError, Result};
 use crate::onnx::Dense;
-use crate::spec::{FeatureSpec, Inputs, SlotValues};
+use crate::spec::{Change, FeatureSpec, Inputs, SlotValues};
 use tract_onnx::prelude::tract_linalg::{self, element_wise::ElementWise};
 
 /// A dense stack ready to evaluate from slot values.
@@ -138,6 +138,30 @@ impl Network {
         &self.table[j * h..(j + 1) * h]
     }
 
+    /// Where, in the table, the sum of the weight columns of numeric slot `slot`'s first `ones`
+    /// piecewise-linear inputs begins (`ones` ≥ 1).
+    #[inline]
+    fn run_start(&self, slot: usize, ones: usize) -> usize {
+        self.runs[slot] + (ones - 1) * self.h
+    }
+
+    /// The sum of the weight columns of numeric slot `slot`'s first `ones` piecewise-linear
+    /// inputs (`ones` ≥ 1): what a run of 1s that begins the block adds to the first layer.
+    #[inline]
+    pub fn leading_ones(&self, slot: usize, ones: usize) -> &[f32] {
+        let start = self.run_start(slot, ones);
+        &self.table[start..start + self.h]
+    }
+
+    /// Adds the first-layer effect of a [`Change`] of the model input to the pre-activation `z`.
+    #[inline]
+    pub fn apply(&self, z: &mut [f32], change: Change) {
+        match change {
+            Change::Input { position, delta } => add_scaled(z, delta, self.column(position)),
+            Change::LeadingOnes { slot, ones, sign } => add_scaled(z, sign, self.leading_ones(slot, ones)),
+        }
+    }
+
     /// The first layer's pre-activation (bias included) for the record whose slot values are
     /// `slots`, into `z` (length [`hidden`](Self::hidden)). Equal to the first layer of the
     /// dense model input [`FeatureSpec::encode`] writes, up to float rounding.
@@ -147,7 +171,7 @@ impl Network {
         active.clear();
         spec.encode_sparse(slots, |inputs| match inputs {
             Inputs::Value { position, value } => active.push((position * h, value)),
-            Inputs::LeadingOnes { slot, ones } => active.push((self.runs[slot] + (ones - 1) * h, 1.0)),
+            Inputs::LeadingOnes { slot, ones } => active.push((self.run_start(slot, ones), 1.0)),
         });
         // Eight units at a time, over every nonzero input: the eight sums stay in registers
         // and only the weights are read.

@@ -44,6 +44,7 @@ pub use onnx::RawInputType;
 pub use plan::SwitchScratch;
 use plan::*;
 pub use schema::*;
+pub use switch::Change;
 
 /// A raw input column the model expects.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -325,7 +326,7 @@ pub(crate) mod tests {
     /// three distinct quantiles.
     pub(crate) fn fitted_binned() -> FeatureSpec {
         let r = rows();
-        let schema = ResolvedSchema { numeric_bins: 2, ..schema() };
+        let schema = ResolvedSchema { numeric_bins: 2, bin_edges: BinEdges::Quantile, ..schema() };
         FeatureSpec::fit(&schema, r.iter().enumerate().map(|(i, r)| (i + 2, r.as_slice())), None, "t.csv", &|i| format!("line {i}"))
             .unwrap()
     }

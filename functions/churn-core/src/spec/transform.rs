@@ -177,23 +177,13 @@ impl FeatureSpec {
         for (i, x) in values.numeric.iter().enumerate() {
             input(Inputs::Value { position: i, value: self.encode_numeric(i, *x) });
         }
-        for (s, (f, x)) in self.numeric.iter().zip(&values.numeric).enumerate() {
-            if f.bins.is_empty() {
-                continue;
-            }
-            let x = x.clamp(f.clip_min, f.clip_max);
-            // Edges strictly increase (the plan checks): the bins whose upper edge is at most x
-            // are 1, the next one holds x's fraction (0 on its lower edge), the rest are 0 —
-            // what `bin_fraction` gives each bin, found with one search.
-            let ones = f.bins[1..].partition_point(|e| *e <= x);
+        for (s, x) in values.numeric.iter().enumerate() {
+            let (ones, fraction) = self.bin_state(s, *x);
             if ones > 0 {
                 input(Inputs::LeadingOnes { slot: s, ones });
             }
-            if ones < f.bin_count() {
-                let v = bin_fraction(x, f.bins[ones], f.bins[ones + 1]);
-                if v != 0.0 {
-                    input(Inputs::Value { position: self.plan.bin_offset[s] + ones, value: v });
-                }
+            if fraction != 0.0 {
+                input(Inputs::Value { position: self.plan.bin_offset[s] + ones, value: fraction });
             }
         }
         for (s, c) in values.categorical.iter().enumerate() {
@@ -234,6 +224,23 @@ impl FeatureSpec {
                 }
             }
         }
+    }
+
+    /// Numeric slot `s`'s piecewise-linear block for the value `x`: how many of its inputs are 1
+    /// (they begin the block) and the value of the next one (the fraction of `x`'s bin; 0 on its
+    /// lower edge, and when no bin follows); the rest are 0. (0, 0.0) for a number without bins.
+    #[inline]
+    pub(crate) fn bin_state(&self, s: usize, x: f64) -> (usize, f32) {
+        let f = &self.numeric[s];
+        if f.bins.is_empty() {
+            return (0, 0.0);
+        }
+        let x = x.clamp(f.clip_min, f.clip_max);
+        // Edges strictly increase (the plan checks): the bins whose upper edge is at most x
+        // are 1 — what `bin_fraction` gives each bin, found with one search.
+        let ones = f.bins[1..].partition_point(|e| *e <= x);
+        let fraction = if ones < f.bin_count() { bin_fraction(x, f.bins[ones], f.bins[ones + 1]) } else { 0.0 };
+        (ones, fraction)
     }
 
     /// Numeric slot `s`'s piecewise-linear block: its first position in the model input vector
