@@ -91,8 +91,9 @@ impl NumericFeature {
         self.bins.len().saturating_sub(1)
     }
 
-    /// Value of piecewise-linear input `t` for the (unclipped) value `x`.
-    #[inline]
+    /// Value of piecewise-linear input `t` for the (unclipped) value `x`, bin by bin: the
+    /// reference the encoding (`FeatureSpec::bin_state`) is tested against.
+    #[cfg(test)]
     fn bin_value(&self, t: usize, x: f64) -> f32 {
         bin_fraction(x.clamp(self.clip_min, self.clip_max), self.bins[t], self.bins[t + 1])
     }
