@@ -193,10 +193,9 @@ fn scored_files_carry_the_apis_reasons_and_offers() {
         for ((f, v, c), want) in listed.iter().zip(api) {
             assert_eq!(Some(f.as_str()), want["feature"].as_str(), "row {r}");
             // A number reads as the file wrote it (`80.0`) and as the API formats the JSON
-            // number it got (`80`): the same value.
-            let (v, want_v) = (v.as_str(), want["value"].as_str().unwrap());
-            let same = v == want_v || matches!((v.parse::<f64>(), want_v.parse::<f64>()), (Ok(a), Ok(b)) if a == b);
-            assert!(same, "row {r}: {f}={v} in the file, {want_v} from the API");
+            // number it got (`80`).
+            let want_v = want["value"].as_str().unwrap();
+            assert!(same_value(v, want_v), "row {r}: {f}={v} in the file, {want_v} from the API");
             assert!((c - want["contribution"].as_f64().unwrap()).abs() < 6e-5, "row {r}: {c} vs {want}");
         }
         assert_eq!((text(3).as_deref(), text(4).as_deref()), (p["offer"]["name"].as_str(), p["offer"]["action"].as_str()), "row {r}");
