@@ -179,15 +179,8 @@ fn scored_files_carry_the_apis_reasons_and_offers() {
         }
         contacted += 1;
         // `feature=value (+0.1234); …`
-        let listed: Vec<(String, String, f64)> = text(2)
-            .unwrap()
-            .split("; ")
-            .map(|s| {
-                let (fv, c) = s.rsplit_once(" (").unwrap();
-                let (f, v) = fv.split_once('=').unwrap();
-                (f.to_string(), v.to_string(), c.trim_end_matches(')').parse().unwrap())
-            })
-            .collect();
+        let listed: Vec<(String, String, f64)> =
+            reasons_of(&text(2).unwrap()).into_iter().map(|(f, v, c)| (f, v, c.parse().unwrap())).collect();
         let api = p["reasons"].as_array().unwrap();
         assert_eq!(listed.len(), api.len(), "row {r}: {listed:?} vs {api:?}");
         for ((f, v, c), want) in listed.iter().zip(api) {

@@ -221,18 +221,21 @@ pub fn same_value(a: &str, b: &str) -> bool {
     a == b || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if x == y)
 }
 
-/// Whether two `top_reasons` texts (`feature=value (+0.1234); …`) list the same reasons: the
-/// same features and contributions in the same order, and the same values by [`same_value`].
+/// The reasons of a `top_reasons` text (`feature=value (+0.1234); …`) as (feature, value,
+/// contribution) texts.
+pub fn reasons_of(text: &str) -> Vec<(String, String, String)> {
+    text.split("; ")
+        .map(|s| {
+            let (fv, c) = s.rsplit_once(" (").unwrap_or_else(|| panic!("{s:?} is not `feature=value (contribution)`"));
+            let (f, v) = fv.split_once('=').unwrap_or_else(|| panic!("{s:?} is not `feature=value (contribution)`"));
+            (f.to_string(), v.to_string(), c.trim_end_matches(')').to_string())
+        })
+        .collect()
+}
+
+/// Whether two `top_reasons` texts list the same reasons: the same features and contributions
+/// in the same order, and the same values by [`same_value`].
 pub fn same_reasons(a: &str, b: &str) -> bool {
-    let parts = |t: &str| -> Vec<(String, String, String)> {
-        t.split("; ")
-            .map(|s| {
-                let (fv, c) = s.rsplit_once(" (").unwrap_or((s, ""));
-                let (f, v) = fv.split_once('=').unwrap_or((fv, ""));
-                (f.to_string(), v.to_string(), c.to_string())
-            })
-            .collect()
-    };
-    let (a, b) = (parts(a), parts(b));
+    let (a, b) = (reasons_of(a), reasons_of(b));
     a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.0 == y.0 && x.2 == y.2 && same_value(&x.1, &y.1))
 }

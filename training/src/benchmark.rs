@@ -13,6 +13,7 @@
 //! them (what `churn score` does per row), and one customer's Shapley reasons with the API's estimator.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -310,8 +311,11 @@ fn summarise(table: &str, recipe: &str, runs: &[FoldRun], serving: ServingCost) 
 fn serving_cost(prepared: &data::Prepared, fitted: &Fitted, params: &crate::params::ValidParams) -> anyhow::Result<ServingCost> {
     let layers = crate::train::export_layers(&fitted.trained)?;
     let macs_per_row = layers.iter().map(|l| l.inputs * l.outputs).sum();
+    // Through the ONNX bytes and back, as a bundle is written and loaded; one network serves
+    // both figures.
     let onnx = churn_core::onnx::dense_stack_to_onnx(&layers, &[])?;
-    let network = Network::new(&prepared.spec, layers)?;
+    let read = churn_core::onnx::dense_stack_from_onnx(&onnx)?.context("the exported model is not a dense stack")?;
+    let network = Arc::new(Network::new(&prepared.spec, read)?);
     let (table, spec, rows) = (&prepared.table, &prepared.spec, &prepared.split.test);
     let names: Vec<&str> = spec.input_names().collect();
     let view = table.view(&names)?;
@@ -334,7 +338,7 @@ fn serving_cost(prepared: &data::Prepared, fitted: &Fitted, params: &crate::para
     }
     let batch_rows_per_second = scored as f64 / start.elapsed().as_secs_f64();
     let background = data::background(table, spec, &prepared.split.train, params.background_rows, params.seed)?;
-    let explainer = Explainer::new(spec, &onnx, &background)?.context("the exported model is not a dense stack")?;
+    let explainer = Explainer::with_network(spec, network, &background)?;
     let mut times: Vec<f64> = rows
         .iter()
         .take(200)
