@@ -40,6 +40,57 @@ fn cfn_lint_and_sam_validate_pass() {
     assert!(out.contains("is a valid SAM Template"), "{out}");
 }
 
+/// `sam build` compiles each function on its own, so a crate both functions use that is resolved
+/// with other features in each is compiled twice, with everything built on it. The differences
+/// allowed here are the ones the functions need apart (HTTP/2 and the SDK's stack in the batch
+/// scorer, hyper's server side and the OpenAPI types in the prediction function, arrow); a new
+/// one, such as a default feature on one side only, would compile tract, rustls and ring twice
+/// again (the feature-unification lines of functions/predict/Cargo.toml).
+#[test]
+fn the_two_functions_resolve_their_shared_crates_alike() {
+    let features = |pkg: &str| {
+        let mut c = Command::new(env!("CARGO"));
+        c.args(["tree", "--locked", "-p", pkg, "-e", "normal,build", "--target", "aarch64-unknown-linux-gnu"])
+            .args(["--prefix", "none", "-f", "{p}|{f}"])
+            .current_dir(root());
+        without_test_cargo_env(&mut c);
+        let mut map: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+        for line in run_ok(&mut c, "cargo tree").lines() {
+            if let Some((p, f)) = line.trim_end_matches(" (*)").split_once('|') {
+                let key = p.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+                map.entry(key).or_default().insert(f.to_string());
+            }
+        }
+        map
+    };
+    let (p, b) = (features("predict"), features("batch-score"));
+    assert!(p.keys().any(|k| k.starts_with("tract-core ")), "{p:?}");
+    let allowed = [
+        "aws-credential-types",
+        "aws-sigv4",
+        "aws-smithy-async",
+        "aws-smithy-http",
+        "aws-smithy-runtime-api",
+        "aws-smithy-types",
+        "aws_lambda_events",
+        "churn-core",
+        "churn-store",
+        "hashbrown",
+        "hyper",
+        "hyper-rustls",
+        "hyper-util",
+        "indexmap",
+        "tower",
+    ];
+    let differing: Vec<_> = p
+        .iter()
+        .filter(|(k, f)| b.get(*k).is_some_and(|g| g != *f))
+        .map(|(k, _)| k.split(' ').next().unwrap().to_string())
+        .filter(|name| !allowed.contains(&name.as_str()))
+        .collect();
+    assert!(differing.is_empty(), "resolved with other features in each function: {differing:?}");
+}
+
 #[test]
 fn every_function_names_a_workspace_binary_built_for_arm64() {
     let t = template("raw");
