@@ -427,6 +427,10 @@ fn sam_build_cross_compiles_both_functions_to_arm64() {
         assert_eq!(&bytes[..4], b"\x7fELF", "{f}");
         // e_machine at offset 18: 0xB7 is AArch64.
         assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), 0xB7, "{f} is not an arm64 binary");
+        // e_type at offset 16: the prediction function is linked at a fixed address (2, an
+        // executable; functions/predict/build.rs says why), the batch scorer the usual way (3).
+        let e_type = u16::from_le_bytes([bytes[16], bytes[17]]);
+        assert_eq!(e_type, if f == "PredictFunction" { 2 } else { 3 }, "{f}: ELF type {e_type}");
         println!("{f}: bootstrap {:.1} MiB (test profile override)", bytes.len() as f64 / (1 << 20) as f64);
         // Panic locations keep crate paths in a stripped binary. The prediction function reads
         // its bundle without the AWS SDK (a smaller zip); the batch scorer streams with it, which

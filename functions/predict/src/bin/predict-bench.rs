@@ -8,7 +8,7 @@
 //!   and what an unoptimised tract plan would save at start-up and cost per request;
 //! - `cold`: exec of a function binary to its first successful answer through the Lambda runtime
 //!   API of `cargo lambda watch --only-lambda-apis` (which must be on PATH), repeated; also the
-//!   binary's peak RSS. Run it for `predict` and for the hello-world baseline built with the
+//!   binary's peak RSS and, for `predict`, the medians of the steps its start-up log line names. Run it for `predict` and for the hello-world baseline built with the
 //!   same profile, and compare.
 //!
 //! ```sh
@@ -294,6 +294,9 @@ fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
     }
     let mut times = Vec::new();
     let mut rss = Vec::new();
+    // The function's own start-up log line (`model loaded`), when it writes one.
+    let mut steps: Vec<(&str, Vec<f64>)> =
+        ["init_ms", "verify_ms", "parse_ms", "plan_ms", "explainer_ms"].iter().map(|s| (*s, Vec::new())).collect();
     for _ in 0..repeat {
         let t = Instant::now();
         let f = Command::new(binary)
@@ -305,9 +308,9 @@ fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
             .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
             .env("MODEL_URI", model)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()?;
-        let f = Running { child: f, group: false, scratch: None };
+        let mut f = Running { child: f, group: false, scratch: None };
         // The invocation waits in the emulator until the function asks for it: the time to the
         // answer is exec + init + first request.
         let resp = invoke(port).with_context(|| {
@@ -321,8 +324,16 @@ fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
             bail!("unexpected answer: {resp}");
         }
         rss.push(peak_rss_kib(f.child.id()).unwrap_or(0) as f64 / 1024.0);
+        let stderr = f.child.stderr.take();
         drop(f);
         times.push(elapsed);
+        if let Some(line) = stderr.and_then(start_up_line) {
+            for (name, v) in &mut steps {
+                if let Some(ms) = line.get(*name).and_then(serde_json::Value::as_f64) {
+                    v.push(ms);
+                }
+            }
+        }
     }
     drop(_emu);
     let median = percentile(&mut times, 0.5);
@@ -332,5 +343,16 @@ fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
         binary.display(),
         percentile(&mut times, 0.9)
     );
+    if steps[0].1.len() == repeat {
+        let medians: Vec<String> = steps.iter_mut().map(|(name, v)| format!("{name} {:.2}", percentile(v, 0.5))).collect();
+        println!("  start-up log, medians (ms): {}", medians.join(", "));
+    }
     Ok(())
+}
+
+/// The JSON log line a function writes once its model is loaded, read from its ended stderr.
+fn start_up_line(stderr: std::process::ChildStderr) -> Option<serde_json::Value> {
+    let mut text = String::new();
+    std::io::BufReader::new(stderr).read_to_string(&mut text).ok()?;
+    text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find(|v| v.get("init_ms").is_some())
 }
