@@ -176,29 +176,34 @@ impl Bundle {
             files.insert(name.as_str(), bytes);
         }
         let verify_ms = lap();
-        let text = |n: &str| String::from_utf8(files[n].clone()).map_err(|_| bad(format!("{n} is not UTF-8")));
-        let spec = FeatureSpec::from_json(&text(FEATURE_SPEC)?)?;
-        fn json<T: serde::de::DeserializeOwned>(name: &str, text: Result<String>, bad: &dyn Fn(String) -> CoreError) -> Result<T> {
-            serde_json::from_str(&text?).map_err(|e| bad(format!("{name}: {e}")))
+        // Each file is parsed where it lies and dropped once parsed: a start-up's fresh memory
+        // pages are a large part of a cold start.
+        fn utf8<'a>(name: &str, bytes: &'a [u8], bad: &dyn Fn(String) -> CoreError) -> Result<&'a str> {
+            std::str::from_utf8(bytes).map_err(|_| bad(format!("{name} is not UTF-8")))
         }
-        let playbook = json::<Playbook>(PLAYBOOK, text(PLAYBOOK), &bad)?.check()?;
+        fn json<T: serde::de::DeserializeOwned>(name: &str, bytes: &[u8], bad: &dyn Fn(String) -> CoreError) -> Result<T> {
+            serde_json::from_str(utf8(name, bytes, bad)?).map_err(|e| bad(format!("{name}: {e}")))
+        }
+        // Present: the manifest lists it, and every listed file was fetched above.
+        let mut take = |name: &str| files.remove(name).ok_or_else(|| bad(format!("{name} is missing")));
+        let spec = FeatureSpec::from_json(utf8(FEATURE_SPEC, &take(FEATURE_SPEC)?, &bad)?)?;
+        let playbook = json::<Playbook>(PLAYBOOK, &take(PLAYBOOK)?, &bad)?.check()?;
         playbook.check_fields(spec.input_names()).map_err(|e| bad(e.to_string()))?;
-        let metrics = json(METRICS, text(METRICS), &bad)?;
+        let metrics = json(METRICS, &take(METRICS)?, &bad)?;
         let mut parse_ms = lap();
         // The ONNX protobuf is read once: whether tract plans it now (any other graph) or on
         // first use, and the network the batch scorer and the explainer evaluate.
-        let layers = crate::onnx::dense_stack_from_onnx(&files[MODEL])?;
-        let scorer = Scorer::new(&files[MODEL], spec.width(), layers.is_some())?;
+        let model = take(MODEL)?;
+        let layers = crate::onnx::dense_stack_from_onnx(&model)?;
+        let scorer = Scorer::new(model, spec.width(), layers.is_some())?;
         let network = layers.map(|l| Network::new(&spec, l).map(Arc::new)).transpose()?;
         let plan_ms = lap();
         // Files older bundles lack: parsed and checked against the spec when present.
-        let reference: Option<DriftReference> =
-            files.contains_key(REFERENCE).then(|| json(REFERENCE, text(REFERENCE), &bad)).transpose()?;
+        let reference: Option<DriftReference> = take(REFERENCE).ok().map(|b| json(REFERENCE, &b, &bad)).transpose()?;
         if let Some(r) = &reference {
             r.check(&spec).map_err(in_bundle)?;
         }
-        let background: Option<Background> =
-            files.contains_key(BACKGROUND).then(|| json(BACKGROUND, text(BACKGROUND), &bad)).transpose()?;
+        let background: Option<Background> = take(BACKGROUND).ok().map(|b| json(BACKGROUND, &b, &bad)).transpose()?;
         if let Some(b) = &background {
             b.check_shape(&spec).map_err(in_bundle)?;
         }
@@ -246,4 +251,88 @@ pub fn write_dir(dir: &Path, files: &[(String, Vec<u8>)], mut manifest: Manifest
     }
     std::fs::rename(&tmp, dir).map_err(|e| CoreError::io(dir.display(), e))?;
     Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::{Dense, dense_stack_to_onnx};
+    use crate::spec::tests::fitted_binned;
+
+    /// The files of a small bundle: a binned spec, a one-hidden-layer stack, the default
+    /// playbook; `edit` changes them before the manifest records their checksums.
+    fn files(edit: impl FnOnce(&mut BTreeMap<String, Vec<u8>>)) -> BTreeMap<String, Vec<u8>> {
+        let spec = fitted_binned();
+        let w = spec.width();
+        let weight = |n: usize| (0..n).map(|i| ((i * 7919) % 13) as f32 / 6.0 - 1.0).collect::<Vec<_>>();
+        let layers = [
+            Dense { weight: weight(w * 4), bias: vec![0.1; 4], inputs: w, outputs: 4, relu: true },
+            Dense { weight: weight(4), bias: vec![-0.2], inputs: 4, outputs: 1, relu: false },
+        ];
+        let mut files = BTreeMap::from([
+            (MODEL.to_string(), dense_stack_to_onnx(&layers, &[]).unwrap()),
+            (FEATURE_SPEC.to_string(), spec.to_json().into_bytes()),
+            (PLAYBOOK.to_string(), serde_json::to_vec(&Playbook::default()).unwrap()),
+            (METRICS.to_string(), br#"{"test": {"roc_auc": 0.8}}"#.to_vec()),
+        ]);
+        edit(&mut files);
+        let manifest = Manifest {
+            schema_version: crate::SCHEMA_VERSION,
+            model_name: "m".into(),
+            model_kind: "mlp".into(),
+            created_unix: 0,
+            crate_version: "0".into(),
+            git_commit: "unknown".into(),
+            data_sha256: String::new(),
+            data_rows: 4,
+            seed: 0,
+            threshold: 0.5,
+            hyperparameters: serde_json::Value::Null,
+            files: files.iter().map(|(n, b)| (n.clone(), crate::sha256_hex(b))).collect(),
+        };
+        files.insert(MANIFEST.into(), serde_json::to_vec(&manifest).unwrap());
+        files
+    }
+
+    #[test]
+    fn a_bundle_loads_into_a_network_that_scores_as_its_onnx_model() {
+        let bundle = Bundle::from_files("test", &files(|_| ())).unwrap();
+        let net = bundle.network.as_ref().expect("a dense stack is evaluated from slot values");
+        assert_eq!(bundle.metrics["test"]["roc_auc"], 0.8);
+        for row in crate::spec::tests::rows() {
+            let row = row.as_slice();
+            let dense = bundle.spec.transform(row).unwrap();
+            let expected = bundle.scorer.predict(&dense).unwrap()[0];
+            let mut slots = crate::spec::SlotValues::default();
+            bundle.spec.checked_slot_values(row, &mut slots).unwrap();
+            let mut z = vec![0.0; net.hidden()];
+            net.first_layer(&bundle.spec, &slots, &mut z, &mut Default::default());
+            let p = net.probability(&z, &mut Default::default()).unwrap();
+            assert!((p - expected).abs() < 1e-6, "{p} against tract's {expected}");
+        }
+    }
+
+    #[test]
+    fn a_bad_file_is_named_in_the_error() {
+        let cases: [(&str, Vec<u8>, &str); 3] = [
+            (PLAYBOOK, vec![0xff, 0xfe], "playbook.json is not UTF-8"),
+            (METRICS, b"{\"test\": ".to_vec(), "metrics.json: EOF while parsing"),
+            (FEATURE_SPEC, vec![0xc3], "feature_spec.json is not UTF-8"),
+        ];
+        for (name, bytes, says) in cases {
+            let e = Bundle::from_files(
+                "test",
+                &files(|f| {
+                    f.insert(name.into(), bytes);
+                }),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(says), "{name}: {e}");
+        }
+        let mut missing = files(|_| ());
+        missing.remove(PLAYBOOK);
+        let e = Bundle::from_files("test", &missing).unwrap_err().to_string();
+        assert!(e.contains("playbook.json is missing"), "{e}");
+    }
 }

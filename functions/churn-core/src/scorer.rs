@@ -75,15 +75,15 @@ impl Scorer {
         if let Some(l) = &layers {
             crate::onnx::check_width(l, width)?;
         }
-        Self::new(bytes, width, layers.is_some())
+        Self::new(bytes.to_vec(), width, layers.is_some())
     }
 
     /// [`from_onnx`](Self::from_onnx) for a caller that has read the model with
     /// [`crate::onnx::dense_stack_from_onnx`] already: `dense` is whether that found a stack.
     /// Anything else is planned, and run once, here; a dense stack on first use (the caller
     /// has checked its layers).
-    pub fn new(bytes: &[u8], width: usize, dense: bool) -> Result<Self> {
-        let scorer = Scorer { bytes: bytes.to_vec(), planned: OnceLock::new(), dense, plans: Mutex::default(), width };
+    pub fn new(bytes: Vec<u8>, width: usize, dense: bool) -> Result<Self> {
+        let scorer = Scorer { bytes, planned: OnceLock::new(), dense, plans: Mutex::default(), width };
         if !dense {
             // Fail at load, not on the first request, if the model does not take this width.
             scorer.predict(&vec![0.0; width])?;
@@ -300,9 +300,9 @@ mod tests {
         assert_eq!(s.predict(&[1.0, 1.0]).unwrap().len(), 1);
         assert!(s.planned.get().is_some());
         // Treated as a graph of any kind: planned and run once at load.
-        let s = Scorer::new(&bytes, 2, false).unwrap();
+        let s = Scorer::new(bytes.clone(), 2, false).unwrap();
         assert!(s.planned.get().is_some_and(|p| p.is_ok()));
-        assert!(Scorer::new(&bytes, 3, false).is_err(), "the width check runs the plan at load");
+        assert!(Scorer::new(bytes, 3, false).is_err(), "the width check runs the plan at load");
     }
 
     #[test]
