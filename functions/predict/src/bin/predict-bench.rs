@@ -296,7 +296,7 @@ fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
     let mut rss = Vec::new();
     // The function's own start-up log line (`model loaded`), when it writes one.
     let mut steps: Vec<(&str, Vec<f64>)> =
-        ["init_ms", "verify_ms", "parse_ms", "plan_ms", "explainer_ms"].iter().map(|s| (*s, Vec::new())).collect();
+        ["init_ms", "fetch_ms", "verify_ms", "parse_ms", "plan_ms", "explainer_ms"].iter().map(|s| (*s, Vec::new())).collect();
     for _ in 0..repeat {
         let t = Instant::now();
         let f = Command::new(binary)
@@ -344,15 +344,19 @@ fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
         percentile(&mut times, 0.9)
     );
     if steps[0].1.len() == repeat {
-        let medians: Vec<String> = steps.iter_mut().map(|(name, v)| format!("{name} {:.2}", percentile(v, 0.5))).collect();
+        let medians: Vec<String> =
+            steps.iter_mut().filter(|(_, v)| !v.is_empty()).map(|(name, v)| format!("{name} {:.2}", percentile(v, 0.5))).collect();
         println!("  start-up log, medians (ms): {}", medians.join(", "));
     }
     Ok(())
 }
 
-/// The JSON log line a function writes once its model is loaded, read from its ended stderr.
-fn start_up_line(stderr: std::process::ChildStderr) -> Option<serde_json::Value> {
+/// The fields of the JSON log lines a function writes while it starts (`package fetched` or
+/// `bundle fetched`, then `model loaded`), read from its ended stderr.
+fn start_up_line(stderr: std::process::ChildStderr) -> Option<serde_json::Map<String, serde_json::Value>> {
     let mut text = String::new();
     std::io::BufReader::new(stderr).read_to_string(&mut text).ok()?;
-    text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find(|v| v.get("init_ms").is_some())
+    let fields: serde_json::Map<String, serde_json::Value> =
+        text.lines().filter_map(|l| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(l).ok()).flatten().collect();
+    fields.contains_key("init_ms").then_some(fields)
 }
