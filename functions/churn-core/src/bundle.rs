@@ -134,10 +134,10 @@ impl Bundle {
     }
 
     /// Loads a bundle from files already fetched, keyed by name (`label` says where they came
-    /// from in errors).
-    pub fn from_files(label: &str, files: &BTreeMap<String, Vec<u8>>) -> Result<Self> {
+    /// from in errors). Takes them, rather than copying each.
+    pub fn from_files(label: &str, mut files: BTreeMap<String, Vec<u8>>) -> Result<Self> {
         Self::load_with(label, |name| {
-            files.get(name).cloned().ok_or_else(|| CoreError::Bundle { dir: label.to_string(), message: format!("{name} is missing") })
+            files.remove(name).ok_or_else(|| CoreError::Bundle { dir: label.to_string(), message: format!("{name} is missing") })
         })
     }
 
@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn a_bundle_loads_into_a_network_that_scores_as_its_onnx_model() {
-        let bundle = Bundle::from_files("test", &files(|_| ())).unwrap();
+        let bundle = Bundle::from_files("test", files(|_| ())).unwrap();
         let net = bundle.network.as_ref().expect("a dense stack is evaluated from slot values");
         assert_eq!(bundle.metrics["test"]["roc_auc"], 0.8);
         for row in crate::spec::tests::rows() {
@@ -322,7 +322,7 @@ mod tests {
         for (name, bytes, says) in cases {
             let e = Bundle::from_files(
                 "test",
-                &files(|f| {
+                files(|f| {
                     f.insert(name.into(), bytes);
                 }),
             )
@@ -332,7 +332,7 @@ mod tests {
         }
         let mut missing = files(|_| ());
         missing.remove(PLAYBOOK);
-        let e = Bundle::from_files("test", &missing).unwrap_err().to_string();
+        let e = Bundle::from_files("test", missing).unwrap_err().to_string();
         assert!(e.contains("playbook.json is missing"), "{e}");
     }
 }

@@ -186,7 +186,7 @@ pub async fn fetch(store: &Store, mlflow: Option<&Mlflow>, uri: &str) -> Result<
         None => source_beside(store, &location).await?,
     };
     let label = location.to_string();
-    let bundle = Bundle::from_files(&label, &files)?;
+    let bundle = Bundle::from_files(&label, files.clone())?;
     let sha = bundle.manifest.bundle_sha256();
     if let Some(v) = &version {
         check_registered(v, &bundle.manifest, &location)?;

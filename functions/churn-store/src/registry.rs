@@ -91,7 +91,7 @@ pub async fn resolve_model(store: &Store, mlflow: Option<&Mlflow>, uri: &str) ->
     let (bundle, source) = if package::is_archive(&location) {
         let mut files = package::fetch_archive(store, &location).await?;
         let source = files.remove(package::SOURCE);
-        (Bundle::from_files(&label, &files)?, source)
+        (Bundle::from_files(&label, files)?, source)
     } else {
         (store.load_bundle(&location).await?, package::source_beside(store, &location).await?)
     };

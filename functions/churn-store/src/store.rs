@@ -347,7 +347,7 @@ impl Store {
         let files = self.fetch_loaded_files(loc).await?;
         // Cold starts are on the request path: say how much of one is waiting for S3.
         tracing::info!(location = %loc, files = files.len(), bytes = files.values().map(Vec::len).sum::<usize>(), fetch_ms = start.elapsed().as_secs_f64() * 1e3, "bundle fetched");
-        let bundle = Bundle::from_files(&loc.to_string(), &files)?;
+        let bundle = Bundle::from_files(&loc.to_string(), files)?;
         Ok(bundle)
     }
 
