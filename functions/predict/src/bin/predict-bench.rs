@@ -8,8 +8,9 @@
 //!   and what an unoptimised tract plan would save at start-up and cost per request;
 //! - `cold`: exec of a function binary to its first successful answer through the Lambda runtime
 //!   API of `cargo lambda watch --only-lambda-apis` (which must be on PATH), repeated; also the
-//!   binary's peak RSS and, for `predict`, the medians of the steps its start-up log line names. Run it for `predict` and for the hello-world baseline built with the
-//!   same profile, and compare.
+//!   binary's peak RSS and, for `predict`, the medians of the steps its start-up log lines name.
+//!   Run it for `predict` and for the hello-world baseline built with the same profile, and
+//!   compare.
 //!
 //! ```sh
 //! cargo build --release -p predict --features bench --bin predict-bench --bin predict --example hello
