@@ -295,7 +295,7 @@ fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
     }
     let mut times = Vec::new();
     let mut rss = Vec::new();
-    // The function's own start-up log line (`model loaded`), when it writes one.
+    // The timings the function's own start-up log lines name, when it writes them.
     let mut steps: Vec<(&str, Vec<f64>)> =
         ["init_ms", "fetch_ms", "verify_ms", "parse_ms", "plan_ms", "explainer_ms"].iter().map(|s| (*s, Vec::new())).collect();
     for _ in 0..repeat {
@@ -328,9 +328,9 @@ fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
         let stderr = f.child.stderr.take();
         drop(f);
         times.push(elapsed);
-        if let Some(line) = stderr.and_then(start_up_line) {
+        if let Some(fields) = stderr.and_then(start_up_fields) {
             for (name, v) in &mut steps {
-                if let Some(ms) = line.get(*name).and_then(serde_json::Value::as_f64) {
+                if let Some(ms) = fields.get(*name).and_then(serde_json::Value::as_f64) {
                     v.push(ms);
                 }
             }
@@ -354,7 +354,7 @@ fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
 
 /// The fields of the JSON log lines a function writes while it starts (`package fetched` or
 /// `bundle fetched`, then `model loaded`), read from its ended stderr.
-fn start_up_line(stderr: std::process::ChildStderr) -> Option<serde_json::Map<String, serde_json::Value>> {
+fn start_up_fields(stderr: std::process::ChildStderr) -> Option<serde_json::Map<String, serde_json::Value>> {
     let mut text = String::new();
     std::io::BufReader::new(stderr).read_to_string(&mut text).ok()?;
     let fields: serde_json::Map<String, serde_json::Value> =
