@@ -173,9 +173,15 @@ fn a_packaged_model_serves_from_a_directory_and_from_one_s3_object() {
 
     let emu = emulator();
     for uri in [layer.to_str().unwrap(), archive.as_str()] {
-        let (_f, logs) = start_function("predict", emu.port, &[("MODEL_URI", uri)]);
+        let (f, logs) = start_function("predict", emu.port, &[("MODEL_URI", uri)]);
         let r = invoke(emu.port, &event("apigw-http-predict.json"));
         assert_eq!(r["statusCode"], 200, "{uri}: {r}");
+        if !uri.starts_with("s3://") {
+            // A thread costs a cold start its stack and a malloc arena: from the layer, the
+            // function loads and answers on its one thread (no blocking-pool reads).
+            let threads = std::fs::read_dir(format!("/proc/{}/task", f.0.id())).unwrap().count();
+            assert_eq!(threads, 1, "{uri}: threads of the function after its first answer");
+        }
         assert_eq!(body(&r)["predictions"][0]["customer_id"], "8879-ZKJOF");
         let m = body(&invoke(emu.port, &event("apigw-http-model.json")));
         assert_eq!((m["sha256"].as_str(), m["version"].as_str()), (Some(sha.as_str()), Some(&sha[..12])), "{uri}: {m}");

@@ -159,8 +159,9 @@ pub struct TierInfo {
     pub action: String,
 }
 
-/// `GET /model`: what is loaded, how good it is, and what it expects.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// `GET /model`: what is loaded, how good it is, and what it expects. Written, not read, by
+/// this crate (its metrics are the bundle's JSON as is).
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ModelDescription {
     #[serde(flatten)]
     pub model: ModelInfo,
@@ -173,5 +174,5 @@ pub struct ModelDescription {
     pub tiers: Vec<TierInfo>,
     /// The bundle's `metrics.json` (held-out test and validation figures).
     #[schema(value_type = Object)]
-    pub metrics: serde_json::Value,
+    pub metrics: Box<serde_json::value::RawValue>,
 }

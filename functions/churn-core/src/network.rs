@@ -15,10 +15,10 @@
 //! the pre-activation column by column. Both are checked against tract on the same rows
 //! (unit tests here, `tests/parity.rs` on real rows).
 
-use crate::error::{CoreError, Result};
+use crate::error::Result;
 use crate::onnx::Dense;
 use crate::spec::{Change, FeatureSpec, Inputs, SlotValues};
-use tract_onnx::prelude::tract_linalg::{self, element_wise::ElementWise};
+use tract_onnx::prelude::tract_linalg::generic::sigmoid::ssigmoid;
 
 /// A dense stack ready to evaluate from slot values.
 #[derive(Debug)]
@@ -27,8 +27,6 @@ pub struct Network {
     /// Layers up to the model's logit (the first one-output layer); those after it are the
     /// calibration head, a function of the logit alone.
     body: usize,
-    /// tract's vectorised sigmoid (the one the model's own `Sigmoid` runs).
-    sigmoid: Box<dyn ElementWise<f32>>,
     /// The first layer's weights by model input, then the running sums of each
     /// piecewise-linear block's columns: `table[j * h..(j + 1) * h]` is input `j`'s column, and
     /// the sum of the first `k` columns of numeric slot `s`'s block starts at
@@ -126,9 +124,8 @@ impl Network {
                 table.extend_from_slice(&sum);
             }
         }
-        let sigmoid = tract_linalg::Func::Sigmoid.ew_f32().map_err(|e| CoreError::Inference(format!("no sigmoid kernel: {e}")))?;
         let body = layers.iter().position(|l| l.outputs == 1).map_or(layers.len(), |i| i + 1);
-        Ok(Network { layers, body, sigmoid, table, h, runs })
+        Ok(Network { layers, body, table, h, runs })
     }
 
     /// Units of the first layer: the length of a pre-activation.
@@ -230,16 +227,20 @@ impl Network {
         }
     }
 
-    /// Logits to probabilities, in place.
-    pub fn sigmoids(&self, logits: &mut [f32]) -> Result<()> {
-        self.sigmoid.run(logits).map_err(|e| CoreError::Inference(format!("sigmoid: {e}")))
+    /// Logits to probabilities, in place, with tract's f32 sigmoid (the rational fit its
+    /// `Sigmoid` kernels share). The scalar function rather than the host's kernel: the kernel
+    /// is looked up in tract-linalg's table of every routine, which is built on first use and
+    /// costs a cold start more than all the sigmoids of a request; the loop below has no
+    /// calls or branches, so the compiler vectorises it.
+    pub fn sigmoids(&self, logits: &mut [f32]) {
+        for x in logits.iter_mut() {
+            *x = ssigmoid(*x);
+        }
     }
 
     /// The probability from the first layer's pre-activation `z`.
-    pub fn probability(&self, z: &[f32], b: &mut Buffers) -> Result<f32> {
-        let mut p = [self.logit(z, b)];
-        self.sigmoids(&mut p)?;
-        Ok(p[0])
+    pub fn probability(&self, z: &[f32], b: &mut Buffers) -> f32 {
+        ssigmoid(self.logit(z, b))
     }
 }
 
@@ -297,7 +298,7 @@ mod tests {
                     let want = scorer.predict(&x).unwrap()[0];
                     spec.checked_slot_values(r.as_slice(), &mut slots).unwrap();
                     net.first_layer(&spec, &slots, &mut z, &mut active);
-                    let got = net.probability(&z, &mut b).unwrap();
+                    let got = net.probability(&z, &mut b);
                     assert!((got - want).abs() <= 1e-6, "{r:?}: {got} against tract's {want}");
                 }
             }

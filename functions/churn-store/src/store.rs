@@ -226,10 +226,13 @@ impl Store {
         StoreError::S3 { op: op.into(), uri: loc.to_string(), code, message: DisplayErrorContext(&e).to_string() }
     }
 
-    /// The bytes of one object / file.
+    /// The bytes of one object / file. A local file is read on the calling thread: these are
+    /// bundle and package files on local disk, and `tokio::fs` would hand the read to a
+    /// blocking-pool thread, whose start (a stack and a malloc arena) costs a function's cold
+    /// start more than the read itself.
     pub async fn get(&self, loc: &Location) -> Result<Vec<u8>, StoreError> {
         match loc {
-            Location::Local(p) => tokio::fs::read(p).await.map_err(|e| StoreError::Io { path: p.display().to_string(), error: e }),
+            Location::Local(p) => std::fs::read(p).map_err(|e| StoreError::Io { path: p.display().to_string(), error: e }),
             Location::S3 { bucket, prefix } => {
                 let credentials = self.credentials(loc).await?;
                 self.reader().await?.get(&credentials, bucket, prefix).await

@@ -262,7 +262,8 @@ pub(super) fn evaluate(ctx: &Ctx, a: EvaluateArgs) -> anyhow::Result<()> {
     let bundle = rt.block_on(track::resolve_model(store, mlflow.as_ref(), &model))?;
     let (e, p, y) = pipeline::evaluate_with_predictions(&bundle, &data)?;
     let spread = churn_core::metrics::bootstrap_spread(&p, &y, crate::monitor::RESAMPLES)?;
-    let checks = crate::monitor::concept_drift(&bundle.metrics, &e, &spread, margin);
+    let metrics: serde_json::Value = serde_json::from_str(bundle.metrics.get()).context("the bundle's metrics.json")?;
+    let checks = crate::monitor::concept_drift(&metrics, &e, &spread, margin);
     if json {
         // The evaluation's own fields at the top level, where scripts reading the figures
         // find them, with the drift check beside them.

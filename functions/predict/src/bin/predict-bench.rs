@@ -340,7 +340,7 @@ fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
     let median = percentile(&mut times, 0.5);
     let max_rss = rss.iter().copied().fold(0.0, f64::max);
     println!(
-        "cold {}: exec -> first answer median {median:.1} ms, p90 {:.1} ms over {repeat} starts; peak RSS {max_rss:.1} MiB",
+        "cold {}: exec -> first answer median {median:.2} ms, p90 {:.2} ms over {repeat} starts; peak RSS {max_rss:.1} MiB",
         binary.display(),
         percentile(&mut times, 0.9)
     );
