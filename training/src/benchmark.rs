@@ -329,7 +329,7 @@ fn serving_cost(prepared: &data::Prepared, fitted: &Fitted, params: &crate::para
         for &i in rows {
             spec.checked_slot_values(&view.row(i), &mut slots).map_err(|e| anyhow::anyhow!("test row {i}: {e}"))?;
             network.first_layer(spec, &slots, &mut z, &mut active);
-            std::hint::black_box(network.probability(&z, &mut buffers));
+            std::hint::black_box(network.probability(&z, &mut buffers)?);
         }
         scored += rows.len();
         if start.elapsed().as_secs_f64() > 2.0 {

@@ -141,7 +141,7 @@ impl Predictor {
             for (c, w) in customers.iter().zip(&mut warnings) {
                 slots(c, &mut scratch, w)?;
                 net.first_layer(spec, &scratch, &mut z, &mut active);
-                scored.push((f64::from(net.probability(&z, &mut buffers)), Vec::new()));
+                scored.push((f64::from(net.probability(&z, &mut buffers).map_err(internal)?), Vec::new()));
             }
         } else {
             let occlusion = self.reasons == Reasons::Occlusion;

@@ -310,7 +310,7 @@ mod tests {
             bundle.spec.checked_slot_values(row, &mut slots).unwrap();
             let mut z = vec![0.0; net.hidden()];
             net.first_layer(&bundle.spec, &slots, &mut z, &mut Default::default());
-            let p = net.probability(&z, &mut Default::default());
+            let p = net.probability(&z, &mut Default::default()).unwrap();
             assert!((p - expected).abs() < 1e-6, "{p} against tract's {expected}");
         }
     }

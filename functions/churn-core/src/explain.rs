@@ -414,7 +414,7 @@ impl Explainer {
             return Err(no_background());
         }
         let mut buffers = Buffers::default();
-        let p_x = self.net.probability(&self.first_layer(spec, x).0, &mut buffers);
+        let p_x = self.net.probability(&self.first_layer(spec, x).0, &mut buffers)?;
         let h = self.net.hidden();
         let mut values = vec![0.0f64; m];
         let mut base = 0.0f64;
@@ -424,8 +424,8 @@ impl Explainer {
         let mut scratch = SwitchScratch::default();
         let orders = orders(m, params);
         // Two passes: the walks record the logit of every mix (a step that changes nothing
-        // repeats the previous one, so the crediting pass needs no branch), one vectorised
-        // sigmoid pass turns them all into probabilities, and the second pass credits the
+        // repeats the previous one, so the crediting pass needs no branch), one call of tract's
+        // vectorised sigmoid turns them all into probabilities, and the second pass credits the
         // differences along the same walks. Slot 0 of each walk is its start.
         let steps = m - 1;
         let stride = steps + 1;
@@ -450,7 +450,7 @@ impl Explainer {
                 }
             }
         }
-        self.net.sigmoids(&mut logits);
+        self.net.sigmoids(&mut logits)?;
         for (order, walks) in orders.iter().zip(logits.chunks_exact(n * stride)) {
             for walk in walks.chunks_exact(stride) {
                 let mut prev = walk[0];

@@ -15,10 +15,22 @@
 //! the pre-activation column by column. Both are checked against tract on the same rows
 //! (unit tests here, `tests/parity.rs` on real rows).
 
-use crate::error::Result;
+use crate::error::{CoreError, Result};
 use crate::onnx::Dense;
 use crate::spec::{Change, FeatureSpec, Inputs, SlotValues};
-use tract_onnx::prelude::tract_linalg::generic::sigmoid::ssigmoid;
+use tract_onnx::prelude::DatumType;
+use tract_onnx::prelude::tract_linalg::{self, element_wise::ElementWise};
+
+/// The f32 sigmoid kernel tract runs on this machine (its model's `Sigmoid`). Looked up alone:
+/// `Func::ew_f32` first fills tract-linalg's table of every routine for every datum type, which
+/// a cold start would pay for one kernel.
+fn sigmoid_kernel() -> Result<Box<dyn ElementWise<f32>>> {
+    use tract_linalg::routines::{Func, RoutineFactory, best_for};
+    match best_for(Func::Sigmoid, DatumType::F32, &tract_linalg::isa::native()).map(|r| &r.factory) {
+        Some(RoutineFactory::F32(make)) => Ok(make()),
+        _ => Err(CoreError::Inference("tract-linalg has no f32 sigmoid kernel for this machine".into())),
+    }
+}
 
 /// A dense stack ready to evaluate from slot values.
 #[derive(Debug)]
@@ -27,6 +39,8 @@ pub struct Network {
     /// Layers up to the model's logit (the first one-output layer); those after it are the
     /// calibration head, a function of the logit alone.
     body: usize,
+    /// tract's vectorised sigmoid (the one the model's own `Sigmoid` runs).
+    sigmoid: Box<dyn ElementWise<f32>>,
     /// The first layer's weights by model input, then the running sums of each
     /// piecewise-linear block's columns: `table[j * h..(j + 1) * h]` is input `j`'s column, and
     /// the sum of the first `k` columns of numeric slot `s`'s block starts at
@@ -124,8 +138,9 @@ impl Network {
                 table.extend_from_slice(&sum);
             }
         }
+        let sigmoid = sigmoid_kernel()?;
         let body = layers.iter().position(|l| l.outputs == 1).map_or(layers.len(), |i| i + 1);
-        Ok(Network { layers, body, table, h, runs })
+        Ok(Network { layers, body, sigmoid, table, h, runs })
     }
 
     /// Units of the first layer: the length of a pre-activation.
@@ -227,20 +242,16 @@ impl Network {
         }
     }
 
-    /// Logits to probabilities, in place, with tract's f32 sigmoid (the rational fit its
-    /// `Sigmoid` kernels share). The scalar function rather than the host's kernel: the kernel
-    /// is looked up in tract-linalg's table of every routine, which is built on first use and
-    /// costs a cold start more than all the sigmoids of a request; the loop below has no
-    /// calls or branches, so the compiler vectorises it.
-    pub fn sigmoids(&self, logits: &mut [f32]) {
-        for x in logits.iter_mut() {
-            *x = ssigmoid(*x);
-        }
+    /// Logits to probabilities, in place.
+    pub fn sigmoids(&self, logits: &mut [f32]) -> Result<()> {
+        self.sigmoid.run(logits).map_err(|e| CoreError::Inference(format!("sigmoid: {e}")))
     }
 
     /// The probability from the first layer's pre-activation `z`.
-    pub fn probability(&self, z: &[f32], b: &mut Buffers) -> f32 {
-        ssigmoid(self.logit(z, b))
+    pub fn probability(&self, z: &[f32], b: &mut Buffers) -> Result<f32> {
+        let mut p = [self.logit(z, b)];
+        self.sigmoids(&mut p)?;
+        Ok(p[0])
     }
 }
 
@@ -279,6 +290,18 @@ mod tests {
     }
 
     #[test]
+    fn the_sigmoid_looked_up_alone_is_the_kernel_tracts_table_gives() {
+        let alone = sigmoid_kernel().unwrap();
+        let table = tract_linalg::Func::Sigmoid.ew_f32().unwrap();
+        assert_eq!(alone.name(), table.name());
+        let mut a: Vec<f32> = (-200..=200).map(|i| i as f32 * 0.1).collect();
+        let mut b = a.clone();
+        alone.run(&mut a).unwrap();
+        table.run(&mut b).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
     fn sparse_first_layer_scores_as_tract_on_the_dense_input() {
         for spec in [fitted(), fitted_binned()] {
             let width = spec.width();
@@ -298,7 +321,7 @@ mod tests {
                     let want = scorer.predict(&x).unwrap()[0];
                     spec.checked_slot_values(r.as_slice(), &mut slots).unwrap();
                     net.first_layer(&spec, &slots, &mut z, &mut active);
-                    let got = net.probability(&z, &mut b);
+                    let got = net.probability(&z, &mut b).unwrap();
                     assert!((got - want).abs() <= 1e-6, "{r:?}: {got} against tract's {want}");
                 }
             }

@@ -190,7 +190,7 @@ impl<'a> BatchScorer<'a> {
                     };
                     logits.push(logit);
                 }
-                net.sigmoids(logits);
+                net.sigmoids(logits)?;
                 logits
             }
             None => {
