@@ -158,6 +158,34 @@ fn pandas_written_parquet_scores_as_its_csv() {
     assert!(a == b, "pandas parquet and CSV score differently");
 }
 
+/// The id column is echoed unchanged whatever text type the writer gave it (`string`,
+/// `large_string` as pandas writes, string views as Polars does), blanks included.
+#[test]
+fn ids_of_every_text_type_are_echoed_unchanged() {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::DataType;
+    let bundle = churn_core::Bundle::load_dir(trained_bundle()).unwrap();
+    let table = churn_core::table::Table::read(&telco_csv()).unwrap();
+    let batch = &table.batches[0];
+    let id = bundle.spec.id_column.clone().expect("Telco has an id column");
+    let position = batch.schema().index_of(&id).unwrap();
+    // One blank id, which the plain `string` path keeps as a blank.
+    let mut ids: Vec<String> = batch.column(position).as_string::<i32>().iter().map(|v| v.unwrap().to_string()).collect();
+    ids[3] = String::new();
+    let utf8: arrow::array::ArrayRef = std::sync::Arc::new(arrow::array::StringArray::from(ids.clone()));
+    for t in [DataType::Utf8, DataType::LargeUtf8, DataType::Utf8View] {
+        let mut columns = batch.columns().to_vec();
+        columns[position] = arrow::compute::cast(&utf8, &t).unwrap();
+        let named = table.columns.iter().zip(columns);
+        let input = arrow::array::RecordBatch::try_from_iter(named).unwrap();
+        let mut scorer = churn_core::scoring::BatchScorer::new(&bundle, &table.columns);
+        let out = scorer.score(&input, 0, &|i| format!("row {i}")).unwrap();
+        let echoed = out.column(0).as_string::<i32>();
+        assert_eq!(echoed.null_count(), 0, "{t}");
+        assert_eq!(echoed.iter().map(|v| v.unwrap().to_string()).collect::<Vec<_>>(), ids, "{t}");
+    }
+}
+
 #[test]
 fn evaluate_on_the_test_rows_reproduces_the_training_figures() {
     let dir = trained_bundle();
