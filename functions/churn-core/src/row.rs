@@ -77,6 +77,14 @@ pub trait RawRow {
     fn resolved_category(&self, _index: usize) -> Option<&CatValue> {
         None
     }
+
+    /// Input `index`'s number, when the source resolved it already with
+    /// [`FeatureSpec::resolve_number`](crate::spec::FeatureSpec::resolve_number) (numbers
+    /// written as text in a parquet dictionary column: each distinct text is parsed once per
+    /// batch). `None`: read [`value`](Self::value).
+    fn resolved_number(&self, _index: usize) -> Option<f64> {
+        None
+    }
 }
 
 impl RawRow for serde_json::Map<String, serde_json::Value> {
@@ -113,5 +121,9 @@ impl<T: RawRow + ?Sized> RawRow for &T {
 
     fn resolved_category(&self, index: usize) -> Option<&CatValue> {
         (**self).resolved_category(index)
+    }
+
+    fn resolved_number(&self, index: usize) -> Option<f64> {
+        (**self).resolved_number(index)
     }
 }

@@ -146,7 +146,7 @@ impl<'a> BatchScorer<'a> {
         let spec = &self.bundle.spec;
         let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
         let mut bound = Bound::new(batch, &names)?;
-        bound.resolve_categories(spec);
+        bound.resolve_dictionaries(spec);
         let n = batch.num_rows();
         let (scratch, drift) = (&mut self.scratch, &mut self.drift);
         // Errors and warnings are rare: kept as (row, message), in row order.

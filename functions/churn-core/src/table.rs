@@ -18,7 +18,7 @@ use arrow::error::ArrowError;
 
 use crate::error::{CoreError, Result};
 use crate::row::{RawRow, RawValue};
-use crate::spec::{CatValue, FeatureSpec, NumericProfile};
+use crate::spec::{CatValue, FeatureSpec, InputKind, NumericProfile};
 
 /// Rows per record batch read and scored. Measured with `batch-bench score` on 1 M rows: 4096
 /// keeps a batch's model input (4096 × ~50 floats) within the core's L2 cache and was about
@@ -59,9 +59,10 @@ impl TableReader {
     }
 
     /// [`open`](Self::open) for scoring with `spec`: parquet text columns that are the spec's
-    /// categorical inputs are read as dictionaries (see [`dictionary_columns`]).
+    /// inputs (categories, or numbers written as text) are read as dictionaries (see
+    /// [`dictionary_columns`]).
     pub fn open_for(path: &Path, spec: &FeatureSpec) -> Result<Self> {
-        Self::open_with(path, &spec.categorical_input_names().collect::<Vec<_>>())
+        Self::open_with(path, &spec.input_names().collect::<Vec<_>>())
     }
 
     fn open_with(path: &Path, dictionary: &[&str]) -> Result<Self> {
@@ -133,7 +134,7 @@ impl TableReader {
 
 /// Parquet reading options that return the text columns named in `names` as dictionary arrays
 /// (the file's own dictionary pages, not one string per row), so that a categorical column's
-/// few distinct values are resolved once per batch ([`Bound::resolve_categories`]) instead of
+/// few distinct values are resolved once per batch ([`Bound::resolve_dictionaries`]) instead of
 /// once per row. Other columns, and files without such columns, keep their own types.
 pub fn dictionary_columns(
     meta: parquet::arrow::arrow_reader::ArrowReaderMetadata,
@@ -464,9 +465,16 @@ fn dictionary_value(values: &StringArray, k: usize) -> RawValue<'_> {
 pub struct Bound {
     cols: Vec<Option<ColData>>,
     rows: usize,
-    /// For dictionary columns after [`resolve_categories`](Self::resolve_categories): each
-    /// dictionary value's category (`None`: not a category; rows read it as text and report it).
-    resolved: Vec<Option<Vec<Option<CatValue>>>>,
+    /// For dictionary columns after [`resolve_dictionaries`](Self::resolve_dictionaries): what
+    /// each dictionary value is to the spec.
+    resolved: Vec<Option<Resolved>>,
+}
+
+/// A dictionary column's values as the transform reads them, one per dictionary value. `None`
+/// for a value the transform must see as text (to impute, report or warn about it).
+enum Resolved {
+    Categories(Vec<Option<CatValue>>),
+    Numbers(Vec<Option<f64>>),
 }
 
 impl Bound {
@@ -475,21 +483,35 @@ impl Bound {
         Ok(Bound { cols, rows: batch.num_rows(), resolved: Vec::new() })
     }
 
-    /// Resolves the distinct values of every dictionary column against `spec` once; rows then
-    /// hand them to the transform through [`RawRow::resolved_category`]. The names this bound
-    /// must be `spec`'s inputs, in order.
-    pub fn resolve_categories(&mut self, spec: &FeatureSpec) {
+    /// Resolves the distinct values of every dictionary column against `spec` once (categories,
+    /// and numbers written as text); rows then hand them to the transform through
+    /// [`RawRow::resolved_category`] and [`RawRow::resolved_number`]. The names this bound must
+    /// be `spec`'s inputs, in order.
+    pub fn resolve_dictionaries(&mut self, spec: &FeatureSpec) {
         self.resolved = self
             .cols
             .iter()
             .enumerate()
-            .map(|(i, c)| match c {
-                Some(ColData::Dict { values, .. }) => {
-                    Some((0..values.len()).map(|k| spec.resolve_category(i, &dictionary_value(values, k)).and_then(|r| r.ok())).collect())
-                }
-                _ => None,
+            .map(|(i, c)| {
+                let Some(ColData::Dict { values, .. }) = c else { return None };
+                let each = (0..values.len()).map(|k| dictionary_value(values, k));
+                Some(if matches!(spec.inputs[i].kind, InputKind::Categorical) {
+                    Resolved::Categories(each.map(|v| spec.resolve_category(i, &v).and_then(|r| r.ok())).collect())
+                } else {
+                    Resolved::Numbers(each.map(|v| spec.resolve_number(i, &v)).collect())
+                })
             })
             .collect();
+    }
+
+    /// Dictionary column `index`'s resolved values and the row's key (`None`: not resolved,
+    /// or a null row).
+    fn resolved(&self, index: usize, row: usize) -> Option<(&Resolved, usize)> {
+        let resolved = self.resolved.get(index)?.as_ref()?;
+        match &self.cols[index] {
+            Some(ColData::Dict { keys, .. }) if !keys.is_null(row) => Some((resolved, keys.value(row) as usize)),
+            _ => None,
+        }
     }
 
     pub fn row(&self, row: usize) -> BatchRow<'_> {
@@ -521,9 +543,15 @@ impl RawRow for BatchRow<'_> {
     }
 
     fn resolved_category(&self, index: usize) -> Option<&CatValue> {
-        let table = self.bound.resolved.get(index)?.as_ref()?;
-        match &self.bound.cols[index] {
-            Some(ColData::Dict { keys, .. }) if !keys.is_null(self.row) => table[keys.value(self.row) as usize].as_ref(),
+        match self.bound.resolved(index, self.row)? {
+            (Resolved::Categories(c), k) => c[k].as_ref(),
+            _ => None,
+        }
+    }
+
+    fn resolved_number(&self, index: usize) -> Option<f64> {
+        match self.bound.resolved(index, self.row)? {
+            (Resolved::Numbers(x), k) => x[k],
             _ => None,
         }
     }
@@ -801,9 +829,10 @@ mod tests {
         let spec = crate::spec::tests::fitted();
         let names: Vec<&str> = spec.input_names().collect();
         let text = |v: Vec<Option<&str>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
-        // Known, unseen, blank, padded and null categories; a number that does not parse.
+        // Known, unseen, blank, padded and null categories; a number that does not parse, one
+        // below the valid range (training had no negative value).
         let columns = [
-            text(vec![Some("1"), Some("20"), Some("0"), Some("abc"), Some("5"), Some("7")]),
+            text(vec![Some("1"), Some("20"), Some("0"), Some("abc"), Some("-5"), Some("7")]),
             text(vec![Some("10"), Some("400"), Some(" "), Some("30"), None, Some("70")]),
             text(vec![Some("a"), Some("b"), Some("z"), Some(" "), None, Some(" b ")]),
             text(vec![Some("Yes"), Some("No"), None, Some("No"), Some("maybe"), Some("Yes")]),
@@ -824,7 +853,7 @@ mod tests {
                 let mut out = Vec::new();
                 for batch in reader {
                     let mut bound = Bound::new(&batch.unwrap(), &names).unwrap();
-                    bound.resolve_categories(&spec);
+                    bound.resolve_dictionaries(&spec);
                     for r in 0..bound.rows() {
                         let mut sv = crate::spec::SlotValues::default();
                         let result = spec.checked_slot_values(&bound.row(r), &mut sv).map(|()| sv);
@@ -836,9 +865,15 @@ mod tests {
             let dict = TableReader::open_for(&p, &spec).unwrap();
             let mut probe = TableReader::open_for(&p, &spec).unwrap();
             let batch = probe.next().unwrap().unwrap();
-            let bound = Bound::new(&batch, &names).unwrap();
+            let mut bound = Bound::new(&batch, &names).unwrap();
             assert!(matches!(bound.column(2), Some(ColData::Dict { .. })), "{text_type}: categorical inputs read as dictionaries");
-            assert!(matches!(bound.column(0), Some(ColData::Text(_))), "{text_type}: numeric inputs stay text");
+            assert!(matches!(bound.column(0), Some(ColData::Dict { .. })), "{text_type}: numbers written as text too");
+            bound.resolve_dictionaries(&spec);
+            // Valid numbers are parsed once per dictionary value; the others are left to the row
+            // path, which imputes or reports them exactly as for plain text (compared below).
+            assert_eq!(bound.row(1).resolved_number(0), Some(20.0));
+            let unresolved = [bound.row(3).resolved_number(0), bound.row(4).resolved_number(0), bound.row(2).resolved_number(1)];
+            assert_eq!(unresolved, [None; 3], "`abc`, -5, a blank");
             assert_eq!(read(dict), read(TableReader::open(&p).unwrap()), "{text_type}");
         }
     }

@@ -221,11 +221,6 @@ impl FeatureSpec {
         self.inputs.iter().map(|c| c.name.as_str())
     }
 
-    /// The names of the categorical inputs.
-    pub fn categorical_input_names(&self) -> impl Iterator<Item = &str> + Clone {
-        self.inputs.iter().filter(|c| matches!(c.kind, InputKind::Categorical)).map(|c| c.name.as_str())
-    }
-
     /// Parses the JSON of a bundle's `feature_spec.json` and prepares it for use.
     pub fn from_json(text: &str) -> Result<Self> {
         let mut spec: FeatureSpec = serde_json::from_str(text).map_err(|e| plan::spec_file(format!("not valid: {e}")))?;

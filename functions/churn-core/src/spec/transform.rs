@@ -21,43 +21,52 @@ impl FeatureSpec {
         out.imputed.clear();
         out.unseen_range.clear();
         for (i, input) in self.inputs.iter().enumerate() {
-            if let (Slot::Categorical(s), Some(c)) = (self.plan.input_slot[i], row.resolved_category(i)) {
-                out.categorical[s].clone_from(c);
-                continue;
-            }
-            let raw = row.value(i, &input.name);
+            // The value as a person reads it, for a problem's message (rare: read again).
+            let shown = || row.value(i, &input.name).display();
             match (self.plan.input_slot[i], &input.kind) {
-                (Slot::Numeric(s), InputKind::Numeric { valid_min, valid_max, seen }) => match parse_number(&raw) {
-                    Ok(Some(x)) if x < *valid_min || x > *valid_max => {
-                        out.numeric[s] = f64::NAN;
-                        problems.push(FieldProblem {
-                            field: input.name.clone(),
-                            value: raw.display(),
-                            problem: ValueProblem::OutOfRange { min: *valid_min, max: *valid_max }.to_string(),
-                        })
-                    }
-                    Ok(Some(x)) => {
-                        out.numeric[s] = x;
-                        if seen.is_some_and(|[lo, hi]| x < lo || x > hi) {
-                            out.unseen_range.push(i);
+                (Slot::Numeric(s), InputKind::Numeric { valid_min, valid_max, seen }) => {
+                    let parsed = match row.resolved_number(i) {
+                        Some(x) => Ok(Some(x)),
+                        None => parse_number(&row.value(i, &input.name)),
+                    };
+                    match parsed {
+                        Ok(Some(x)) if x < *valid_min || x > *valid_max => {
+                            out.numeric[s] = f64::NAN;
+                            problems.push(FieldProblem {
+                                field: input.name.clone(),
+                                value: shown(),
+                                problem: ValueProblem::OutOfRange { min: *valid_min, max: *valid_max }.to_string(),
+                            })
+                        }
+                        Ok(Some(x)) => {
+                            out.numeric[s] = x;
+                            if seen.is_some_and(|[lo, hi]| x < lo || x > hi) {
+                                out.unseen_range.push(i);
+                            }
+                        }
+                        Ok(None) => {
+                            out.numeric[s] = self.numeric[s].impute;
+                            out.imputed.push(s);
+                        }
+                        Err(p) => {
+                            out.numeric[s] = f64::NAN;
+                            problems.push(FieldProblem { field: input.name.clone(), value: shown(), problem: p.to_string() })
                         }
                     }
-                    Ok(None) => {
-                        out.numeric[s] = self.numeric[s].impute;
-                        out.imputed.push(s);
+                }
+                (Slot::Categorical(s), _) => {
+                    if let Some(c) = row.resolved_category(i) {
+                        out.categorical[s].clone_from(c);
+                        continue;
                     }
-                    Err(p) => {
-                        out.numeric[s] = f64::NAN;
-                        problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p.to_string() })
+                    match self.category_value(s, &row.value(i, &input.name)) {
+                        Ok(c) => out.categorical[s] = c,
+                        Err(p) => {
+                            out.categorical[s] = CatValue::Missing;
+                            problems.push(FieldProblem { field: input.name.clone(), value: shown(), problem: p.to_string() })
+                        }
                     }
-                },
-                (Slot::Categorical(s), _) => match self.category_value(s, &raw) {
-                    Ok(c) => out.categorical[s] = c,
-                    Err(p) => {
-                        out.categorical[s] = CatValue::Missing;
-                        problems.push(FieldProblem { field: input.name.clone(), value: raw.display(), problem: p.to_string() })
-                    }
-                },
+                }
                 (Slot::Numeric(_), InputKind::Categorical) => unreachable!("plan built from the same inputs"),
             }
         }
@@ -121,6 +130,17 @@ impl FeatureSpec {
             Slot::Categorical(s) => Some(self.category_value(*s, raw)),
             Slot::Numeric(_) => None,
         }
+    }
+
+    /// What [`slot_values`](Self::slot_values) makes of `raw` as the value of input `input`
+    /// when that is a valid number: `Some(x)` for a numeric input whose value parses to `x`
+    /// within its valid range; `None` otherwise (not numeric, blank, not a number, out of
+    /// range: the row path handles those, imputing or reporting the problem). Sources that hold a
+    /// column's distinct values once (numbers written as text in parquet dictionaries) resolve
+    /// them here and hand the results back through [`RawRow::resolved_number`].
+    pub fn resolve_number(&self, input: usize, raw: &RawValue<'_>) -> Option<f64> {
+        let InputKind::Numeric { valid_min, valid_max, .. } = self.inputs.get(input)?.kind else { return None };
+        parse_number(raw).ok().flatten().filter(|x| (valid_min..=valid_max).contains(x))
     }
 
     pub(super) fn resolve(&self, slot: usize, value: Option<Cow<'_, str>>) -> CatValue {
