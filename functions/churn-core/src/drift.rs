@@ -96,12 +96,15 @@ impl DriftReport {
     }
 }
 
-/// Bin counts of a batch, accumulated row by row.
+/// Bin counts of a batch, accumulated row by row: every feature's bins side by side in one
+/// vector (numeric features first, the reference's order), so that a row's counting indexes
+/// one array.
 #[derive(Debug, Clone)]
 pub struct DriftCounter {
     edges: Vec<Vec<f64>>,
-    numeric: Vec<Vec<u64>>,
-    categorical: Vec<Vec<u64>>,
+    counts: Vec<u64>,
+    /// Where each feature's bins begin in `counts`, and where they end (one more entry).
+    start: Vec<usize>,
     rows: u64,
 }
 
@@ -122,29 +125,31 @@ impl DriftCounter {
                 Bins::Categorical { .. } => Vec::new(),
             })
             .collect();
-        DriftCounter {
-            numeric: edges.iter().map(|e| vec![0; e.len() + 1]).collect(),
-            categorical: spec.categorical.iter().map(|c| vec![0; c.vocabulary.len() + 2]).collect(),
-            edges,
-            rows: 0,
-        }
+        let bins = edges.iter().map(|e| e.len() + 1).chain(spec.categorical.iter().map(|c| c.vocabulary.len() + 2));
+        let start: Vec<usize> = std::iter::once(0)
+            .chain(bins.scan(0, |end, n| {
+                *end += n;
+                Some(*end)
+            }))
+            .collect();
+        DriftCounter { counts: vec![0; *start.last().expect("one entry at least")], start, edges, rows: 0 }
     }
 
     /// Counts one row's values.
     pub fn observe(&mut self, values: &SlotValues) {
         self.rows += 1;
-        for (i, x) in values.numeric.iter().enumerate() {
-            self.numeric[i][numeric_bin(&self.edges[i], *x)] += 1;
+        let (numeric, categorical) = self.start.split_at(self.edges.len());
+        for ((x, edges), &start) in values.numeric.iter().zip(&self.edges).zip(numeric) {
+            self.counts[start + numeric_bin(edges, *x)] += 1;
         }
-        for (i, c) in values.categorical.iter().enumerate() {
-            let counts = &mut self.categorical[i];
-            let unseen = counts.len() - 2;
+        for (c, bounds) in values.categorical.iter().zip(categorical.windows(2)) {
+            let unseen = bounds[1] - 2;
             let bin = match c {
-                CatValue::Known(k) => *k,
+                CatValue::Known(k) => bounds[0] + *k,
                 CatValue::Unseen(_) => unseen,
                 CatValue::Missing => unseen + 1,
             };
-            counts[bin] += 1;
+            self.counts[bin] += 1;
         }
     }
 
@@ -155,7 +160,7 @@ impl DriftCounter {
     /// Proportions per feature, in the reference's order.
     fn proportions(&self) -> Vec<Vec<f64>> {
         let n = self.rows.max(1) as f64;
-        self.numeric.iter().chain(&self.categorical).map(|c| c.iter().map(|&k| k as f64 / n).collect()).collect()
+        self.start.windows(2).map(|b| self.counts[b[0]..b[1]].iter().map(|&k| k as f64 / n).collect()).collect()
     }
 
     /// PSI of every feature against `reference`; `None` before any row was counted.
@@ -262,6 +267,48 @@ impl DriftReference {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_each_features_own_shares() {
+        let spec = crate::spec::tests::fitted();
+        let mut rows: Vec<SlotValues> = Vec::new();
+        for r in crate::spec::tests::rows() {
+            let mut v = SlotValues::default();
+            spec.checked_slot_values(r.as_slice(), &mut v).unwrap();
+            rows.push(v);
+        }
+        // An unseen and a missing category, counted in their own bins.
+        let (mut unseen, mut missing) = (rows[0].clone(), rows[1].clone());
+        unseen.categorical[0] = CatValue::Unseen("zzz".into());
+        missing.categorical[0] = CatValue::Missing;
+        rows.extend([unseen, missing]);
+        let reference = DriftReference::fit(&spec, rows.iter());
+        let mut counter = DriftCounter::new(&spec, &reference);
+        rows.iter().for_each(|v| counter.observe(v));
+        let shares = counter.proportions();
+        assert_eq!(shares.len(), spec.numeric.len() + spec.categorical.len());
+        let n = rows.len() as f64;
+        for (f, (share, reference)) in shares.iter().zip(&reference.features).enumerate() {
+            assert_eq!(share.len(), reference.bins.len(), "feature {f}");
+            assert!((share.iter().sum::<f64>() - 1.0).abs() < 1e-12, "feature {f}: {share:?}");
+            let want: Vec<f64> = match &reference.bins {
+                Bins::Numeric { edges } => {
+                    (0..=edges.len()).map(|b| rows.iter().filter(|v| numeric_bin(edges, v.numeric[f]) == b).count() as f64 / n).collect()
+                }
+                Bins::Categorical { categories } => {
+                    let c = f - spec.numeric.len();
+                    let bin = |v: &SlotValues| match &v.categorical[c] {
+                        CatValue::Known(k) => *k,
+                        CatValue::Unseen(_) => categories.len(),
+                        CatValue::Missing => categories.len() + 1,
+                    };
+                    (0..categories.len() + 2).map(|b| rows.iter().filter(|v| bin(v) == b).count() as f64 / n).collect()
+                }
+            };
+            assert_eq!(share, &want, "feature {f}");
+        }
+        assert!(shares[spec.numeric.len()].iter().rev().take(2).all(|s| *s == 1.0 / n), "one unseen, one missing");
+    }
 
     #[test]
     fn psi_is_zero_for_equal_distributions_and_grows_with_shift() {

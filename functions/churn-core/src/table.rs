@@ -470,9 +470,17 @@ pub struct Bound {
     resolved: Vec<Option<Resolved>>,
 }
 
-/// A dictionary column's values as the transform reads them, one per dictionary value. `None`
-/// for a value the transform must see as text (to impute, report or warn about it).
-enum Resolved {
+/// A dictionary column's keys, with its values as the transform reads them (kept beside the
+/// keys so that a row's lookup reads nothing else).
+struct Resolved {
+    keys: arrow::buffer::ScalarBuffer<i32>,
+    nulls: Option<arrow::buffer::NullBuffer>,
+    values: ResolvedValues,
+}
+
+/// One per dictionary value; `None` for a value the transform must see as text (to impute,
+/// report or warn about it).
+enum ResolvedValues {
     Categories(Vec<Option<CatValue>>),
     Numbers(Vec<Option<f64>>),
 }
@@ -493,25 +501,27 @@ impl Bound {
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let Some(ColData::Dict { values, .. }) = c else { return None };
+                let Some(ColData::Dict { keys, values }) = c else { return None };
                 let each = (0..values.len()).map(|k| dictionary_value(values, k));
-                Some(if matches!(spec.inputs[i].kind, InputKind::Categorical) {
-                    Resolved::Categories(each.map(|v| spec.resolve_category(i, &v).and_then(|r| r.ok())).collect())
+                let values = if matches!(spec.inputs[i].kind, InputKind::Categorical) {
+                    ResolvedValues::Categories(each.map(|v| spec.resolve_category(i, &v).and_then(|r| r.ok())).collect())
                 } else {
-                    Resolved::Numbers(each.map(|v| spec.resolve_number(i, &v)).collect())
-                })
+                    ResolvedValues::Numbers(each.map(|v| spec.resolve_number(i, &v)).collect())
+                };
+                Some(Resolved { keys: keys.values().clone(), nulls: keys.nulls().cloned(), values })
             })
             .collect();
     }
 
     /// Dictionary column `index`'s resolved values and the row's key (`None`: not resolved,
     /// or a null row).
-    fn resolved(&self, index: usize, row: usize) -> Option<(&Resolved, usize)> {
-        let resolved = self.resolved.get(index)?.as_ref()?;
-        match &self.cols[index] {
-            Some(ColData::Dict { keys, .. }) if !keys.is_null(row) => Some((resolved, keys.value(row) as usize)),
-            _ => None,
+    #[inline]
+    fn resolved(&self, index: usize, row: usize) -> Option<(&ResolvedValues, usize)> {
+        let r = self.resolved.get(index)?.as_ref()?;
+        if r.nulls.as_ref().is_some_and(|n| n.is_null(row)) {
+            return None;
         }
+        Some((&r.values, r.keys[row] as usize))
     }
 
     pub fn row(&self, row: usize) -> BatchRow<'_> {
@@ -542,16 +552,19 @@ impl RawRow for BatchRow<'_> {
         }
     }
 
+    // Inlined into the transform's loop over a row's inputs, where it runs once per categorical
+    // input of every row.
+    #[inline(always)]
     fn resolved_category(&self, index: usize) -> Option<&CatValue> {
         match self.bound.resolved(index, self.row)? {
-            (Resolved::Categories(c), k) => c[k].as_ref(),
+            (ResolvedValues::Categories(c), k) => c[k].as_ref(),
             _ => None,
         }
     }
 
     fn resolved_number(&self, index: usize) -> Option<f64> {
         match self.bound.resolved(index, self.row)? {
-            (Resolved::Numbers(x), k) => x[k],
+            (ResolvedValues::Numbers(x), k) => x[k],
             _ => None,
         }
     }
