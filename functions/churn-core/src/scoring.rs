@@ -21,7 +21,7 @@ use crate::error::{CoreError, Result};
 use crate::explain;
 use crate::network::{Active, Buffers};
 use crate::spec::SlotValues;
-use crate::table::{Bound, TableReader, TableWriter};
+use crate::table::{Bound, DictionaryCache, TableReader, TableWriter};
 
 /// Name of the output column holding a row's position when the input has no id column.
 pub const ROW_COLUMN: &str = "row";
@@ -56,6 +56,8 @@ pub struct BatchScorer<'a> {
     id_column: Option<String>,
     schema: SchemaRef,
     scratch: SlotValues,
+    /// Parquet dictionaries resolved in earlier batches (one per column chunk).
+    dictionaries: DictionaryCache,
     input: crate::scorer::InputBuffer,
     /// The network path's first-layer pre-activation, logits and buffers, kept between batches.
     sparse: (Vec<f32>, Vec<f32>, Buffers, Active),
@@ -98,6 +100,7 @@ impl<'a> BatchScorer<'a> {
             id_column,
             schema,
             scratch: SlotValues::default(),
+            dictionaries: DictionaryCache::default(),
             input: Default::default(),
             sparse: Default::default(),
             drift: bundle.reference.as_ref().map(|r| DriftCounter::new(&bundle.spec, r)),
@@ -146,7 +149,7 @@ impl<'a> BatchScorer<'a> {
         let spec = &self.bundle.spec;
         let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
         let mut bound = Bound::new(batch, &names)?;
-        bound.resolve_dictionaries(spec);
+        bound.resolve_dictionaries(spec, &mut self.dictionaries);
         let n = batch.num_rows();
         let (scratch, drift) = (&mut self.scratch, &mut self.drift);
         // Errors and warnings are rare: kept as (row, message), in row order.

@@ -475,7 +475,17 @@ pub struct Bound {
 struct Resolved {
     keys: arrow::buffer::ScalarBuffer<i32>,
     nulls: Option<arrow::buffer::NullBuffer>,
-    values: ResolvedValues,
+    values: Arc<ResolvedValues>,
+}
+
+/// The dictionaries [`Bound::resolve_dictionaries`] resolved last, per bound column: the
+/// dictionary (kept, so that its buffers are not freed and reused while it is compared by
+/// address) and what its values resolved to. For one table and one spec.
+#[derive(Default)]
+pub struct DictionaryCache {
+    last: Vec<Option<(arrow::array::ArrayData, Arc<ResolvedValues>)>>,
+    /// How many dictionaries were resolved (not found here).
+    pub resolved: usize,
 }
 
 /// One per dictionary value; `None` for a value the transform must see as text (to impute,
@@ -494,19 +504,31 @@ impl Bound {
     /// Resolves the distinct values of every dictionary column against `spec` once (categories,
     /// and numbers written as text); rows then hand them to the transform through
     /// [`RawRow::resolved_category`] and [`RawRow::resolved_number`]. The names this bound must
-    /// be `spec`'s inputs, in order.
-    pub fn resolve_dictionaries(&mut self, spec: &FeatureSpec) {
+    /// be `spec`'s inputs, in order. A dictionary `cache` saw in an earlier batch of the same
+    /// table (the batches of one parquet column chunk share its dictionary) is not resolved again.
+    pub fn resolve_dictionaries(&mut self, spec: &FeatureSpec, cache: &mut DictionaryCache) {
+        cache.last.resize_with(self.cols.len(), || None);
         self.resolved = self
             .cols
             .iter()
+            .zip(&mut cache.last)
             .enumerate()
-            .map(|(i, c)| {
+            .map(|(i, (c, cached))| {
                 let Some(ColData::Dict { keys, values }) = c else { return None };
-                let each = (0..values.len()).map(|k| dictionary_value(values, k));
-                let values = if matches!(spec.inputs[i].kind, InputKind::Categorical) {
-                    ResolvedValues::Categories(each.map(|v| spec.resolve_category(i, &v).and_then(|r| r.ok())).collect())
-                } else {
-                    ResolvedValues::Numbers(each.map(|v| spec.resolve_number(i, &v)).collect())
+                let data = values.to_data();
+                let values = match cached {
+                    Some((seen, resolved)) if seen.ptr_eq(&data) => resolved.clone(),
+                    _ => {
+                        let each = (0..values.len()).map(|k| dictionary_value(values, k));
+                        let resolved = Arc::new(if matches!(spec.inputs[i].kind, InputKind::Categorical) {
+                            ResolvedValues::Categories(each.map(|v| spec.resolve_category(i, &v).and_then(|r| r.ok())).collect())
+                        } else {
+                            ResolvedValues::Numbers(each.map(|v| spec.resolve_number(i, &v)).collect())
+                        });
+                        *cached = Some((data, resolved.clone()));
+                        cache.resolved += 1;
+                        resolved
+                    }
                 };
                 Some(Resolved { keys: keys.values().clone(), nulls: keys.nulls().cloned(), values })
             })
@@ -521,7 +543,7 @@ impl Bound {
         if r.nulls.as_ref().is_some_and(|n| n.is_null(row)) {
             return None;
         }
-        Some((&r.values, r.keys[row] as usize))
+        Some((r.values.as_ref(), r.keys[row] as usize))
     }
 
     pub fn row(&self, row: usize) -> BatchRow<'_> {
@@ -866,7 +888,7 @@ mod tests {
                 let mut out = Vec::new();
                 for batch in reader {
                     let mut bound = Bound::new(&batch.unwrap(), &names).unwrap();
-                    bound.resolve_dictionaries(&spec);
+                    bound.resolve_dictionaries(&spec, &mut DictionaryCache::default());
                     for r in 0..bound.rows() {
                         let mut sv = crate::spec::SlotValues::default();
                         let result = spec.checked_slot_values(&bound.row(r), &mut sv).map(|()| sv);
@@ -881,7 +903,7 @@ mod tests {
             let mut bound = Bound::new(&batch, &names).unwrap();
             assert!(matches!(bound.column(2), Some(ColData::Dict { .. })), "{text_type}: categorical inputs read as dictionaries");
             assert!(matches!(bound.column(0), Some(ColData::Dict { .. })), "{text_type}: numbers written as text too");
-            bound.resolve_dictionaries(&spec);
+            bound.resolve_dictionaries(&spec, &mut DictionaryCache::default());
             // Valid numbers are parsed once per dictionary value; the others are left to the row
             // path, which imputes or reports them exactly as for plain text (compared below).
             assert_eq!(bound.row(1).resolved_number(0), Some(20.0));
@@ -889,6 +911,58 @@ mod tests {
             assert_eq!(unresolved, [None; 3], "`abc`, -5, a blank");
             assert_eq!(read(dict), read(TableReader::open(&p).unwrap()), "{text_type}");
         }
+    }
+
+    #[test]
+    fn dictionaries_shared_by_batches_are_resolved_once_and_new_ones_again() {
+        let spec = crate::spec::tests::fitted();
+        let names: Vec<&str> = spec.input_names().collect();
+        let schema = Arc::new(Schema::new(names.iter().map(|n| Field::new(*n, DataType::Utf8, true)).collect::<Vec<_>>()));
+        let text = |v: &[&str]| -> ArrayRef { Arc::new(StringArray::from(v.to_vec())) };
+        // Two row groups whose dictionaries hold the same texts in other orders, and more.
+        let groups = [
+            [
+                text(&["1", "20", "1", "20"]),
+                text(&["10", "30", "10", "30"]),
+                text(&["a", "b", "a", "b"]),
+                text(&["Yes", "No", "No", "Yes"]),
+            ],
+            [text(&["20", "5", "1", "5"]), text(&["30", "10", "", "70"]), text(&["b", "z", "a", "a"]), text(&["No", "maybe", "Yes", "No"])],
+        ];
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("g.parquet");
+        let mut w = parquet::arrow::ArrowWriter::try_new(File::create(&p).unwrap(), schema.clone(), None).unwrap();
+        for g in &groups {
+            w.write(&RecordBatch::try_new(schema.clone(), g.to_vec()).unwrap()).unwrap();
+            w.flush().unwrap();
+        }
+        w.close().unwrap();
+
+        let file = File::open(&p).unwrap();
+        let meta = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, Default::default()).unwrap();
+        let meta = dictionary_columns(meta, &names).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
+            .with_batch_size(2)
+            .build()
+            .unwrap();
+        let (mut cache, mut rows) = (DictionaryCache::default(), Vec::new());
+        for batch in reader {
+            let batch = batch.unwrap();
+            let (mut cached, mut fresh) = (Bound::new(&batch, &names).unwrap(), Bound::new(&batch, &names).unwrap());
+            cached.resolve_dictionaries(&spec, &mut cache);
+            fresh.resolve_dictionaries(&spec, &mut DictionaryCache::default());
+            for r in 0..batch.num_rows() {
+                let slots = |b: &Bound| {
+                    let mut sv = crate::spec::SlotValues::default();
+                    format!("{:?}", spec.checked_slot_values(&b.row(r), &mut sv).map(|()| sv))
+                };
+                assert_eq!(slots(&cached), slots(&fresh), "batch row {r}");
+                rows.push(slots(&cached));
+            }
+        }
+        assert_eq!(rows.len(), 8);
+        // Four batches of two rows: each row group's four dictionaries resolved once.
+        assert_eq!(cache.resolved, 8);
     }
 
     #[test]
