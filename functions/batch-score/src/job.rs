@@ -679,8 +679,8 @@ impl Scorer {
                     .await
                     .map_err(|e| parquet_failure(&label, e, bad_file))?;
                 table::check_parquet_layout(meta.metadata(), info.size).map_err(|m| Failure::Input(format!("{label}: {m}")))?;
-                let inputs: Vec<&str> = self.bundle.spec.input_names().collect();
-                let meta = table::dictionary_columns(meta, &inputs).map_err(|e| parquet_failure(&label, e, bad_file))?;
+                let meta = table::dictionary_columns(meta, &table::text_inputs(&self.bundle.spec))
+                    .map_err(|e| parquet_failure(&label, e, bad_file))?;
                 let groups = meta.metadata().row_groups();
                 let (range, first_row) = match task.row_groups {
                     None => (0..groups.len(), 0usize),

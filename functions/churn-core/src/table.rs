@@ -12,7 +12,7 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, Float64Array, Int32Array, RecordBatch, StringArray};
+use arrow::array::{Array, AsArray, Float64Array, Int32Array, RecordBatch, StringArray, StringViewArray};
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use arrow::error::ArrowError;
 
@@ -59,13 +59,13 @@ impl TableReader {
     }
 
     /// [`open`](Self::open) for scoring with `spec`: parquet text columns that are the spec's
-    /// inputs (categories, or numbers written as text) are read as dictionaries (see
-    /// [`dictionary_columns`]).
+    /// inputs (categories, or numbers written as text) are read as dictionaries or string views
+    /// (see [`dictionary_columns`]).
     pub fn open_for(path: &Path, spec: &FeatureSpec) -> Result<Self> {
-        Self::open_with(path, &spec.input_names().collect::<Vec<_>>())
+        Self::open_with(path, &text_inputs(spec))
     }
 
-    fn open_with(path: &Path, dictionary: &[&str]) -> Result<Self> {
+    fn open_with(path: &Path, dictionary: &[TextInput]) -> Result<Self> {
         let format = FileFormat::from_path(path)?;
         let file = path.display().to_string();
         let open = || File::open(path).map_err(|e| CoreError::io(&file, e));
@@ -104,8 +104,8 @@ impl TableReader {
     }
 
     /// [`parquet`](Self::parquet), reading the text columns named in `dictionary` as
-    /// dictionaries.
-    pub fn parquet_with<R: parquet::file::reader::ChunkReader + 'static>(label: &str, source: R, dictionary: &[&str]) -> Result<Self> {
+    /// dictionaries or string views ([`dictionary_columns`]).
+    pub fn parquet_with<R: parquet::file::reader::ChunkReader + 'static>(label: &str, source: R, dictionary: &[TextInput]) -> Result<Self> {
         use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
         let unreadable = |e: parquet::errors::ParquetError| CoreError::format(label, format!("not a readable parquet file: {e}"));
         let meta = ArrowReaderMetadata::load(&source, Default::default()).map_err(unreadable)?;
@@ -132,27 +132,49 @@ impl TableReader {
     }
 }
 
-/// Parquet reading options that return the text columns named in `names` as dictionary arrays
-/// (the file's own dictionary pages, not one string per row), so that a categorical column's
-/// few distinct values are resolved once per batch ([`Bound::resolve_dictionaries`]) instead of
-/// once per row. Other columns, and files without such columns, keep their own types.
+/// A text column a scorer reads: its name, and whether it is a categorical input.
+pub type TextInput<'a> = (&'a str, bool);
+
+/// `spec`'s inputs as [`dictionary_columns`] takes them.
+pub fn text_inputs(spec: &FeatureSpec) -> Vec<TextInput<'_>> {
+    spec.inputs.iter().map(|i| (i.name.as_str(), matches!(i.kind, InputKind::Categorical))).collect()
+}
+
+/// Parquet reading options that return the text columns named in `inputs` as dictionary arrays
+/// (the file's own dictionary pages, not one string per row), so that their distinct values are
+/// resolved once per column chunk ([`Bound::resolve_dictionaries`]) instead of once per row.
+/// A categorical column that some row group stores without a dictionary (plain-encoded) is read
+/// as string views instead: building a dictionary from plain pages costs hashing every value,
+/// where a view holds a short value whole and is matched against the vocabulary's own views
+/// ([`ViewMatcher`]). Other columns, and files without such columns, keep their own types.
 pub fn dictionary_columns(
     meta: parquet::arrow::arrow_reader::ArrowReaderMetadata,
-    names: &[&str],
+    inputs: &[TextInput],
 ) -> std::result::Result<parquet::arrow::arrow_reader::ArrowReaderMetadata, parquet::errors::ParquetError> {
     use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
     let schema = meta.schema();
     // `large_string` (what pandas writes) and string views are text the same way: read as the
     // same dictionaries.
     let text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
-    let wanted = |f: &Field| names.contains(&f.name().as_str()) && text(f.data_type());
-    if !schema.fields().iter().any(|f| wanted(f)) {
+    let wanted = |f: &Field| inputs.iter().find(|(n, _)| n == f.name()).filter(|_| text(f.data_type()));
+    if !schema.fields().iter().any(|f| wanted(f).is_some()) {
         return Ok(meta);
     }
+    let plain = |name: &str| {
+        meta.metadata()
+            .row_groups()
+            .iter()
+            .flat_map(|g| g.columns())
+            .any(|c| c.column_path().parts() == [name] && c.dictionary_page_offset().is_none())
+    };
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| if wanted(f) { f.as_ref().clone().with_data_type(dictionary_type()) } else { f.as_ref().clone() })
+        .map(|f| match wanted(f) {
+            Some((name, true)) if plain(name) => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            Some(_) => f.as_ref().clone().with_data_type(dictionary_type()),
+            None => f.as_ref().clone(),
+        })
         .collect();
     let hint = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     ArrowReaderMetadata::try_new(meta.metadata().clone(), ArrowReaderOptions::new().with_schema(hint))
@@ -410,6 +432,8 @@ pub fn quiet_decoder_panics() {
 pub enum ColData {
     Num(Float64Array),
     Text(StringArray),
+    /// Text as string views (plain-encoded parquet text read by [`dictionary_columns`]).
+    View(StringViewArray),
     /// Text as a dictionary: `keys` index `values`.
     Dict {
         keys: Int32Array,
@@ -423,6 +447,7 @@ impl ColData {
         let cast = |t: &DataType| arrow::compute::cast(array, t).map_err(|e| bad(e.to_string()));
         Ok(match array.data_type() {
             DataType::Utf8 => ColData::Text(array.as_string::<i32>().clone()),
+            DataType::Utf8View => ColData::View(array.as_string_view().clone()),
             DataType::Dictionary(_, v) if v.as_ref() == &DataType::Utf8 => {
                 let d = cast(&dictionary_type())?;
                 let d = d.as_dictionary::<Int32Type>();
@@ -450,6 +475,8 @@ impl ColData {
             ColData::Num(a) => RawValue::Number(a.value(row)),
             ColData::Text(a) if a.is_null(row) => RawValue::Missing,
             ColData::Text(a) => RawValue::Text(std::borrow::Cow::Borrowed(a.value(row))),
+            ColData::View(a) if a.is_null(row) => RawValue::Missing,
+            ColData::View(a) => RawValue::Text(std::borrow::Cow::Borrowed(a.value(row))),
             ColData::Dict { keys, .. } if keys.is_null(row) => RawValue::Missing,
             ColData::Dict { keys, values } => dictionary_value(values, keys.value(row) as usize),
         }
@@ -470,12 +497,58 @@ pub struct Bound {
     resolved: Vec<Option<Resolved>>,
 }
 
-/// A dictionary column's keys, with its values as the transform reads them (kept beside the
-/// keys so that a row's lookup reads nothing else).
-struct Resolved {
-    keys: arrow::buffer::ScalarBuffer<i32>,
-    nulls: Option<arrow::buffer::NullBuffer>,
-    values: Arc<ResolvedValues>,
+/// A column whose values the transform gets already resolved.
+enum Resolved {
+    /// A dictionary column's keys, with its values as the transform reads them (kept beside the
+    /// keys so that a row's lookup reads nothing else).
+    Dict { keys: arrow::buffer::ScalarBuffer<i32>, nulls: Option<arrow::buffer::NullBuffer>, values: Arc<ResolvedValues> },
+    /// A categorical column read as string views, and its vocabulary's views (boxed: the
+    /// common case, dictionaries, stays small).
+    View(Box<(StringViewArray, Arc<ViewMatcher>)>),
+}
+
+/// A categorical input's vocabulary as string views, for a column read as views: a row's value
+/// is a vocabulary entry when their views are equal (a value of up to 12 bytes lies whole in its
+/// view) or, for a longer one, when their lengths and first four bytes (the view's low half) and
+/// then all their bytes are. Built for vocabularies of up to [`ViewMatcher::MAX`] entries; a
+/// value that matches none (unseen, padded, blank) is left to the transform's text path.
+struct ViewMatcher {
+    short: Vec<(u128, CatValue)>,
+    long: Vec<(u64, Box<str>, CatValue)>,
+}
+
+impl ViewMatcher {
+    /// Above this many entries a linear scan is no cheaper than the text path's lookup.
+    const MAX: usize = 16;
+
+    fn new(spec: &FeatureSpec, input: usize) -> Option<Self> {
+        let name = &spec.inputs[input].name;
+        let vocabulary = &spec.categorical.iter().find(|c| &c.name == name)?.vocabulary;
+        if vocabulary.len() > Self::MAX {
+            return None;
+        }
+        let mut m = ViewMatcher { short: Vec::new(), long: Vec::new() };
+        for v in vocabulary {
+            // What the transform makes of exactly this text, so that a match changes nothing.
+            let Some(Ok(c)) = spec.resolve_category(input, &RawValue::Text(std::borrow::Cow::Borrowed(v))) else { continue };
+            let view = arrow::array::builder::make_view(v.as_bytes(), 0, 0);
+            if v.len() <= 12 { m.short.push((view, c)) } else { m.long.push((view as u64, v.as_str().into(), c)) }
+        }
+        Some(m)
+    }
+
+    #[inline]
+    fn find<'a>(&'a self, array: &StringViewArray, row: usize) -> Option<&'a CatValue> {
+        if array.is_null(row) {
+            return None;
+        }
+        let view = array.views()[row];
+        if view as u32 <= 12 {
+            self.short.iter().find(|(v, _)| *v == view).map(|(_, c)| c)
+        } else {
+            self.long.iter().find(|(v, text, _)| *v == view as u64 && array.value(row) == &**text).map(|(_, _, c)| c)
+        }
+    }
 }
 
 /// The dictionaries [`Bound::resolve_dictionaries`] resolved last, per bound column: the
@@ -484,6 +557,8 @@ struct Resolved {
 #[derive(Default)]
 pub struct DictionaryCache {
     last: Vec<Option<(arrow::array::ArrayData, Arc<ResolvedValues>)>>,
+    /// Per bound column read as string views: its vocabulary's views (`None` inside: none built).
+    matchers: Vec<Option<Option<Arc<ViewMatcher>>>>,
     /// How many dictionaries were resolved (not found here).
     pub resolved: usize,
 }
@@ -508,12 +583,18 @@ impl Bound {
     /// table (the batches of one parquet column chunk share its dictionary) is not resolved again.
     pub fn resolve_dictionaries(&mut self, spec: &FeatureSpec, cache: &mut DictionaryCache) {
         cache.last.resize_with(self.cols.len(), || None);
+        cache.matchers.resize_with(self.cols.len(), || None);
         self.resolved = self
             .cols
             .iter()
-            .zip(&mut cache.last)
+            .zip(cache.last.iter_mut().zip(&mut cache.matchers))
             .enumerate()
-            .map(|(i, (c, cached))| {
+            .map(|(i, (c, (cached, matcher)))| {
+                if let Some(ColData::View(array)) = c {
+                    let categorical = matches!(spec.inputs[i].kind, InputKind::Categorical);
+                    let matcher = matcher.get_or_insert_with(|| categorical.then(|| ViewMatcher::new(spec, i)).flatten().map(Arc::new));
+                    return matcher.clone().map(|matcher| Resolved::View(Box::new((array.clone(), matcher))));
+                }
                 let Some(ColData::Dict { keys, values }) = c else { return None };
                 let data = values.to_data();
                 let values = match cached {
@@ -530,20 +611,20 @@ impl Bound {
                         resolved
                     }
                 };
-                Some(Resolved { keys: keys.values().clone(), nulls: keys.nulls().cloned(), values })
+                Some(Resolved::Dict { keys: keys.values().clone(), nulls: keys.nulls().cloned(), values })
             })
             .collect();
     }
 
-    /// Dictionary column `index`'s resolved values and the row's key (`None`: not resolved,
-    /// or a null row).
+    /// Dictionary column `index`'s resolved values and the row's key (`None`: not a resolved
+    /// dictionary, or a null row).
     #[inline]
     fn resolved(&self, index: usize, row: usize) -> Option<(&ResolvedValues, usize)> {
-        let r = self.resolved.get(index)?.as_ref()?;
-        if r.nulls.as_ref().is_some_and(|n| n.is_null(row)) {
-            return None;
+        match self.resolved.get(index)?.as_ref()? {
+            Resolved::Dict { nulls, .. } if nulls.as_ref().is_some_and(|n| n.is_null(row)) => None,
+            Resolved::Dict { keys, values, .. } => Some((values.as_ref(), keys[row] as usize)),
+            Resolved::View(_) => None,
         }
-        Some((r.values.as_ref(), r.keys[row] as usize))
     }
 
     pub fn row(&self, row: usize) -> BatchRow<'_> {
@@ -578,9 +659,13 @@ impl RawRow for BatchRow<'_> {
     // input of every row.
     #[inline(always)]
     fn resolved_category(&self, index: usize) -> Option<&CatValue> {
-        match self.bound.resolved(index, self.row)? {
-            (ResolvedValues::Categories(c), k) => c[k].as_ref(),
-            _ => None,
+        match self.bound.resolved.get(index)?.as_ref()? {
+            Resolved::Dict { nulls, .. } if nulls.as_ref().is_some_and(|n| n.is_null(self.row)) => None,
+            Resolved::Dict { keys, values, .. } => match values.as_ref() {
+                ResolvedValues::Categories(c) => c[keys[self.row] as usize].as_ref(),
+                ResolvedValues::Numbers(_) => None,
+            },
+            Resolved::View(v) => v.1.find(&v.0, self.row),
         }
     }
 
@@ -914,6 +999,72 @@ mod tests {
     }
 
     #[test]
+    fn plain_encoded_categories_are_read_as_views_and_give_the_text_paths_values() {
+        // A vocabulary with values longer than a view holds (12 bytes) and one that is not.
+        let plans = ["Month-to-month", "Bank transfer (automatic)", "a", "Fiber optic"];
+        let fit_rows: Vec<Vec<(&str, &str)>> = (0..8)
+            .map(|i| vec![("tenure", ["1", "20"][i % 2]), ("total", "10"), ("plan", plans[i % 4]), ("tv", ["Yes", "No"][i % 2])])
+            .collect();
+        let spec = crate::spec::FeatureSpec::fit(
+            &crate::spec::tests::schema(),
+            fit_rows.iter().enumerate().map(|(i, r)| (i + 2, r.as_slice())),
+            None,
+            "t.csv",
+            &|i| format!("line {i}"),
+        )
+        .unwrap();
+        let names: Vec<&str> = spec.input_names().collect();
+        // Known long and short values; one of a known value's length and first four bytes; a
+        // padded one (the text path trims it); unseen, blank and null ones.
+        let plan = vec![
+            Some("Month-to-month"),
+            Some("Month-to-montx"),
+            Some(" Month-to-month"),
+            Some("Bank transfer (automatic)"),
+            Some("a"),
+            Some("Fiber optic"),
+            Some("z"),
+            Some(""),
+            None,
+        ];
+        let n = plan.len();
+        let schema = Arc::new(Schema::new(names.iter().map(|c| Field::new(*c, DataType::Utf8, true)).collect::<Vec<_>>()));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![Some("5"); n])),
+            Arc::new(StringArray::from(vec![Some("10"); n])),
+            Arc::new(StringArray::from(plan)),
+            Arc::new(StringArray::from(vec![Some("Yes"); n])),
+        ];
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("plain.parquet");
+        let props = parquet::file::properties::WriterProperties::builder().set_dictionary_enabled(false).build();
+        let mut w = parquet::arrow::ArrowWriter::try_new(File::create(&p).unwrap(), schema.clone(), Some(props)).unwrap();
+        w.write(&RecordBatch::try_new(schema, columns).unwrap()).unwrap();
+        w.close().unwrap();
+
+        let slots = |reader: TableReader, views: bool| -> Vec<String> {
+            let mut out = Vec::new();
+            for batch in reader {
+                let mut bound = Bound::new(&batch.unwrap(), &names).unwrap();
+                assert_eq!(matches!(bound.column(2), Some(ColData::View(_))), views, "the categorical column read as views");
+                bound.resolve_dictionaries(&spec, &mut DictionaryCache::default());
+                if views {
+                    let matched: Vec<bool> = (0..n).map(|r| bound.row(r).resolved_category(2).is_some()).collect();
+                    assert_eq!(matched, [true, false, false, true, true, true, false, false, false], "exact vocabulary values only");
+                }
+                for r in 0..bound.rows() {
+                    let mut sv = crate::spec::SlotValues::default();
+                    out.push(format!("{:?}", spec.checked_slot_values(&bound.row(r), &mut sv).map(|()| sv)));
+                }
+            }
+            out
+        };
+        let text_path = slots(TableReader::open(&p).unwrap(), false);
+        assert_eq!(slots(TableReader::open_for(&p, &spec).unwrap(), true), text_path);
+        assert!(text_path[1].contains("Unseen") && text_path[0].contains("Known"), "{text_path:?}");
+    }
+
+    #[test]
     fn dictionaries_shared_by_batches_are_resolved_once_and_new_ones_again() {
         let spec = crate::spec::tests::fitted();
         let names: Vec<&str> = spec.input_names().collect();
@@ -940,7 +1091,7 @@ mod tests {
 
         let file = File::open(&p).unwrap();
         let meta = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, Default::default()).unwrap();
-        let meta = dictionary_columns(meta, &names).unwrap();
+        let meta = dictionary_columns(meta, &text_inputs(&spec)).unwrap();
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta)
             .with_batch_size(2)
             .build()

@@ -22,6 +22,16 @@ fn telco_csv() -> Vec<u8> {
 
 /// The first 400 Telco customers as parquet, in row groups of 100.
 fn telco_parquet() -> Vec<u8> {
+    telco_parquet_with(|f| f)
+}
+
+/// [`telco_parquet`] with every column written without a dictionary (plain-encoded text, which
+/// the scoring readers take as string views).
+fn telco_parquet_plain() -> Vec<u8> {
+    telco_parquet_with(churn_core::table::without_dictionary)
+}
+
+fn telco_parquet_with(field: impl Fn(arrow::datatypes::Field) -> arrow::datatypes::Field) -> Vec<u8> {
     let csv = telco_csv();
     let r = TableReader::csv("telco.csv", std::io::Cursor::new(csv.clone()), std::io::Cursor::new(csv)).unwrap();
     let mut out = Vec::new();
@@ -29,6 +39,8 @@ fn telco_parquet() -> Vec<u8> {
     let mut schema = None;
     for b in r {
         let b = b.unwrap();
+        let fields: Vec<_> = b.schema().fields().iter().map(|f| field(f.as_ref().clone())).collect();
+        let b = b.with_schema(std::sync::Arc::new(arrow::datatypes::Schema::new(fields))).unwrap();
         let e = enc.get_or_insert_with(|| Encoder::new(FileFormat::Parquet, b.schema()).unwrap());
         schema = Some(b.schema());
         for start in (0..b.num_rows()).step_by(100) {
@@ -39,16 +51,26 @@ fn telco_parquet() -> Vec<u8> {
     out
 }
 
-/// Reads every batch; `Err` for a clean error, panics propagate to the caller.
+/// Reads every batch; `Err` for a clean error, panics propagate to the caller. Parquet is
+/// read twice: with the file's own types, and as the scorers read it (every text column as a
+/// categorical input: dictionaries, or string views where a column is plain-encoded).
 fn read_all(format: FileFormat, data: Vec<u8>) -> Result<usize, String> {
-    let r = match format {
-        FileFormat::Parquet => TableReader::parquet("f.parquet", Bytes::from(data)),
-        FileFormat::Csv => TableReader::csv("f.csv", std::io::Cursor::new(data.clone()), std::io::Cursor::new(data)),
-    }
-    .map_err(|e| e.to_string())?;
+    let readers = match format {
+        FileFormat::Parquet => {
+            let csv = telco_csv();
+            let header = String::from_utf8_lossy(&csv[..csv.iter().position(|&b| b == b'\n').unwrap()]).into_owned();
+            let inputs: Vec<(&str, bool)> = header.split(',').map(|c| (c, true)).collect();
+            let bytes = Bytes::from(data);
+            vec![TableReader::parquet("f.parquet", bytes.clone()), TableReader::parquet_with("f.parquet", bytes, &inputs)]
+        }
+        FileFormat::Csv => vec![TableReader::csv("f.csv", std::io::Cursor::new(data.clone()), std::io::Cursor::new(data))],
+    };
     let mut rows = 0;
-    for b in r {
-        rows += b.map_err(|e| e.to_string())?.num_rows();
+    for r in readers {
+        rows = 0;
+        for b in r.map_err(|e| e.to_string())? {
+            rows += b.map_err(|e| e.to_string())?.num_rows();
+        }
     }
     Ok(rows)
 }
@@ -110,6 +132,17 @@ fn mutated_parquet_never_panics() {
     assert_eq!(read_all(FileFormat::Parquet, original.clone()), Ok(400));
     let footer = u32::from_le_bytes(original[original.len() - 8..original.len() - 4].try_into().unwrap()) as usize + 8;
     campaign(FileFormat::Parquet, original, footer, cases(3000));
+}
+
+#[test]
+fn mutated_plain_encoded_parquet_never_panics() {
+    let original = telco_parquet_plain();
+    assert_eq!(read_all(FileFormat::Parquet, original.clone()), Ok(400));
+    let mut views = TableReader::parquet_with("f.parquet", Bytes::from(original.clone()), &[("contract", true)]).unwrap();
+    let batch = views.next().unwrap().unwrap();
+    assert_eq!(batch.schema().field_with_name("contract").unwrap().data_type(), &arrow::datatypes::DataType::Utf8View);
+    let footer = u32::from_le_bytes(original[original.len() - 8..original.len() - 4].try_into().unwrap()) as usize + 8;
+    campaign(FileFormat::Parquet, original, footer, cases(2000));
 }
 
 #[test]

@@ -271,7 +271,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn schema() -> ResolvedSchema {
+    pub(crate) fn schema() -> ResolvedSchema {
         ResolvedSchema {
             id_column: Some("id".into()),
             target_column: "churn".into(),
