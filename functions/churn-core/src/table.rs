@@ -132,19 +132,21 @@ impl TableReader {
     }
 }
 
-/// A text column a scorer reads: its name, and whether it is a categorical input.
+/// A text column a scorer reads: its name, and whether to read it as string views where it is
+/// plain-encoded (a categorical input whose vocabulary a [`ViewMatcher`] covers).
 pub type TextInput<'a> = (&'a str, bool);
 
 /// `spec`'s inputs as [`dictionary_columns`] takes them.
 pub fn text_inputs(spec: &FeatureSpec) -> Vec<TextInput<'_>> {
-    spec.inputs.iter().map(|i| (i.name.as_str(), matches!(i.kind, InputKind::Categorical))).collect()
+    let views = |name: &str| spec.categorical.iter().any(|c| c.name == name && c.vocabulary.len() <= ViewMatcher::MAX);
+    spec.inputs.iter().map(|i| (i.name.as_str(), matches!(i.kind, InputKind::Categorical) && views(&i.name))).collect()
 }
 
 /// Parquet reading options that return the text columns named in `inputs` as dictionary arrays
 /// (the file's own dictionary pages, not one string per row), so that their distinct values are
 /// resolved once per column chunk ([`Bound::resolve_dictionaries`]) instead of once per row.
-/// A categorical column that some row group stores without a dictionary (plain-encoded) is read
-/// as string views instead: building a dictionary from plain pages costs hashing every value,
+/// A column marked for views that some row group stores without a dictionary (plain-encoded) is
+/// read as string views instead: building a dictionary from plain pages costs hashing every value,
 /// where a view holds a short value whole and is matched against the vocabulary's own views
 /// ([`ViewMatcher`]). Other columns, and files without such columns, keep their own types.
 pub fn dictionary_columns(
@@ -492,8 +494,8 @@ fn dictionary_value(values: &StringArray, k: usize) -> RawValue<'_> {
 pub struct Bound {
     cols: Vec<Option<ColData>>,
     rows: usize,
-    /// For dictionary columns after [`resolve_dictionaries`](Self::resolve_dictionaries): what
-    /// each dictionary value is to the spec.
+    /// For dictionary and string-view columns after
+    /// [`resolve_dictionaries`](Self::resolve_dictionaries): what their values are to the spec.
     resolved: Vec<Option<Resolved>>,
 }
 
@@ -518,7 +520,8 @@ struct ViewMatcher {
 }
 
 impl ViewMatcher {
-    /// Above this many entries a linear scan is no cheaper than the text path's lookup.
+    /// Vocabularies up to this size are scanned linearly; a column with a larger one is read as
+    /// a dictionary ([`text_inputs`]).
     const MAX: usize = 16;
 
     fn new(spec: &FeatureSpec, input: usize) -> Option<Self> {
@@ -551,9 +554,10 @@ impl ViewMatcher {
     }
 }
 
-/// The dictionaries [`Bound::resolve_dictionaries`] resolved last, per bound column: the
-/// dictionary (kept, so that its buffers are not freed and reused while it is compared by
-/// address) and what its values resolved to. For one table and one spec.
+/// What [`Bound::resolve_dictionaries`] built for earlier batches of one table, per bound
+/// column: the dictionary it resolved last (kept, so that its buffers are not freed and reused
+/// while it is compared by address) with what its values resolved to, and a string-view
+/// column's [`ViewMatcher`]. For one table and one spec.
 #[derive(Default)]
 pub struct DictionaryCache {
     last: Vec<Option<(arrow::array::ArrayData, Arc<ResolvedValues>)>>,
@@ -1062,6 +1066,15 @@ mod tests {
         let text_path = slots(TableReader::open(&p).unwrap(), false);
         assert_eq!(slots(TableReader::open_for(&p, &spec).unwrap(), true), text_path);
         assert!(text_path[1].contains("Unseen") && text_path[0].contains("Known"), "{text_path:?}");
+    }
+
+    #[test]
+    fn categories_with_short_vocabularies_are_the_ones_read_as_views() {
+        let mut spec = crate::spec::tests::fitted();
+        assert_eq!(text_inputs(&spec), [("tenure", false), ("total", false), ("plan", true), ("tv", true)]);
+        let plan = spec.categorical.iter_mut().find(|c| c.name == "plan").unwrap();
+        plan.vocabulary.extend((0..ViewMatcher::MAX).map(|i| format!("p{i}")));
+        assert_eq!(text_inputs(&spec)[2], ("plan", false), "a long vocabulary is read as a dictionary");
     }
 
     #[test]
