@@ -205,7 +205,8 @@ impl Predictor {
             .spec
             .inputs
             .iter()
-            .map(|i| match &i.kind {
+            .enumerate()
+            .map(|(index, i)| match &i.kind {
                 InputKind::Numeric { valid_min, valid_max, .. } => InputField {
                     name: i.name.clone(),
                     kind: "number".into(),
@@ -218,7 +219,7 @@ impl Predictor {
                     kind: "category".into(),
                     min: None,
                     max: None,
-                    categories: b.spec.categorical.iter().find(|c| c.name == i.name).map(|c| c.vocabulary.clone()).unwrap_or_default(),
+                    categories: b.spec.input_vocabulary(index).map(<[String]>::to_vec).unwrap_or_default(),
                 },
             })
             .collect();

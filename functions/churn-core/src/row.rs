@@ -73,7 +73,8 @@ pub trait RawRow {
     /// Input `index`'s category, when the source resolved it already with
     /// [`FeatureSpec::resolve_category`](crate::spec::FeatureSpec::resolve_category) of the
     /// spec that reads this row (a parquet dictionary column: its few distinct values are
-    /// resolved once per batch instead of once per row). `None`: read [`value`](Self::value).
+    /// resolved once per column chunk instead of once per row; a plain-encoded one read as
+    /// string views: matched against the vocabulary's views). `None`: read [`value`](Self::value).
     fn resolved_category(&self, _index: usize) -> Option<&CatValue> {
         None
     }
@@ -81,7 +82,7 @@ pub trait RawRow {
     /// Input `index`'s number, when the source resolved it already with
     /// [`FeatureSpec::resolve_number`](crate::spec::FeatureSpec::resolve_number) (numbers
     /// written as text in a parquet dictionary column: each distinct text is parsed once per
-    /// batch). `None`: read [`value`](Self::value).
+    /// column chunk). `None`: read [`value`](Self::value).
     fn resolved_number(&self, _index: usize) -> Option<f64> {
         None
     }

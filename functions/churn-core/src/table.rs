@@ -138,8 +138,8 @@ pub type TextInput<'a> = (&'a str, bool);
 
 /// `spec`'s inputs as [`dictionary_columns`] takes them.
 pub fn text_inputs(spec: &FeatureSpec) -> Vec<TextInput<'_>> {
-    let views = |name: &str| spec.categorical.iter().any(|c| c.name == name && c.vocabulary.len() <= ViewMatcher::MAX);
-    spec.inputs.iter().map(|i| (i.name.as_str(), matches!(i.kind, InputKind::Categorical) && views(&i.name))).collect()
+    let views = |i| spec.input_vocabulary(i).is_some_and(|v| v.len() <= ViewMatcher::MAX);
+    spec.inputs.iter().enumerate().map(|(i, input)| (input.name.as_str(), views(i))).collect()
 }
 
 /// Parquet reading options that return the text columns named in `inputs` as dictionary arrays
@@ -525,8 +525,7 @@ impl ViewMatcher {
     const MAX: usize = 16;
 
     fn new(spec: &FeatureSpec, input: usize) -> Option<Self> {
-        let name = &spec.inputs[input].name;
-        let vocabulary = &spec.categorical.iter().find(|c| &c.name == name)?.vocabulary;
+        let vocabulary = spec.input_vocabulary(input)?;
         if vocabulary.len() > Self::MAX {
             return None;
         }
@@ -595,8 +594,7 @@ impl Bound {
             .enumerate()
             .map(|(i, (c, (cached, matcher)))| {
                 if let Some(ColData::View(array)) = c {
-                    let categorical = matches!(spec.inputs[i].kind, InputKind::Categorical);
-                    let matcher = matcher.get_or_insert_with(|| categorical.then(|| ViewMatcher::new(spec, i)).flatten().map(Arc::new));
+                    let matcher = matcher.get_or_insert_with(|| ViewMatcher::new(spec, i).map(Arc::new));
                     return matcher.clone().map(|matcher| Resolved::View(Box::new((array.clone(), matcher))));
                 }
                 let Some(ColData::Dict { keys, values }) = c else { return None };

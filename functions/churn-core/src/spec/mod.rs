@@ -221,6 +221,14 @@ impl FeatureSpec {
         self.inputs.iter().map(|c| c.name.as_str())
     }
 
+    /// The vocabulary of input `index` when it is categorical (`None` for a number).
+    pub fn input_vocabulary(&self, index: usize) -> Option<&[String]> {
+        match self.plan.input_slot.get(index)? {
+            Slot::Categorical(s) => Some(&self.categorical[*s].vocabulary),
+            Slot::Numeric(_) => None,
+        }
+    }
+
     /// Parses the JSON of a bundle's `feature_spec.json` and prepares it for use.
     pub fn from_json(text: &str) -> Result<Self> {
         let mut spec: FeatureSpec = serde_json::from_str(text).map_err(|e| plan::spec_file(format!("not valid: {e}")))?;
