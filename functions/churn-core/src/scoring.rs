@@ -214,17 +214,17 @@ impl<'a> BatchScorer<'a> {
             }
         };
 
-        // The id column is passed through when it is text (no copy; `large_string` and string
-        // views, as pandas and Polars write text, are copied whole into the output's type);
-        // other types are written as the transform reads them.
+        // A text id column is passed through (`string` as it is, `large_string` and string
+        // views, as pandas and Polars write text, copied whole into the output's type); other
+        // types are written as the transform reads them.
         let ids: ArrayRef = match self.id_column.as_deref().and_then(|c| batch.column_by_name(c).map(|a| (c, a))) {
-            Some((_, a)) if a.data_type() == &DataType::Utf8 => a.clone(),
-            Some((c, a)) if matches!(a.data_type(), DataType::LargeUtf8 | DataType::Utf8View) => arrow::compute::cast(a, &DataType::Utf8)
-                .map_err(|e| CoreError::Column {
-                file: String::new(),
-                column: c.into(),
-                problem: e.to_string(),
-            })?,
+            Some((c, a)) if matches!(a.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => {
+                arrow::compute::cast(a, &DataType::Utf8).map_err(|e| CoreError::Column {
+                    file: String::new(),
+                    column: c.into(),
+                    problem: e.to_string(),
+                })?
+            }
             Some((c, _)) => {
                 let b = Bound::new(batch, &[c])?;
                 Arc::new((0..n).map(|r| b.row(r).value_text(0)).collect::<StringArray>())
