@@ -62,6 +62,10 @@ pub struct TrainParams {
     /// With two or more members: pool the training and validation rows and let each member hold
     /// out a different fold of them (early stopping, out-of-fold calibration; see `train::fit`).
     pub cross_fit: bool,
+    /// With cross-fitting: after it, retrain every member on the whole pool for as many epochs
+    /// as its cross-fitted run found best, and serve those (calibrated on the cross-fitted
+    /// members' out-of-fold logits).
+    pub refit: bool,
     /// Knots of the spline calibration in the logit (`train::Calibration`); 0 is Platt scaling.
     pub calibration_knots: usize,
 }
@@ -90,6 +94,7 @@ impl Default for TrainParams {
             background_rows: 50,
             ensemble: 5,
             cross_fit: true,
+            refit: false,
             calibration_knots: 3,
         }
     }
@@ -152,6 +157,9 @@ impl TrainParams {
         if !(1..=1000).contains(&self.background_rows) {
             return bad("background_rows", self.background_rows.to_string(), "must be in [1, 1000]");
         }
+        if self.refit && !(self.cross_fit && self.ensemble > 1) {
+            return bad("refit", "true".into(), "refits the members of a cross-fitted ensemble: set cross_fit = true and ensemble >= 2");
+        }
         if self.validation_fraction + self.test_fraction > 0.8 {
             return bad("test_fraction", self.test_fraction.to_string(), "validation + test must leave >= 20 % for training");
         }
@@ -205,6 +213,9 @@ mod tests {
         assert!(p.check().is_ok());
         let p = TrainParams { validation_fraction: 0.5, test_fraction: 0.5, ..Default::default() };
         assert!(p.check().unwrap_err().to_string().contains("validation + test"));
+        let p = TrainParams { refit: true, ensemble: 1, ..Default::default() };
+        assert_eq!(p.check().unwrap_err().field, "refit");
+        assert!(TrainParams { refit: true, ..Default::default() }.check().is_ok());
     }
 
     #[test]

@@ -176,7 +176,7 @@ pub fn fit(
     let mut members = Vec::with_capacity(params.ensemble);
     for k in 0..params.ensemble {
         let (t, v) = parts.get(k).map_or((train, validation), |(t, v)| (t, v));
-        members.push(fit_member(params, params.seed.wrapping_add(k as u64), pos_weight, t, v, on_epoch)?);
+        members.push(fit_member(params, params.seed.wrapping_add(k as u64), pos_weight, t, Stop::Early(v), on_epoch)?);
     }
     // Held-out logits: out-of-fold over the pool, or the ensemble's on the validation rows.
     let (held_out, held_out_y, validation_logits) = match &pool {
@@ -194,7 +194,13 @@ pub fn fit(
         }
         None => (vec![], vec![], vec![]),
     };
-    let member_best_epochs = members.iter().map(|m| m.best_epoch).collect();
+    let member_best_epochs: Vec<usize> = members.iter().map(|m| m.best_epoch).collect();
+    if let (Some(pool), true) = (&pool, params.refit) {
+        for (k, m) in members.iter_mut().enumerate() {
+            let stop = Stop::After(member_best_epochs[k].max(1));
+            m.model = fit_member(params, params.seed.wrapping_add(k as u64), pos_weight, pool, stop, on_epoch)?.model;
+        }
+    }
     let mut members = members.into_iter();
     let first = members.next().expect("ensemble >= 1 (checked)");
     let (history, best_epoch) = (first.history, first.best_epoch);
@@ -212,13 +218,22 @@ pub fn fit(
     Ok(Trained { model, history, best_epoch, member_best_epochs, pos_weight, calibration, validation_logits })
 }
 
-/// The one training loop: one member from `seed`, best validation epoch restored.
+/// When a member's training stops.
+enum Stop<'a> {
+    /// After `patience` epochs without a better ROC AUC on these rows; the best epoch is kept.
+    Early(&'a Matrix),
+    /// After this many epochs (a refit, whose epochs a run with early stopping chose).
+    After(usize),
+}
+
+/// The one training loop: one member from `seed`; with early stopping, its best validation
+/// epoch restored.
 fn fit_member(
     params: &ValidParams,
     seed: u64,
     pos_weight: f64,
     train: &Matrix,
-    validation: &Matrix,
+    stop: Stop,
     on_epoch: &mut dyn FnMut(&EpochRecord),
 ) -> Result<Member, TrainError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -229,12 +244,18 @@ fn fit_member(
     )?;
     let x = tensor(train)?;
     let y = labels(&train.y)?;
-    let xv = tensor(validation)?;
-    let yv = labels(&validation.y)?;
+    let held = match stop {
+        Stop::Early(v) => Some((tensor(v)?, labels(&v.y)?, &v.y)),
+        Stop::After(_) => None,
+    };
+    let epochs = match stop {
+        Stop::Early(_) => params.max_epochs,
+        Stop::After(n) => n,
+    };
     let mut order: Vec<u32> = (0..train.rows() as u32).collect();
     let mut history = Vec::new();
-    let (mut best_auc, mut best_epoch, mut best) = (f64::NEG_INFINITY, 0, model::snapshot(&varmap)?);
-    for epoch in 1..=params.max_epochs {
+    let (mut best_auc, mut best_epoch, mut best) = (f64::NEG_INFINITY, epochs, None);
+    for epoch in 1..=epochs {
         order.shuffle(&mut rng);
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         for chunk in order.chunks(params.batch_size) {
@@ -249,22 +270,25 @@ fn fit_member(
             loss_sum += loss.to_scalar::<f32>()? as f64 * chunk.len() as f64;
             seen += chunk.len();
         }
-        let zv = model.forward(&xv, false, &mut rng)?;
-        let validation_loss = weighted_bce(&zv, &yv, pos_weight)?.to_scalar::<f32>()? as f64;
-        let validation_auc = roc_auc(&zv.to_vec1::<f32>()?, &validation.y)?;
+        let Some((xv, yv, labels)) = &held else { continue };
+        let zv = model.forward(xv, false, &mut rng)?;
+        let validation_loss = weighted_bce(&zv, yv, pos_weight)?.to_scalar::<f32>()? as f64;
+        let validation_auc = roc_auc(&zv.to_vec1::<f32>()?, labels)?;
         if !validation_loss.is_finite() {
             return Err(TrainError::Diverged { epoch, validation_loss });
         }
         let rec = EpochRecord { epoch, train_loss: loss_sum / seen.max(1) as f64, validation_loss, validation_auc };
         on_epoch(&rec);
         history.push(rec);
-        if validation_auc > best_auc + 1e-5 {
-            (best_auc, best_epoch, best) = (validation_auc, epoch, model::snapshot(&varmap)?);
+        if validation_auc > best_auc + 1e-5 || best.is_none() {
+            (best_auc, best_epoch, best) = (validation_auc, epoch, Some(model::snapshot(&varmap)?));
         } else if epoch - best_epoch >= params.patience {
             break;
         }
     }
-    model::restore(&varmap, &best)?;
+    if let Some(best) = best {
+        model::restore(&varmap, &best)?;
+    }
     Ok(Member { model, history, best_epoch })
 }
 
@@ -428,6 +452,7 @@ pub fn candle_probabilities(t: &Trained, m: &Matrix) -> candle_core::Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::params::TrainParams;
 
     #[test]
     fn weighted_bce_matches_the_formula() {
@@ -467,6 +492,47 @@ mod tests {
             let hidden: Vec<f32> = (0..head[0].outputs).map(|o| (head[0].weight[o] * zi + head[0].bias[o]).max(0.0)).collect();
             let out = hidden.iter().zip(&head[1].weight).map(|(a, b)| a * b).sum::<f32>() + head[1].bias[0];
             assert!((out as f64 - spline.logit(zi as f64)).abs() < 1e-4, "{zi}: {out} vs {}", spline.logit(zi as f64));
+        }
+    }
+
+    /// A small noisy table: the label is `x0 + x1 > 0` with some labels flipped.
+    fn noisy(rows: usize, seed: u64) -> Matrix {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (mut x, mut y) = (vec![], vec![]);
+        for _ in 0..rows {
+            let r: [f32; 3] = std::array::from_fn(|_| rand::Rng::random_range(&mut rng, -1.0..1.0));
+            x.extend(r);
+            y.push((r[0] + r[1] > 0.0) != rand::Rng::random_bool(&mut rng, 0.1));
+        }
+        Matrix { x, y, width: 3 }
+    }
+
+    /// A refit keeps the cross-fitted run's epochs and calibration and serves members retrained
+    /// on the whole pool for exactly those epochs.
+    #[test]
+    fn a_refit_serves_members_retrained_on_the_pool_for_their_best_epochs() {
+        let (train, validation) = (noisy(240, 1), noisy(80, 2));
+        let params =
+            |refit| TrainParams { hidden: vec![4], ensemble: 2, max_epochs: 40, patience: 4, batch_size: 32, refit, ..Default::default() };
+        let (plain, refit) = (params(false).check().unwrap(), params(true).check().unwrap());
+        let (a, b) = (fit(&plain, &train, &validation, &mut |_| {}).unwrap(), fit(&refit, &train, &validation, &mut |_| {}).unwrap());
+        assert_eq!(a.member_best_epochs, b.member_best_epochs);
+        assert_eq!(a.validation_logits, b.validation_logits, "out-of-fold logits come from the cross-fitted members");
+        assert_eq!((a.calibration.a, a.calibration.b), (b.calibration.a, b.calibration.b));
+        let pool = train.concat(&validation);
+        let served = logits(b.model.as_ref(), &pool).unwrap();
+        assert_ne!(served, logits(a.model.as_ref(), &pool).unwrap());
+        let pos_weight = b.pos_weight;
+        let members: Vec<Vec<f32>> = (0..2)
+            .map(|k| {
+                let m = fit_member(&refit, refit.seed + k as u64, pos_weight, &pool, Stop::After(b.member_best_epochs[k]), &mut |_| {})
+                    .unwrap();
+                logits(m.model.as_ref(), &pool).unwrap()
+            })
+            .collect();
+        for (i, s) in served.iter().enumerate() {
+            let mean = (members[0][i] + members[1][i]) / 2.0;
+            assert!((s - mean).abs() < 1e-5, "row {i}: served {s}, members' mean {mean}");
         }
     }
 
