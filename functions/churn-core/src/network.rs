@@ -17,7 +17,7 @@
 
 use crate::error::{CoreError, Result};
 use crate::onnx::Dense;
-use crate::spec::{Change, FeatureSpec, Inputs, SlotValues};
+use crate::spec::{CatValue, Change, FeatureSpec, Inputs, SlotValues};
 use tract_onnx::prelude::DatumType;
 use tract_onnx::prelude::tract_linalg::{self, element_wise::ElementWise};
 
@@ -44,13 +44,39 @@ pub struct Network {
     /// The first layer's weights by model input, then the running sums of each
     /// piecewise-linear block's columns: `table[j * h..(j + 1) * h]` is input `j`'s column, and
     /// the sum of the first `k` columns of numeric slot `s`'s block starts at
-    /// `runs[s] + (k - 1) * h`.
+    /// `runs[s] + (k - 1) * h`; after them, the folded blocks and the category groups'
+    /// columns of [`first_layer`](Self::first_layer).
     table: Vec<f32>,
     /// Units of the first layer.
     h: usize,
     /// Where each numeric slot's running sums start in `table` (unused without a block).
     runs: Vec<usize>,
+    /// Per numeric slot whose inputs [`first_layer`](Self::first_layer) takes folded: where
+    /// its folded block starts in `table`, and its number of bins ([`Folded`]).
+    folded: Vec<Option<(usize, usize)>>,
+    /// The categorical slots, taken a few at a time ([`CategoryGroup`]).
+    groups: Vec<CategoryGroup>,
 }
+
+/// Categorical slots whose one-hot columns [`Network::first_layer`] adds as one: the table
+/// holds the sum of their columns for every combination of their states (each slot's state is
+/// 0 when its category is missing or unseen, `k + 1` for its vocabulary's `k`th value), so a
+/// row adds one column per group instead of one per slot.
+///
+/// The combinations are numbered in mixed radix, the first slot most significant; the table's
+/// column for combination `c ≥ 1` starts at `start + (c - 1) * h` (combination 0, every slot
+/// without a known category, adds nothing). A group of one slot is that slot's own block.
+#[derive(Debug)]
+struct CategoryGroup {
+    /// (categorical slot, its number of states: vocabulary size + 1).
+    slots: Vec<(usize, usize)>,
+    start: usize,
+}
+
+/// At most this many combinations per [`CategoryGroup`]: enough to take two or three of the
+/// usual two-to-four-valued fields together, small enough that all groups' columns stay in
+/// the cache.
+const GROUP_STATES: usize = 64;
 
 /// Scratch of [`Network::first_layer`]: the record's nonzero inputs as (start of the weights
 /// in the network's table, value).
@@ -145,6 +171,84 @@ fn sum_in_registers<const B: usize>(table: &[f32], active: &[(usize, f32)], bias
     }
 }
 
+/// Folds numeric slot `s`'s standardised value into its piecewise-linear block, appending the
+/// folded block to `table`; returns where it starts and the number of bins, or `None` when
+/// the slot cannot be folded.
+///
+/// Within bin `k` (edges `e_k < e_{k+1}`, fraction `f`), the clipped value is
+/// `e_k + f (e_{k+1} - e_k)`, so its standardised input adds `(e_k - mean) / std` times its
+/// column plus `f (e_{k+1} - e_k) / std` times it. The block's `k` leading 1s and fraction
+/// therefore add `R_k + f C_k`, with `R_k` the sum of the first `k` bin columns plus
+/// `(e_k - mean) / std` times the value's column (`k` = 0..=bins) and `C_k` bin `k`'s column
+/// plus `(e_{k+1} - e_k) / std` times it: two columns where there were three. Exact (up to
+/// rounding) when the edges span the clipping range, as fitted edges do; otherwise the value
+/// outside the edges would still move the input but not the block, and the slot is not folded.
+fn fold(spec: &FeatureSpec, s: usize, table: &mut Vec<f32>, h: usize) -> Option<(usize, usize)> {
+    let f = &spec.numeric[s];
+    let (offset, bins) = spec.bin_block(s);
+    let spans = f.bins.first() == Some(&f.clip_min) && f.bins.last() == Some(&f.clip_max);
+    if bins == 0 || !spans || !(f.std.is_finite() && f.std > 0.0) {
+        return None;
+    }
+    let column = |j: usize, table: &[f32]| table[j * h..(j + 1) * h].iter().map(|&w| w as f64).collect::<Vec<f64>>();
+    let value = column(s, table);
+    let start = table.len();
+    let mut run = vec![0f64; h];
+    let mut folded = Vec::with_capacity((2 * bins + 1) * h);
+    for k in 0..=bins {
+        let v = (f.bins[k] - f.mean) / f.std;
+        folded.extend(run.iter().zip(&value).map(|(r, c)| (r + v * c) as f32));
+        if k < bins {
+            for (r, c) in run.iter_mut().zip(column(offset + k, table)) {
+                *r += c;
+            }
+        }
+    }
+    for k in 0..bins {
+        let w = (f.bins[k + 1] - f.bins[k]) / f.std;
+        folded.extend(column(offset + k, table).iter().zip(&value).map(|(b, c)| (b + w * c) as f32));
+    }
+    table.extend(folded);
+    Some((start, bins))
+}
+
+/// Takes the categorical slots in order into [`CategoryGroup`]s of at most [`GROUP_STATES`]
+/// combinations, appending each group of two or more slots' columns to `table`.
+fn group_categories(spec: &FeatureSpec, table: &mut Vec<f32>, h: usize) -> Vec<CategoryGroup> {
+    let mut members: Vec<Vec<(usize, usize)>> = Vec::new();
+    for s in 0..spec.categorical.len() {
+        let states = spec.category_block(s).1 + 1;
+        match members.last_mut() {
+            Some(g) if g.iter().map(|m| m.1).product::<usize>() * states <= GROUP_STATES => g.push((s, states)),
+            _ => members.push(vec![(s, states)]),
+        }
+    }
+    members
+        .into_iter()
+        .map(|slots| {
+            if let [(s, _)] = slots[..] {
+                return CategoryGroup { start: spec.category_block(s).0 * h, slots };
+            }
+            let start = table.len();
+            let combinations: usize = slots.iter().map(|m| m.1).product();
+            for c in 1..combinations {
+                let mut sum = vec![0f32; h];
+                let mut rest = c;
+                for &(s, states) in slots.iter().rev() {
+                    let state = rest % states;
+                    rest /= states;
+                    if state > 0 {
+                        let j = spec.category_block(s).0 + state - 1;
+                        add_scaled(&mut sum, 1.0, &table[j * h..(j + 1) * h]);
+                    }
+                }
+                table.extend_from_slice(&sum);
+            }
+            CategoryGroup { slots, start }
+        })
+        .collect()
+}
+
 /// Runs `layers` on `b.hidden`; returns the first output of the last one.
 fn forward(layers: &[Dense], b: &mut Buffers) -> f32 {
     for l in layers {
@@ -167,8 +271,10 @@ impl Network {
         let first = &mut layers[0];
         let h = first.outputs;
         // Sized once: a start-up's fresh memory pages are a large part of a cold start.
+        // Reserved, not touched: the bound covers running sums, folded blocks and groups.
         let sums: usize = (0..spec.numeric.len()).map(|s| spec.bin_block(s).1).sum();
-        let mut table = Vec::with_capacity((width + sums) * h);
+        let extra = 3 * sums + spec.numeric.len() + GROUP_STATES * spec.categorical.len();
+        let mut table = Vec::with_capacity((width + extra) * h);
         table.resize(width * h, 0.0f32);
         for o in 0..h {
             for j in 0..width {
@@ -187,9 +293,11 @@ impl Network {
                 table.extend_from_slice(&sum);
             }
         }
+        let folded = (0..spec.numeric.len()).map(|s| fold(spec, s, &mut table, h)).collect();
+        let groups = group_categories(spec, &mut table, h);
         let sigmoid = sigmoid_kernel()?;
         let body = layers.iter().position(|l| l.outputs == 1).map_or(layers.len(), |i| i + 1);
-        Ok(Network { layers, body, sigmoid, table, h, runs })
+        Ok(Network { layers, body, sigmoid, table, h, runs, folded, groups })
     }
 
     /// Units of the first layer: the length of a pre-activation.
@@ -231,15 +339,38 @@ impl Network {
     /// The first layer's pre-activation (bias included) for the record whose slot values are
     /// `slots`, into `z` (length [`hidden`](Self::hidden)). Equal to the first layer of the
     /// dense model input [`FeatureSpec::encode`] writes, up to float rounding.
+    ///
+    /// A folded number adds one or two columns instead of up to three, and each
+    /// [`CategoryGroup`] one instead of one per categorical slot.
     pub fn first_layer(&self, spec: &FeatureSpec, slots: &SlotValues, z: &mut [f32], active: &mut Active) {
         let h = self.h;
         debug_assert_eq!(z.len(), h, "z holds one sum per unit");
         let active = &mut active.0;
         active.clear();
-        spec.encode_sparse(slots, |inputs| match inputs {
-            Inputs::Value { position, value } => active.push((position * h, value)),
-            Inputs::LeadingOnes { slot, ones } => active.push((self.run_start(slot, ones), 1.0)),
-        });
+        for (s, &x) in slots.numeric.iter().enumerate() {
+            match self.folded[s] {
+                Some((start, bins)) => {
+                    let (ones, fraction) = spec.bin_state(s, x);
+                    active.push((start + ones * h, 1.0));
+                    if fraction != 0.0 {
+                        active.push((start + (bins + 1 + ones) * h, fraction));
+                    }
+                }
+                None => spec.encode_number(s, x, &mut |inputs| match inputs {
+                    Inputs::Value { position, value } => active.push((position * h, value)),
+                    Inputs::LeadingOnes { slot, ones } => active.push((self.run_start(slot, ones), 1.0)),
+                }),
+            }
+        }
+        for g in &self.groups {
+            let combination = g
+                .slots
+                .iter()
+                .fold(0, |c, &(s, states)| c * states + if let CatValue::Known(k) = slots.categorical[s] { k + 1 } else { 0 });
+            if combination > 0 {
+                active.push((g.start + (combination - 1) * h, 1.0));
+            }
+        }
         sum_columns(&self.table, active, &self.layers[0].bias, z);
     }
 
@@ -364,6 +495,10 @@ mod tests {
             for layers in stacks(width) {
                 let scorer = Scorer::from_onnx(&dense_stack_to_onnx(&layers, &[]).unwrap(), width).unwrap();
                 let net = Network::new(&spec, layers).unwrap();
+                // Both of first_layer's shortcuts are taken: the categories grouped, and the
+                // binned spec's numbers folded.
+                assert!(net.groups.iter().any(|g| g.slots.len() > 1), "{:?}", net.groups);
+                assert_eq!(net.folded.iter().any(|f| f.is_some()), spec.numeric.iter().any(|f| !f.bins.is_empty()));
                 let (mut z, mut b, mut slots) = (vec![0.0; net.hidden()], Buffers::default(), SlotValues::default());
                 let mut active = Active::default();
                 // The fixture rows, an unseen category and a missing one, a blank number,

@@ -194,22 +194,27 @@ impl FeatureSpec {
     /// batch scorer's first layer ([`crate::network::Network`]) sums weight columns from it.
     #[inline]
     pub fn encode_sparse(&self, values: &SlotValues, mut input: impl FnMut(Inputs)) {
-        for (i, x) in values.numeric.iter().enumerate() {
-            input(Inputs::Value { position: i, value: self.encode_numeric(i, *x) });
-        }
         for (s, x) in values.numeric.iter().enumerate() {
-            let (ones, fraction) = self.bin_state(s, *x);
-            if ones > 0 {
-                input(Inputs::LeadingOnes { slot: s, ones });
-            }
-            if fraction != 0.0 {
-                input(Inputs::Value { position: self.plan.bin_offset[s] + ones, value: fraction });
-            }
+            self.encode_number(s, *x, &mut input);
         }
         for (s, c) in values.categorical.iter().enumerate() {
             if let CatValue::Known(k) = c {
                 input(Inputs::Value { position: self.plan.cat_offset[s] + k, value: 1.0 });
             }
+        }
+    }
+
+    /// [`encode_sparse`](Self::encode_sparse) for numeric slot `s` with value `x`: its
+    /// standardised value, then its piecewise-linear block's run of 1s and fraction.
+    #[inline]
+    pub(crate) fn encode_number(&self, s: usize, x: f64, input: &mut impl FnMut(Inputs)) {
+        input(Inputs::Value { position: s, value: self.encode_numeric(s, x) });
+        let (ones, fraction) = self.bin_state(s, x);
+        if ones > 0 {
+            input(Inputs::LeadingOnes { slot: s, ones });
+        }
+        if fraction != 0.0 {
+            input(Inputs::Value { position: self.plan.bin_offset[s] + ones, value: fraction });
         }
     }
 
@@ -267,6 +272,12 @@ impl FeatureSpec {
     /// and its number of inputs (0 when the number has none).
     pub fn bin_block(&self, s: usize) -> (usize, usize) {
         (self.plan.bin_offset[s], self.numeric[s].bin_count())
+    }
+
+    /// Categorical slot `s`'s one-hot block: its first position in the model input vector and
+    /// its number of inputs (the vocabulary's size).
+    pub fn category_block(&self, s: usize) -> (usize, usize) {
+        (self.plan.cat_offset[s], self.categorical[s].vocabulary.len())
     }
 
     /// The whole transform for one record: writes `out` (length [`width`](Self::width)) or
