@@ -10,6 +10,12 @@ difference between their probabilities.
   target/release/churn train --out out/model
   python infra/bench/writers_matrix.py --model out/model --rows 1000000
 
+With `--batch-bench target/release/batch-bench --bucket B` (and `AWS_ENDPOINT_URL_S3` plus
+credentials of an S3 server in the environment, e.g. the local one from `infra/local/servers.sh`;
+`pip install boto3`), each file is also uploaded to `s3://B/incoming/` and scored by the batch
+function's own code path (`batch-bench score`: S3 read, scoring, multipart upload of the
+results and summary), and its end-to-end rows/s and peak RSS are printed beside the others.
+
 The Python peer does less than `churn score`: it writes the id and the probability only (no
 risk tier, action, warnings or rejected-rows file) and stops at the first bad value; it reads
 in batches of 65,536 rows, so its memory stays bounded as `churn score`'s does.
@@ -103,6 +109,22 @@ def measure(cmd):
     return float(rate), int(kib) / 1024
 
 
+def batch_score(bench, model, bucket, name, path):
+    """Uploads path to s3://bucket/incoming/ and scores it with `batch-bench score` on core 0:
+    (end-to-end rows/s, peak RSS MiB) as it prints them."""
+    import boto3
+
+    key = f"incoming/{name}.{path.rsplit('.', 1)[1]}"
+    boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3")).upload_file(path, bucket, key)
+    cmd = ["taskset", "-c", "0", bench, "score", "--model", model, "--bucket", bucket, "--key", key]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{r.stdout}\n{r.stderr}")
+    rate = re.search(r"= ([\d.]+) rows/s", r.stdout).group(1)
+    rss = re.search(r"peak RSS ([\d.]+) MiB", r.stdout).group(1)
+    return float(rate), float(rss)
+
+
 def python_score(model_raw, path, out):
     """The Python peer: pyarrow batches -> onnxruntime on one thread -> parquet (id, probability)."""
     import numpy as np
@@ -151,10 +173,14 @@ def main():
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--churn", default=os.path.join(ROOT, "target", "release", "churn"))
     ap.add_argument("--dir", help="where to write the files (default: a temporary directory)")
+    ap.add_argument("--batch-bench", help="also score every file with this batch-bench binary through the S3 server")
+    ap.add_argument("--bucket", help="bucket of the S3 server for --batch-bench (must exist)")
     ap.add_argument("--score-python", nargs=3, metavar=("MODEL_RAW", "INPUT", "OUTPUT"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.score_python:
         return python_score(*a.score_python)
+    if a.batch_bench and not a.bucket:
+        ap.error("--batch-bench needs --bucket")
     with tempfile.TemporaryDirectory(prefix="churn-writers-") as tmp:
         out = a.dir or tmp
         os.makedirs(out, exist_ok=True)
@@ -164,6 +190,8 @@ def main():
         files = write_variants(a.rows, out)
         print(f"{a.rows} Telco rows written {len(files)} ways in {time.time() - t:.1f} s; scoring on core 0", flush=True)
         head = f"{'file':<24} {'text type':<22} {'groups':>6} {'MB':>6} | {'churn rows/s':>12} {'RSS MiB':>8} | {'python rows/s':>13} {'RSS MiB':>8} | {'ratio':>5} {'max |dp|':>9}"
+        if a.batch_bench:
+            head += f" | {'batch rows/s':>12} {'RSS MiB':>8}"
         print(head)
         print("-" * len(head))
         for name, path in files:
@@ -180,10 +208,11 @@ def main():
             pp = pq.read_table(py_out)["churn_probability"]
             dp = pc.max(pc.abs(pc.subtract(pc.cast(rp, pa.float64()), pp))).as_py()
             size = os.path.getsize(path) / 1e6
-            print(
-                f"{name:<24} {kind:<22} {groups:>6} {size:>6.1f} | {rs:>12,.0f} {rmem:>8.0f} | {ps:>13,.0f} {pmem:>8.0f} | {rs / ps:>5.2f} {dp:>9.1e}",
-                flush=True,
-            )
+            line = f"{name:<24} {kind:<22} {groups:>6} {size:>6.1f} | {rs:>12,.0f} {rmem:>8.0f} | {ps:>13,.0f} {pmem:>8.0f} | {rs / ps:>5.2f} {dp:>9.1e}"
+            if a.batch_bench:
+                bs, bmem = batch_score(a.batch_bench, a.model, a.bucket, name, path)
+                line += f" | {bs:>12,.0f} {bmem:>8.0f}"
+            print(line, flush=True)
             for p in (rust_out, py_out):
                 os.remove(p)
 
