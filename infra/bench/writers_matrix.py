@@ -113,9 +113,14 @@ def batch_score(bench, model, bucket, name, path):
     """Uploads path to s3://bucket/incoming/ and scores it with `batch-bench score` on core 0:
     (end-to-end rows/s, peak RSS MiB) as it prints them."""
     import boto3
+    from boto3.s3.transfer import TransferConfig
 
     key = f"incoming/{name}.{path.rsplit('.', 1)[1]}"
-    boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3")).upload_file(path, bucket, key)
+    # One PutObject, not a multipart upload: for a multipart object the local server (moto)
+    # answers a GET with the parts' composite CRC32 as if it were the whole object's, which the
+    # AWS SDK then rejects as a corrupt download ("streaming error"); S3 marks it composite.
+    single = TransferConfig(multipart_threshold=1 << 40)
+    boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3")).upload_file(path, bucket, key, Config=single)
     cmd = ["taskset", "-c", "0", bench, "score", "--model", model, "--bucket", bucket, "--key", key]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
