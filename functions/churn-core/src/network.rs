@@ -7,8 +7,11 @@
 //! linear, so its pre-activation is the bias plus, for each nonzero input, that input's weight
 //! column times its value, and a run of 1s is one precomputed prefix sum of its block's
 //! columns. That touches a few dozen columns where the dense product touches every input, and
-//! nothing has to be zeroed or written per row. The rest of the network (a hidden layer or
-//! two, the calibration head) is small and evaluated as usual.
+//! nothing has to be zeroed or written per row. [`Network::first_layer`] goes further with
+//! tables built once: a binned number's standardised value folded into its block (`fold`),
+//! and a few categorical fields' one-hot columns summed per combination (`CategoryGroup`).
+//! The rest of the network (a hidden layer or two, the calibration head) is small and
+//! evaluated as usual.
 //!
 //! Two paths use it: the batch scorer ([`crate::scoring`]) for every row of a table, and the
 //! Shapley evaluator ([`crate::explain::Explainer`]), which starts its walks from it and updates
@@ -52,7 +55,7 @@ pub struct Network {
     /// Where each numeric slot's running sums start in `table` (unused without a block).
     runs: Vec<usize>,
     /// Per numeric slot whose inputs [`first_layer`](Self::first_layer) takes folded: where
-    /// its folded block starts in `table`, and its number of bins ([`Folded`]).
+    /// its folded block starts in `table`, and its number of bins ([`fold`]).
     folded: Vec<Option<(usize, usize)>>,
     /// The categorical slots, taken a few at a time ([`CategoryGroup`]).
     groups: Vec<CategoryGroup>,
@@ -340,8 +343,8 @@ impl Network {
     /// `slots`, into `z` (length [`hidden`](Self::hidden)). Equal to the first layer of the
     /// dense model input [`FeatureSpec::encode`] writes, up to float rounding.
     ///
-    /// A folded number adds one or two columns instead of up to three, and each
-    /// [`CategoryGroup`] one instead of one per categorical slot.
+    /// A folded number adds one or two columns instead of up to three, and each group of
+    /// categorical slots (`CategoryGroup`) one instead of one per slot.
     pub fn first_layer(&self, spec: &FeatureSpec, slots: &SlotValues, z: &mut [f32], active: &mut Active) {
         let h = self.h;
         debug_assert_eq!(z.len(), h, "z holds one sum per unit");
