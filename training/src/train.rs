@@ -419,7 +419,7 @@ pub fn calibrated(z: &[f32], c: &Calibration) -> Vec<f32> {
 
 /// Dense layers of the trained model and its calibration, so that the exported graph's sigmoid
 /// yields the calibrated probability: Platt's affine map folded into the model's last layer,
-/// a spline as two more layers after the model's logit ([`Calibration::head`]).
+/// a spline as two more layers after the model's logit (`Calibration::head`).
 pub fn export_layers(t: &Trained) -> candle_core::Result<Vec<Dense>> {
     let mut layers = t.model.to_dense()?;
     let head = t.calibration.head();

@@ -133,7 +133,7 @@ impl TableReader {
 }
 
 /// A text column a scorer reads: its name, and whether to read it as string views where it is
-/// plain-encoded (a categorical input whose vocabulary a [`ViewMatcher`] covers).
+/// plain-encoded (a categorical input whose vocabulary a `ViewMatcher` covers).
 pub type TextInput<'a> = (&'a str, bool);
 
 /// `spec`'s inputs as [`dictionary_columns`] takes them.
@@ -148,7 +148,7 @@ pub fn text_inputs(spec: &FeatureSpec) -> Vec<TextInput<'_>> {
 /// A column marked for views that some row group stores without a dictionary (plain-encoded) is
 /// read as string views instead: building a dictionary from plain pages costs hashing every value,
 /// where a view holds a short value whole and is matched against the vocabulary's own views
-/// ([`ViewMatcher`]). Other columns, and files without such columns, keep their own types.
+/// (`ViewMatcher`). Other columns, and files without such columns, keep their own types.
 pub fn dictionary_columns(
     meta: parquet::arrow::arrow_reader::ArrowReaderMetadata,
     inputs: &[TextInput],
@@ -556,7 +556,7 @@ impl ViewMatcher {
 /// What [`Bound::resolve_dictionaries`] built for earlier batches of one table, per bound
 /// column: the dictionary it resolved last (kept, so that its buffers are not freed and reused
 /// while it is compared by address) with what its values resolved to, and a string-view
-/// column's [`ViewMatcher`]. For one table and one spec.
+/// column's `ViewMatcher`. For one table and one spec.
 #[derive(Default)]
 pub struct DictionaryCache {
     last: Vec<Option<(arrow::array::ArrayData, Arc<ResolvedValues>)>>,

@@ -72,7 +72,7 @@ impl fmt::Display for Location {
 
 /// Reads and writes bundles at a [`Location`]. S3 settings come from the standard AWS
 /// environment (region, credentials, `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`). Objects are
-/// read with a signed GET ([`crate::s3read`]); writing and streaming use the SDK client, which
+/// read with a signed GET (`s3read`); writing and streaming use the SDK client, which
 /// only the `sdk` feature builds.
 #[derive(Clone, Default)]
 pub struct Store {

@@ -1,5 +1,5 @@
 //! The `churn` command line: its flags (clap), and one function per subcommand
-//! ([`commands`]) that calls the training and serving libraries and prints what a person needs.
+//! (`commands`) that calls the training and serving libraries and prints what a person needs.
 //! The binary (`src/main.rs`) only sets up the process and calls [`run`].
 
 use std::path::PathBuf;
