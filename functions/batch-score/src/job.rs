@@ -37,6 +37,7 @@ use arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use aws_sdk_s3::Client;
+use aws_sdk_s3::error::DisplayErrorContext;
 use churn_core::Bundle;
 use churn_core::scoring::{BatchScorer, ERROR_COLUMN};
 use churn_core::table::{self, Encoder, FileFormat, TableReader};
@@ -729,9 +730,9 @@ impl Scorer {
                     .map_err(|e| Failure::Job(s3io::s3_error("GetObject", &task.bucket, &task.key, e).into()))?;
                 let mut body = out.body.into_async_read();
                 let mut file = tokio::fs::File::from_std(spool.reopen().map_err(|e| Failure::Input(format!("temporary file: {e}")))?);
-                let n = tokio::io::copy(&mut body, &mut file)
-                    .await
-                    .map_err(|e| Failure::Job(S3Error::transfer("GetObject body", &task.bucket, &task.key, e).into()))?;
+                let n = tokio::io::copy(&mut body, &mut file).await.map_err(|e| {
+                    Failure::Job(S3Error::transfer("GetObject body", &task.bucket, &task.key, DisplayErrorContext(e)).into())
+                })?;
                 fetched.fetch_add(n, Ordering::Relaxed);
                 tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(|e| Failure::Input(format!("temporary file: {e}")))?;
                 let open = || spool.reopen().map_err(|e| Failure::Input(format!("temporary file: {e}")));

@@ -47,6 +47,8 @@ impl S3Error {
     }
 
     /// A failure with no service error code (a broken body stream, a short read).
+    /// A failure while a body moves; give an error wrapped in [`DisplayErrorContext`], so that
+    /// its causes are in the message (a body's own message is often only "streaming error").
     pub fn transfer(op: &'static str, bucket: &str, key: &str, message: impl std::fmt::Display) -> Self {
         S3Error { op, bucket: bucket.into(), key: key.into(), code: None, message: message.to_string() }
     }
@@ -86,7 +88,9 @@ pub async fn head(client: &Client, bucket: &str, key: &str) -> Result<Option<Obj
 /// The whole body of `s3://{bucket}/{key}`; `Ok(None)` when the object does not exist.
 pub async fn get(client: &Client, bucket: &str, key: &str) -> Result<Option<Bytes>, S3Error> {
     match client.get_object().bucket(bucket).key(key).send().await {
-        Ok(o) => Ok(Some(o.body.collect().await.map_err(|e| S3Error::transfer("GetObject", bucket, key, e))?.into_bytes())),
+        Ok(o) => {
+            Ok(Some(o.body.collect().await.map_err(|e| S3Error::transfer("GetObject", bucket, key, DisplayErrorContext(e)))?.into_bytes()))
+        }
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
         Err(e) => Err(s3_error("GetObject", bucket, key, e)),
     }
@@ -192,7 +196,8 @@ impl S3Reader {
             .send()
             .await
             .map_err(|e| s3_error("GetObject", &self.bucket, &self.key, e))?;
-        let body = out.body.collect().await.map_err(|e| S3Error::transfer("GetObject body", &self.bucket, &self.key, e))?;
+        let body =
+            out.body.collect().await.map_err(|e| S3Error::transfer("GetObject body", &self.bucket, &self.key, DisplayErrorContext(e)))?;
         let bytes = body.into_bytes();
         self.fetched.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if bytes.len() as u64 != range.end - range.start {
