@@ -159,7 +159,11 @@ pub(super) fn train(ctx: &Ctx, a: TrainArgs) -> anyhow::Result<()> {
         many => format!(
             "{} members{}, best epochs {many:?}",
             many.len(),
-            if o.params.cross_fit { " (cross-fitted on train + validation)" } else { "" }
+            match (o.params.cross_fit, o.params.refit) {
+                (true, true) => " (cross-fitted on train + validation, then refitted on all of it for those epochs)",
+                (true, false) => " (cross-fitted on train + validation)",
+                _ => "",
+            }
         ),
     };
     println!(
