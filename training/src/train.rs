@@ -244,13 +244,9 @@ fn fit_member(
     )?;
     let x = tensor(train)?;
     let y = labels(&train.y)?;
-    let held = match stop {
-        Stop::Early(v) => Some((tensor(v)?, labels(&v.y)?, &v.y)),
-        Stop::After(_) => None,
-    };
-    let epochs = match stop {
-        Stop::Early(_) => params.max_epochs,
-        Stop::After(n) => n,
+    let (held, epochs) = match stop {
+        Stop::Early(v) => (Some((tensor(v)?, labels(&v.y)?, &v.y)), params.max_epochs),
+        Stop::After(n) => (None, n),
     };
     let mut order: Vec<u32> = (0..train.rows() as u32).collect();
     let mut history = Vec::new();

@@ -193,24 +193,23 @@ fn fold(spec: &FeatureSpec, s: usize, table: &mut Vec<f32>, h: usize) -> Option<
     if bins == 0 || !spans || !(f.std.is_finite() && f.std > 0.0) {
         return None;
     }
-    let column = |j: usize, table: &[f32]| table[j * h..(j + 1) * h].iter().map(|&w| w as f64).collect::<Vec<f64>>();
-    let value = column(s, table);
-    let start = table.len();
+    let column = |j: usize| table[j * h..(j + 1) * h].iter().map(|&w| w as f64).collect::<Vec<f64>>();
+    let value = column(s);
+    let block: Vec<Vec<f64>> = (offset..offset + bins).map(column).collect();
     let mut run = vec![0f64; h];
     let mut folded = Vec::with_capacity((2 * bins + 1) * h);
     for k in 0..=bins {
         let v = (f.bins[k] - f.mean) / f.std;
         folded.extend(run.iter().zip(&value).map(|(r, c)| (r + v * c) as f32));
-        if k < bins {
-            for (r, c) in run.iter_mut().zip(column(offset + k, table)) {
-                *r += c;
-            }
+        if let Some(bin) = block.get(k) {
+            run.iter_mut().zip(bin).for_each(|(r, c)| *r += c);
         }
     }
-    for k in 0..bins {
+    for (k, bin) in block.iter().enumerate() {
         let w = (f.bins[k + 1] - f.bins[k]) / f.std;
-        folded.extend(column(offset + k, table).iter().zip(&value).map(|(b, c)| (b + w * c) as f32));
+        folded.extend(bin.iter().zip(&value).map(|(b, c)| (b + w * c) as f32));
     }
+    let start = table.len();
     table.extend(folded);
     Some((start, bins))
 }

@@ -509,6 +509,19 @@ enum Resolved {
     View(Box<(StringViewArray, Arc<ViewMatcher>)>),
 }
 
+impl Resolved {
+    /// A dictionary column's resolved values and the row's key (`None`: a null row, or not a
+    /// dictionary).
+    #[inline(always)]
+    fn entry(&self, row: usize) -> Option<(&ResolvedValues, usize)> {
+        match self {
+            Resolved::Dict { nulls, .. } if nulls.as_ref().is_some_and(|n| n.is_null(row)) => None,
+            Resolved::Dict { keys, values, .. } => Some((values.as_ref(), keys[row] as usize)),
+            Resolved::View(_) => None,
+        }
+    }
+}
+
 /// A categorical input's vocabulary as string views, for a column read as views: a row's value
 /// is a vocabulary entry when their views are equal (a value of up to 12 bytes lies whole in its
 /// view) or, for a longer one, when their lengths and first four bytes (the view's low half) and
@@ -622,11 +635,7 @@ impl Bound {
     /// dictionary, or a null row).
     #[inline]
     fn resolved(&self, index: usize, row: usize) -> Option<(&ResolvedValues, usize)> {
-        match self.resolved.get(index)?.as_ref()? {
-            Resolved::Dict { nulls, .. } if nulls.as_ref().is_some_and(|n| n.is_null(row)) => None,
-            Resolved::Dict { keys, values, .. } => Some((values.as_ref(), keys[row] as usize)),
-            Resolved::View(_) => None,
-        }
+        self.resolved.get(index)?.as_ref()?.entry(row)
     }
 
     pub fn row(&self, row: usize) -> BatchRow<'_> {
@@ -662,12 +671,11 @@ impl RawRow for BatchRow<'_> {
     #[inline(always)]
     fn resolved_category(&self, index: usize) -> Option<&CatValue> {
         match self.bound.resolved.get(index)?.as_ref()? {
-            Resolved::Dict { nulls, .. } if nulls.as_ref().is_some_and(|n| n.is_null(self.row)) => None,
-            Resolved::Dict { keys, values, .. } => match values.as_ref() {
-                ResolvedValues::Categories(c) => c[keys[self.row] as usize].as_ref(),
-                ResolvedValues::Numbers(_) => None,
-            },
             Resolved::View(v) => v.1.find(&v.0, self.row),
+            dict => match dict.entry(self.row)? {
+                (ResolvedValues::Categories(c), k) => c[k].as_ref(),
+                (ResolvedValues::Numbers(_), _) => None,
+            },
         }
     }
 
