@@ -20,7 +20,9 @@ pub struct BatchConfig {
     /// `MAX_ROWS_PER_INVOCATION` (default 20,000,000): a parquet object with more rows is refused
     /// with a message pointing at the row-group fan-out (the state machine), never truncated.
     pub max_rows: u64,
-    /// `PART_SIZE_MB` (default 8, S3's minimum is 5): multipart upload part size.
+    /// `PART_SIZE_MB` (default 5, S3's minimum): the output buffered before it is sent as one
+    /// part of the multipart upload (a part holds every write buffered by then: this much or a
+    /// little more).
     pub part_size: usize,
     /// `TIME_MARGIN_MS` (default 10,000): stop and abort the uploads when less than this is left
     /// before the invocation's deadline, so that a timeout never leaves a truncated output.
@@ -73,7 +75,7 @@ impl BatchConfig {
         };
         let number = |variable, default, min, max| churn_core::env::whole_number(&get, variable, default, min, max);
         let max_rows = number("MAX_ROWS_PER_INVOCATION", 20_000_000, 1, u64::MAX / 2)?;
-        let part_size = number("PART_SIZE_MB", 8, 5, 512)? as usize * (1 << 20);
+        let part_size = number("PART_SIZE_MB", 5, 5, 512)? as usize * (1 << 20);
         let time_margin_ms = number("TIME_MARGIN_MS", 10_000, 0, 600_000)?;
         let top_reasons = number("TOP_REASONS", 0, 0, 50)? as usize;
         Ok(BatchConfig {
@@ -101,7 +103,7 @@ mod tests {
     fn defaults() {
         let c = BatchConfig::from_env(env(&[("MODEL_URI", "s3://b/m")])).unwrap();
         assert_eq!((c.input_prefix.as_str(), c.scored_prefix.as_str(), c.rejected_prefix.as_str()), ("incoming/", "scored/", "rejected/"));
-        assert_eq!((c.psi_threshold, c.max_rows, c.part_size, c.top_reasons), (0.2, 20_000_000, 8 << 20, 0));
+        assert_eq!((c.psi_threshold, c.max_rows, c.part_size, c.top_reasons), (0.2, 20_000_000, 5 << 20, 0));
         assert_eq!(c.fan_out_prefix, None);
         let c = BatchConfig::from_env(env(&[("MODEL_URI", "s3://b/m"), ("FAN_OUT_PREFIX", "fanout/")])).unwrap();
         assert_eq!(c.fan_out_prefix.as_deref(), Some("fanout/"));

@@ -358,7 +358,8 @@ pub fn row_group_spans(meta: &ParquetMetaData, groups: impl IntoIterator<Item = 
 
 /// An object written in parts; nothing is visible under its key until [`finish`](Self::finish).
 /// Small outputs (under one part) are written with one `PutObject`, which is atomic too. A full
-/// part is sent in the background while the next one fills; at most one is in flight.
+/// part is sent in the background while the next one fills; at most one is in flight, so memory
+/// stays within two parts and one write.
 pub struct Upload {
     client: Client,
     bucket: String,
@@ -405,13 +406,15 @@ impl Upload {
         &self.key
     }
 
-    /// Appends bytes; starts uploading a part whenever a full one is buffered.
+    /// Appends bytes; sends everything buffered as a part once that is at least the part size.
+    /// Parts are as large as the writes make them (S3 only asks every part but the last for
+    /// 5 MiB): the last part, which is sent only after the last row, then holds what came after
+    /// the last full part and no leftover cut from it, and the wait after the last row is shorter.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), S3Error> {
         self.buf.extend_from_slice(bytes);
         self.bytes += bytes.len() as u64;
-        while self.buf.len() >= self.part_size {
-            let rest = self.buf.split_off(self.part_size);
-            let part = std::mem::replace(&mut self.buf, rest);
+        if self.buf.len() >= self.part_size {
+            let part = std::mem::take(&mut self.buf);
             self.start_part(part).await?;
         }
         Ok(())
