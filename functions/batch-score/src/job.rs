@@ -826,17 +826,30 @@ impl Scorer {
             Ok(())
         }
         .await;
-        // Still the current version? An object replaced after its last read would otherwise get
-        // this version's results under its names: they are dropped, and the new version's own
-        // event scores it.
+        // The outputs' last parts go up while the object is checked once more: still the current
+        // version? An object replaced after its last read would otherwise get this version's
+        // results under its names: they are dropped, and the new version's own event scores it.
+        let mut rejected = rejected.map(|(enc, up, schema)| (Some(enc), up, schema));
         let result = match result {
-            Ok(()) => match self.is_current(task, &info.etag).await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(Failure::Superseded(format!(
-                    "{label}: the object was replaced after it was read; nothing was written, the new version's own event scores it"
-                ))),
-                Err(e) => Err(e),
-            },
+            Ok(()) => {
+                async {
+                    let tail = scored_enc.finish(scored_schema)?;
+                    scored_up.write(&tail).await.map_err(|e| Failure::Job(e.into()))?;
+                    scored_up.send_last().await.map_err(|e| Failure::Job(e.into()))?;
+                    if let Some((enc, up, schema)) = &mut rejected {
+                        let tail = enc.take().expect("finished once").finish(schema.clone())?;
+                        up.write(&tail).await.map_err(|e| Failure::Job(e.into()))?;
+                        up.send_last().await.map_err(|e| Failure::Job(e.into()))?;
+                    }
+                    match self.is_current(task, &info.etag).await? {
+                        true => Ok(()),
+                        false => Err(Failure::Superseded(format!(
+                            "{label}: the object was replaced after it was read; nothing was written, the new version's own event scores it"
+                        ))),
+                    }
+                }
+                .await
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = result {
@@ -852,14 +865,8 @@ impl Scorer {
         // them. Without rejected rows, the stale rejected file of an earlier run is deleted while
         // the scored output completes.
         let s = &scorer.summary;
-        let finish_scored = async {
-            let tail = scored_enc.finish(scored_schema)?;
-            scored_up.write(&tail).await.map_err(|e| Failure::Job(e.into()))?;
-            self.complete(scored_up, task, &info.etag, &label, seen.scored.clone()).await
-        };
-        let scored_bytes = if let Some((enc, mut up, schema)) = rejected {
-            let tail = enc.finish(schema)?;
-            up.write(&tail).await.map_err(|e| Failure::Job(e.into()))?;
+        let finish_scored = self.complete(scored_up, task, &info.etag, &label, seen.scored.clone());
+        let scored_bytes = if let Some((_, up, _)) = rejected {
             summary.timings.bytes_written += self.complete(up, task, &info.etag, &label, seen.rejected.clone()).await?;
             summary.rejected_uri = Some(Self::uri(&task.bucket, &keys.rejected));
             finish_scored.await?

@@ -420,6 +420,17 @@ impl Upload {
         Ok(())
     }
 
+    /// Sends what is buffered as the last part, when the object is going up in parts, so that
+    /// it travels while the caller does something else before [`finish`](Self::finish); an
+    /// object small enough for one `PutObject` keeps it for `finish`. Nothing may be written after.
+    pub async fn send_last(&mut self) -> Result<(), S3Error> {
+        if self.upload_id.is_some() && !self.buf.is_empty() {
+            let last = std::mem::take(&mut self.buf);
+            self.start_part(last).await?;
+        }
+        Ok(())
+    }
+
     /// Waits for the part in flight, if any, and records it.
     async fn settle(&mut self) -> Result<(), S3Error> {
         if let Some(handle) = self.in_flight.take() {
@@ -502,10 +513,7 @@ impl Upload {
                 Err(e) => Err(failed(e)),
             };
         }
-        if !self.buf.is_empty() {
-            let last = std::mem::take(&mut self.buf);
-            self.start_part(last).await.map_err(failed)?;
-        }
+        self.send_last().await.map_err(failed)?;
         self.settle().await.map_err(failed)?;
         let done = CompletedMultipartUpload::builder().set_parts(Some(self.parts.clone())).build();
         let sent = self
