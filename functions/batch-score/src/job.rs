@@ -778,7 +778,9 @@ impl Scorer {
             Upload::new(&self.client, &task.bucket, &keys.scored, content_type, part).with_metadata(META_SOURCE_ETAG, &info.etag);
         let mut rejected: Option<(Encoder, Upload, SchemaRef)> = None;
         let locate = move |i: usize| table::locate(format, i);
-        let version: ArrayRef = Arc::new(StringArray::from(vec![self.model.version.as_str()]));
+        // The model version on every scored row: one column as long as the longest batch so far,
+        // sliced to each batch's rows (a slice shares its buffers).
+        let mut version: ArrayRef = Arc::new(StringArray::from(Vec::<&str>::new()));
 
         let result: Result<(), Failure> = async {
             let mut row = first_row;
@@ -801,9 +803,10 @@ impl Scorer {
                 let n = good.num_rows();
                 let mut cols: Vec<ArrayRef> =
                     good.columns().iter().enumerate().filter(|(i, _)| *i != at_error).map(|(_, c)| c.clone()).collect();
-                cols.push(
-                    arrow::compute::kernels::take::take(&version, &arrow::array::UInt32Array::from(vec![0u32; n]), None).expect("take"),
-                );
+                if version.len() < n {
+                    version = Arc::new(StringArray::from_iter_values(std::iter::repeat_n(self.model.version.as_str(), n)));
+                }
+                cols.push(version.slice(0, n));
                 let good = RecordBatch::try_new(scored_schema.clone(), cols).expect("scored schema");
                 let bytes = scored_enc.encode(&good)?;
                 scored_up.write(&bytes).await.map_err(|e| Failure::Job(e.into()))?;
