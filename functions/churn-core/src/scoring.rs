@@ -86,7 +86,7 @@ impl<'a> BatchScorer<'a> {
             None => Field::new(ROW_COLUMN, DataType::Utf8, false),
         };
         let schema = Arc::new(Schema::new(vec![
-            crate::table::without_dictionary(id_field),
+            crate::table::without_compression(crate::table::without_dictionary(id_field)),
             crate::table::without_dictionary(Field::new("churn_probability", DataType::Float64, true)),
             crate::table::without_statistics(Field::new("risk_tier", DataType::Utf8, true)),
             crate::table::without_statistics(Field::new("recommended_action", DataType::Utf8, true)),
