@@ -12,7 +12,7 @@
 //! 128 Ki-row groups. `score` prints rows/s and the process's peak RSS (VmHWM), which covers the
 //! whole run: model load, S3 reads, scoring, and the multipart uploads.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -69,7 +69,7 @@ async fn client() -> aws_sdk_s3::Client {
     churn_store::Store::new().s3().await.clone()
 }
 
-async fn prepare(rows: usize, bucket: &str, key: &str, data: &PathBuf) -> anyhow::Result<()> {
+async fn prepare(rows: usize, bucket: &str, key: &str, data: &Path) -> anyhow::Result<()> {
     let reader = TableReader::open(data)?;
     let numeric = ["seniorcitizen", "tenure", "monthlycharges", "totalcharges"];
     let id_col = reader.columns.iter().position(|c| c == "customerid").context("no customerid column")?;
@@ -132,7 +132,7 @@ async fn prepare(rows: usize, bucket: &str, key: &str, data: &PathBuf) -> anyhow
     Ok(())
 }
 
-async fn score(model: &PathBuf, bucket: &str, key: &str) -> anyhow::Result<()> {
+async fn score(model: &Path, bucket: &str, key: &str) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let bundle = Bundle::load_dir(model)?;
     let config = BatchConfig::from_env(|k| match k {
