@@ -22,7 +22,11 @@ export CHURN_PYTHON="$VENV/bin/python"
 # SAM builds both functions in parallel.
 rustup target add aarch64-unknown-linux-gnu >&2
 echo "== building (test profile)" >&2
-cargo build --workspace --bins --locked
+# The benchmark tools (`predict-bench`, `batch-bench`) are built, and linted, with everything
+# else, so that the commands the README cites keep compiling; the Lambda artifacts are built
+# without them (`sam build`, `cargo lambda`).
+BENCH_FEATURES="predict/bench,batch-score/bench"
+cargo build --workspace --bins --locked --features "$BENCH_FEATURES"
 if ! wait "$pip_pid"; then
   echo "installing the test tools failed (pip install -r infra/requirements-test.txt, above)" >&2
   exit 1
@@ -40,4 +44,4 @@ else
   source "$STATE/env"
 fi
 echo "== testing" >&2
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --features "$BENCH_FEATURES" "$@"

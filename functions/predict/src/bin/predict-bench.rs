@@ -22,7 +22,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -79,7 +79,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn init(model: &PathBuf, repeat: usize) -> anyhow::Result<()> {
+fn init(model: &Path, repeat: usize) -> anyhow::Result<()> {
     let event: serde_json::Value = serde_json::from_str(EVENT)?;
     let body = event["body"].as_str().context("event body")?.as_bytes().to_vec();
     let mut steps: Vec<(&str, Vec<f64>)> =
@@ -187,7 +187,7 @@ fn percentile(v: &mut [f64], q: f64) -> f64 {
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
-fn warm(model: &PathBuf, iterations: usize, only: Option<&str>) -> anyhow::Result<()> {
+fn warm(model: &Path, iterations: usize, only: Option<&str>) -> anyhow::Result<()> {
     let methods = [
         ("shapley", Reasons::Shapley { permutations: Reasons::DEFAULT_PERMUTATIONS }),
         ("occlusion", Reasons::Occlusion),
@@ -270,7 +270,7 @@ impl Drop for Running {
     }
 }
 
-fn cold(binary: &PathBuf, model: &str, repeat: usize) -> anyhow::Result<()> {
+fn cold(binary: &Path, model: &str, repeat: usize) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
     let scratch = std::env::temp_dir().join(format!("predict-bench-{}", std::process::id()));
     std::fs::create_dir_all(scratch.join("src"))?;
