@@ -833,9 +833,9 @@ impl Scorer {
         // version? An object replaced after its last read would otherwise get this version's
         // results under its names: they are dropped, and the new version's own event scores it.
         let mut rejected = rejected.map(|(enc, up, schema)| (Some(enc), up, schema));
-        let result = match result {
-            Ok(()) => {
-                async {
+        let result =
+            match result {
+                Ok(()) => async {
                     let tail = scored_enc.finish(scored_schema)?;
                     scored_up.write(&tail).await.map_err(|e| Failure::Job(e.into()))?;
                     scored_up.send_last().await.map_err(|e| Failure::Job(e.into()))?;
@@ -851,10 +851,9 @@ impl Scorer {
                         ))),
                     }
                 }
-                .await
-            }
-            Err(e) => Err(e),
-        };
+                .await,
+                Err(e) => Err(e),
+            };
         if let Err(e) = result {
             scored_up.abort().await;
             if let Some((_, up, _)) = rejected {
