@@ -398,7 +398,7 @@ fn large_outputs_go_up_as_multipart_uploads() {
     let bucket = test_bucket("churn-large");
     let dir = scratch("batch-large");
     let emu = emulator();
-    // 5 MiB parts (S3's minimum): the ~7 MiB scored output of ~1 M rows takes two parts.
+    // 5 MiB parts (S3's minimum): the scored output of ~1 M rows (over 5 MiB) takes several parts.
     let (_f, _logs) = start_function("batch-score", emu.port, &[("MODEL_URI", model), ("PART_SIZE_MB", "5")]);
     let big = dir.path().join("big.parquet");
     aws_mlflow(&["repeat-parquet", &telco_parquet(dir.path(), None, 5000), big.to_str().unwrap(), "200"]);
@@ -410,7 +410,8 @@ fn large_outputs_go_up_as_multipart_uploads() {
     assert!(s["timings"]["bytes_written"].as_u64().unwrap() > 5 << 20, "{s}");
     // A multipart object's ETag ends in -<parts>.
     let head: Value = serde_json::from_str(&aws_mlflow(&["head", &bucket, "scored/big.parquet"])).unwrap();
-    assert!(head["etag"].as_str().unwrap().ends_with("-2\""), "{head}");
+    let parts = head["etag"].as_str().unwrap().trim_matches('"').rsplit_once('-').and_then(|(_, n)| n.parse::<u64>().ok());
+    assert!(parts.is_some_and(|n| n >= 2), "{head}");
     let out = dir.path().join("big-scored.parquet");
     aws_mlflow(&["get", &bucket, "scored/big.parquet", out.to_str().unwrap()]);
     assert_eq!(aws_mlflow(&["parquet-rows", out.to_str().unwrap()]).trim(), "986000");

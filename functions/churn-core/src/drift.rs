@@ -309,15 +309,22 @@ impl DriftReference {
 mod tests {
     use super::*;
 
+    /// The spec fixture's rows as slot values.
+    fn fixture_slot_values(spec: &FeatureSpec) -> Vec<SlotValues> {
+        crate::spec::tests::rows()
+            .iter()
+            .map(|r| {
+                let mut v = SlotValues::default();
+                spec.checked_slot_values(r.as_slice(), &mut v).unwrap();
+                v
+            })
+            .collect()
+    }
+
     #[test]
     fn counts_are_each_features_own_shares() {
         let spec = crate::spec::tests::fitted();
-        let mut rows: Vec<SlotValues> = Vec::new();
-        for r in crate::spec::tests::rows() {
-            let mut v = SlotValues::default();
-            spec.checked_slot_values(r.as_slice(), &mut v).unwrap();
-            rows.push(v);
-        }
+        let mut rows = fixture_slot_values(&spec);
         // An unseen and a missing category, counted in their own bins.
         let (mut unseen, mut missing) = (rows[0].clone(), rows[1].clone());
         unseen.categorical[0] = CatValue::Unseen("zzz".into());
@@ -381,12 +388,7 @@ mod tests {
     fn rows_held_back_are_counted_like_the_others() {
         // More rows than one chunk, and a last chunk that is not full.
         let spec = crate::spec::tests::fitted();
-        let mut rows: Vec<SlotValues> = Vec::new();
-        for r in crate::spec::tests::rows() {
-            let mut v = SlotValues::default();
-            spec.checked_slot_values(r.as_slice(), &mut v).unwrap();
-            rows.push(v);
-        }
+        let rows = fixture_slot_values(&spec);
         let reference = DriftReference::fit(&spec, rows.iter());
         let many: Vec<SlotValues> = (0..3 * CHUNK + 7)
             .map(|i| {
