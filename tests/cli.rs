@@ -306,6 +306,8 @@ fn numeric_and_boolean_targets_work_with_or_without_positive() {
     let path = write(d.path(), "bools.csv", &bools);
     let o = churn(&["train", "--data", &path, "--target", "churn", "--out", d.path().join("b").to_str().unwrap()]);
     assert!(o.status.success() && text(&o).1.contains("\"true\" counts as churned"), "{:?}", text(&o));
+    // Telco has customers whose every model input equals an earlier customer's.
+    assert!(text(&o).1.contains("30 of 4930 rows repeat another row's model inputs"), "{:?}", text(&o).1);
     let colours = telco_with(|i, l| {
         let (head, label) = l.rsplit_once(',').unwrap();
         Some(if i == 1 { l.to_string() } else { format!("{head},{}", if label == "Yes" { "red" } else { "blue" }) })
@@ -356,6 +358,38 @@ fn benchmark_cross_validates_recipes_on_the_same_folds_and_writes_its_reports() 
     // A target the table lacks is named as a missing column (before any label question).
     let err = churn_err(&["benchmark", "--table", &format!("{path}:churn"), "--out", out.to_str().unwrap()]);
     assert!(err.contains("missing column") && err.contains("churn") && err.contains("accounts.csv"), "{err}");
+}
+
+#[test]
+fn benchmark_keeps_copies_of_a_record_in_one_fold_when_asked() {
+    let d = scratch("benchmark-groups");
+    // The first 100 accounts again under new ids: the same model inputs (ids are left out).
+    let table = synthetic_table();
+    let copies: String = table.lines().skip(1).take(100).map(|l| format!("B{}\n", &l[1..])).collect();
+    let path = write(d.path(), "accounts.csv", &format!("{table}{copies}"));
+    let out = d.path().join("bench");
+    let spec = format!("{path}:churned:1");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["benchmark", "--table", &spec, "--folds", "3", "--recipe", "logistic", "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let printed = churn_ok(&args);
+        let r: Value = serde_json::from_slice(&std::fs::read(out.join("benchmark.json")).unwrap()).unwrap();
+        let folds: Vec<u64> = r["tables"][0]["fold_of_row"].as_array().unwrap().iter().map(|f| f.as_u64().unwrap()).collect();
+        (printed, r, folds)
+    };
+    let split_apart = |folds: &[u64]| (0..100).filter(|i| folds[*i] != folds[800 + i]).count();
+    let (printed, r, folds) = run(&[]);
+    assert!(printed.contains("rows repeat another row's model inputs") && printed.contains("--group-duplicates"), "{printed}");
+    assert!(
+        r["tables"][0]["repeated_rows"].as_u64().unwrap() >= 100 && r["group_duplicates"] == false,
+        "{}",
+        r["tables"][0]["repeated_rows"]
+    );
+    assert!(split_apart(&folds) > 30, "stratified folds split most copies from their originals");
+    let (printed, r, folds) = run(&["--group-duplicates"]);
+    assert!(printed.contains("repeated rows kept in one fold") && r["group_duplicates"] == true, "{printed}");
+    assert_eq!(split_apart(&folds), 0, "every copy in its original's fold");
+    assert!((0..3).all(|k| folds.iter().filter(|f| **f == k).count() > 280), "three folds of about 300 rows");
 }
 
 // ---- bad inputs: each gives a clear error naming what, where and how to fix, never a panic ----

@@ -88,7 +88,8 @@ def main():
             (t["table"]["name"], t["table"]["path"], t["table"]["target"], t["table"]["positive"], np.array(t["fold_of_row"]))
             for t in report["tables"]
         ]
-        source = f"the folds of {args.folds}"
+        kept = " (each record's copies in one fold: --group-duplicates)" if report.get("group_duplicates") else ""
+        source = f"the folds of {args.folds}{kept}"
     else:
         tables = [(n, p, t, pos, None) for n, p, t, pos in BUNDLED]
         source = "StratifiedKFold(5, shuffle=True, random_state=0)"

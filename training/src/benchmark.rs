@@ -2,7 +2,9 @@
 //!
 //! A *recipe* is a training configuration without a table: model hyperparameters and the
 //! transform settings (`dataset.numeric_bins`, …). Each table is read once and its rows dealt
-//! into stratified, seeded folds ([`data::stratified_folds`]); every recipe is trained on the
+//! into stratified, seeded folds ([`data::stratified_folds`]; with `group_duplicates`, rows
+//! whose model inputs repeat one record's stay in one fold: [`data::stratified_group_folds`]);
+//! every recipe is trained on the
 //! same folds exactly as `churn train` trains (the spec fitted on the training rows only, a
 //! validation share of them for early stopping, calibration and the threshold) and evaluated on
 //! the held-out fold. The fold of every row is written to the JSON report, so an independent
@@ -220,6 +222,10 @@ pub struct TableFolds {
     pub table: BenchTable,
     pub rows: usize,
     pub positives: usize,
+    /// Rows whose model inputs repeat an earlier row's (copies of one record: across folds they
+    /// put test rows' twins among the training rows, which favours models that memorise).
+    #[serde(default)]
+    pub repeated_rows: usize,
     /// The fold of every data row (0-based, file order).
     pub fold_of_row: Vec<usize>,
 }
@@ -229,23 +235,49 @@ pub struct TableFolds {
 pub struct Report {
     pub folds: usize,
     pub seed: u64,
+    /// Whether the copies of one record were kept in one fold.
+    #[serde(default)]
+    pub group_duplicates: bool,
     pub tables: Vec<TableFolds>,
     pub recipes: Vec<String>,
     pub runs: Vec<FoldRun>,
     pub summaries: Vec<Summary>,
 }
 
+/// How rows are dealt into folds.
+#[derive(Debug, Clone, Copy)]
+pub struct FoldPlan {
+    pub folds: usize,
+    pub seed: u64,
+    /// Keep the rows whose model inputs are equal in one fold.
+    pub group_duplicates: bool,
+}
+
 /// Runs every recipe on every fold of every table. `progress` hears what starts.
-pub fn run(tables: &[BenchTable], recipes: &[Recipe], folds: usize, seed: u64, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Report> {
+pub fn run(tables: &[BenchTable], recipes: &[Recipe], plan: FoldPlan, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Report> {
+    let FoldPlan { folds, seed, group_duplicates } = plan;
     anyhow::ensure!((2..=20).contains(&folds), "--folds {folds}: must be in [2, 20]");
-    let mut report =
-        Report { folds, seed, tables: vec![], recipes: recipes.iter().map(|r| r.name.clone()).collect(), runs: vec![], summaries: vec![] };
+    let mut report = Report {
+        folds,
+        seed,
+        group_duplicates,
+        tables: vec![],
+        recipes: recipes.iter().map(|r| r.name.clone()).collect(),
+        runs: vec![],
+        summaries: vec![],
+    };
     for t in tables {
         let config =
             DatasetConfig { target_column: Some(t.target.clone()), positive_label: t.positive.clone(), ..DatasetConfig::default() };
         // Errors name the file already.
-        let (table, _, y) = data::read_labelled(&t.path, &config)?;
-        let fold_of_row = data::stratified_folds(&y, folds, seed)?;
+        let (table, schema, y) = data::read_labelled(&t.path, &config)?;
+        let groups = data::input_duplicate_groups(&table, &schema)?;
+        let repeated_rows = groups.iter().enumerate().filter(|(i, g)| i != *g).count();
+        let fold_of_row = if group_duplicates {
+            data::stratified_group_folds(&y, &groups, folds, seed)?
+        } else {
+            data::stratified_folds(&y, folds, seed)?
+        };
         drop(table);
         for recipe in recipes {
             let mut config = recipe.config.clone();
@@ -285,7 +317,13 @@ pub fn run(tables: &[BenchTable], recipes: &[Recipe], folds: usize, seed: u64, p
             report.summaries.push(summarise(&t.name, &recipe.name, &runs, serving));
             report.runs.extend(runs);
         }
-        report.tables.push(TableFolds { table: t.clone(), rows: y.len(), positives: y.iter().filter(|b| **b).count(), fold_of_row });
+        report.tables.push(TableFolds {
+            table: t.clone(),
+            rows: y.len(),
+            positives: y.iter().filter(|b| **b).count(),
+            repeated_rows,
+            fold_of_row,
+        });
     }
     Ok(report)
 }
@@ -355,9 +393,14 @@ fn serving_cost(prepared: &data::Prepared, fitted: &Fitted, params: &crate::para
 /// The summary as a text table, one line per table and recipe.
 pub fn print(report: &Report) {
     println!(
-        "{}-fold cross-validation (stratified, seed {}); mean ± sd over folds; ECE ok = folds within the 90th percentile of their sampling floor",
-        report.folds, report.seed
+        "{}-fold cross-validation ({}, seed {}); mean ± sd over folds; ECE ok = folds within the 90th percentile of their sampling floor",
+        report.folds,
+        fold_kind(report),
+        report.seed
     );
+    for note in repeated_rows_notes(report) {
+        println!("{note}");
+    }
     println!(
         "{:<12} {:<14} {:>16} {:>16} {:>16} {:>16} {:>6} {:>8} {:>8} {:>10} {:>9}",
         "table", "recipe", "ROC AUC", "PR AUC", "Brier", "ECE", "ECE ok", "train s", "MACs", "rows/s", "reasons µs"
@@ -380,14 +423,40 @@ pub fn print(report: &Report) {
     }
 }
 
+/// One sentence per table with copies of a record: how many, and what the folds did with them.
+fn repeated_rows_notes(report: &Report) -> impl Iterator<Item = String> + '_ {
+    report.tables.iter().filter(|t| t.repeated_rows > 0).map(|t| {
+        format!(
+            "{}: {} of {} rows repeat another row's model inputs; {}",
+            t.table.name,
+            t.repeated_rows,
+            t.rows,
+            if report.group_duplicates {
+                "each record's copies are in one fold"
+            } else {
+                "folds split such copies between training and test, which favours models that memorise (--group-duplicates keeps them together)"
+            }
+        )
+    })
+}
+
+fn fold_kind(report: &Report) -> &'static str {
+    if report.group_duplicates { "stratified, repeated rows kept in one fold" } else { "stratified" }
+}
+
 /// A self-contained HTML page: the summary table and a chart of ROC AUC per table and recipe
 /// with each fold's figure.
 pub fn html(report: &Report) -> String {
     let mut body = String::new();
     body.push_str(&format!(
-        "<p>{}-fold stratified cross-validation, seed {}. Every recipe is trained on the same folds; mean ± sd over folds.</p>",
-        report.folds, report.seed
+        "<p>{}-fold cross-validation ({}), seed {}. Every recipe is trained on the same folds; mean ± sd over folds.</p>",
+        report.folds,
+        fold_kind(report),
+        report.seed
     ));
+    for note in repeated_rows_notes(report) {
+        body.push_str(&format!("<p>{}</p>", report::escape(&note)));
+    }
     body.push_str("<table><tr><th>table</th><th>recipe</th><th>ROC AUC</th><th>PR AUC</th><th>Brier</th><th>ECE</th><th>ECE within floor</th><th>train s</th><th>MACs/row</th><th>batch rows/s</th><th>reasons µs</th></tr>");
     for s in &report.summaries {
         body.push_str(&format!(

@@ -246,6 +246,18 @@ pub fn prepare(path: &Path, config: &DatasetConfig, validation: f64, test: f64, 
     let bytes = std::fs::read(path).map_err(|e| CoreError::io(path.display(), e))?;
     let data_sha256 = churn_core::sha256_hex(&bytes);
     drop(bytes);
+    let groups = input_duplicate_groups(&table, &schema)?;
+    let mut repeats = groups.iter().enumerate().filter(|(i, g)| i != *g);
+    if let Some((i, g)) = repeats.next() {
+        tracing::warn!(
+            "{}: {} of {} rows repeat another row's model inputs ({} repeats {}): a random split puts copies of training rows among the test rows, so the test figures are optimistic; `churn benchmark --group-duplicates` cross-validates with each record's copies in one fold",
+            table.file,
+            1 + repeats.count(),
+            table.rows,
+            table.locate(i),
+            table.locate(*g)
+        );
+    }
     let split = stratified_split(&y, validation, test, seed)?;
     prepare_split(table, &schema, &y, split, data_sha256)
 }
@@ -279,6 +291,63 @@ pub fn stratified_folds(y: &[bool], k: usize, seed: u64) -> Result<Vec<usize>, C
         idx.shuffle(&mut rng);
         for (n, i) in idx.into_iter().enumerate() {
             folds[i] = n % k;
+        }
+    }
+    Ok(folds)
+}
+
+/// For every data row, the first row whose values in `columns` equal its own (the row itself
+/// when no earlier row has them): rows with one representative are repeats of one record.
+/// Values compare as their text (`RawValue::display`), so a blank and a null are the same.
+pub fn duplicate_groups(table: &Table, columns: &[&str]) -> Result<Vec<usize>, CoreError> {
+    let values = columns.iter().map(|c| table.column_values(c)).collect::<Result<Vec<_>, _>>()?;
+    let mut first = std::collections::HashMap::with_capacity(table.rows);
+    Ok((0..table.rows)
+        .map(|i| {
+            // The unit separator never occurs in a CSV cell that parses as one value.
+            let key = values.iter().map(|v| v[i].display()).collect::<Vec<_>>().join("\u{1f}");
+            *first.entry(key).or_insert(i)
+        })
+        .collect())
+}
+
+/// [`duplicate_groups`] over the schema's model inputs.
+pub fn input_duplicate_groups(table: &Table, schema: &ResolvedSchema) -> Result<Vec<usize>, CoreError> {
+    let inputs: Vec<&str> = schema.inputs.iter().map(|(name, _)| name.as_str()).collect();
+    duplicate_groups(table, &inputs)
+}
+
+/// A seeded `k`-fold assignment like [`stratified_folds`] that keeps the rows of each group
+/// (`groups[i]`: row `i`'s group, as [`duplicate_groups`] gives them) in one fold, so that no
+/// test row has a copy among its fold's training rows. Groups go, largest first and in a seeded
+/// order among equals, to the fold holding the fewest rows of the group's majority class.
+pub fn stratified_group_folds(y: &[bool], groups: &[usize], k: usize, seed: u64) -> Result<Vec<usize>, CoreError> {
+    let mut members: std::collections::BTreeMap<usize, Vec<usize>> = std::collections::BTreeMap::new();
+    for (i, g) in groups.iter().enumerate() {
+        members.entry(*g).or_default().push(i);
+    }
+    let mut order: Vec<Vec<usize>> = members.into_values().collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    order.sort_by_key(|rows| std::cmp::Reverse(rows.len()));
+    // Rows per fold: [negatives, positives].
+    let mut held = vec![[0usize; 2]; k];
+    let mut folds = vec![0; y.len()];
+    for rows in order {
+        let positives = rows.iter().filter(|&&i| y[i]).count();
+        let class = usize::from(2 * positives >= rows.len());
+        let fold = (0..k).min_by_key(|&f| (held[f][class], held[f][0] + held[f][1])).expect("k >= 1");
+        held[fold][0] += rows.len() - positives;
+        held[fold][1] += positives;
+        rows.iter().for_each(|&i| folds[i] = fold);
+    }
+    for class in [true, false] {
+        let short = held.iter().map(|h| h[usize::from(class)]).min().unwrap_or(0);
+        if short == 0 {
+            return Err(CoreError::ClassTooSmall {
+                positive: class,
+                rows: y.iter().filter(|&&b| b == class).count(),
+                needed_for: format!("for {k} folds that keep repeated rows together (or ask for fewer folds)"),
+            });
         }
     }
     Ok(folds)
@@ -389,5 +458,38 @@ mod tests {
         assert_eq!(s.test.iter().filter(|&&i| y[i]).count(), 50);
         assert_eq!(s, stratified_split(&y, 0.2, 0.2, 7).unwrap());
         assert_ne!(s, stratified_split(&y, 0.2, 0.2, 8).unwrap());
+    }
+
+    #[test]
+    fn repeated_rows_share_a_fold_and_folds_stay_stratified() {
+        // 600 rows: 200 records repeated once or twice, the rest unique; a quarter positive.
+        let y: Vec<bool> = (0..600).map(|i| i % 4 == 0).collect();
+        let groups: Vec<usize> = (0..600).map(|i| if i < 400 { i - i % 4 + (i % 4 == 3) as usize * 3 } else { i }).collect();
+        let f = stratified_group_folds(&y, &groups, 5, 3).unwrap();
+        for (i, g) in groups.iter().enumerate() {
+            assert_eq!(f[i], f[*g], "row {i} and its group's first row {g}");
+        }
+        for k in 0..5 {
+            let rows = f.iter().filter(|&&x| x == k).count();
+            let pos = (0..600).filter(|&i| f[i] == k && y[i]).count();
+            assert!((110..=130).contains(&rows) && (25..=35).contains(&pos), "fold {k}: {rows} rows, {pos} positive");
+        }
+        assert_eq!(f, stratified_group_folds(&y, &groups, 5, 3).unwrap());
+        assert_ne!(f, stratified_group_folds(&y, &groups, 5, 4).unwrap());
+        // Too few records of a class to put one in every fold.
+        let few: Vec<usize> = (0..600).map(|i| if y[i] { 0 } else { i }).collect();
+        let e = stratified_group_folds(&y, &few, 5, 0).unwrap_err();
+        assert!(e.to_string().contains("keep repeated rows together"), "{e}");
+    }
+
+    #[test]
+    fn duplicates_are_found_on_the_named_columns_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.csv");
+        std::fs::write(&p, "id,a,b,y\n1,x,2,1\n2,x,2,0\n3,x,3,1\n4,,2,0\n5,x,2,1\n6,,2,1\n").unwrap();
+        let t = Table::read(&p).unwrap();
+        assert_eq!(duplicate_groups(&t, &["a", "b"]).unwrap(), [0, 0, 2, 3, 0, 3]);
+        assert_eq!(duplicate_groups(&t, &["id", "a", "b"]).unwrap(), [0, 1, 2, 3, 4, 5]);
+        assert!(duplicate_groups(&t, &["nope"]).is_err());
     }
 }

@@ -100,10 +100,6 @@ pub struct Notebook {
     reports: PathBuf,
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
 impl Notebook {
     /// Starts notebook `name` (its source is `notebooks/<name>.rs`).
     pub fn start(name: &str) -> anyhow::Result<Self> {
@@ -148,13 +144,13 @@ impl Notebook {
     pub fn table(&mut self, header: &[&str], rows: &[Vec<String>]) {
         let mut h = String::from("<table><tr>");
         for c in header {
-            let _ = write!(h, "<th>{}</th>", esc(c));
+            let _ = write!(h, "<th>{}</th>", report::escape(c));
         }
         h.push_str("</tr>");
         for r in rows {
             h.push_str("<tr>");
             for c in r {
-                let _ = write!(h, "<td>{}</td>", esc(c));
+                let _ = write!(h, "<td>{}</td>", report::escape(c));
             }
             h.push_str("</tr>");
         }
@@ -166,7 +162,7 @@ impl Notebook {
     #[track_caller]
     pub fn text(&mut self, text: impl AsRef<str>) {
         println!("{}", text.as_ref());
-        self.push(Location::caller(), format!("<pre class=\"out\">{}</pre>", esc(text.as_ref())));
+        self.push(Location::caller(), format!("<pre class=\"out\">{}</pre>", report::escape(text.as_ref())));
     }
 
     /// Writes the report; returns its path.
@@ -181,7 +177,8 @@ impl Notebook {
                     body.push_str(&html);
                 }
                 CellKind::Code => {
-                    let _ = write!(body, "<details class=\"code\"><summary>code</summary><pre>{}</pre></details>", esc(&cell.text));
+                    let _ =
+                        write!(body, "<details class=\"code\"><summary>code</summary><pre>{}</pre></details>", report::escape(&cell.text));
                     for (i, (line, Output::Html(h))) in self.outputs.iter().enumerate() {
                         if line.is_some_and(|l| (cell.first_line..=cell.last_line).contains(&l)) {
                             body.push_str(h);

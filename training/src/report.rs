@@ -103,7 +103,8 @@ pub fn short_number(x: f64) -> String {
     }
 }
 
-fn esc(s: &str) -> String {
+/// `s` as HTML text.
+pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
@@ -111,7 +112,7 @@ fn esc(s: &str) -> String {
 pub fn figure_table(rows: &[(&str, String)]) -> String {
     let mut h = String::from("<table>");
     for (k, v) in rows {
-        h.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v)));
+        h.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v)));
     }
     h.push_str("</table>");
     h
@@ -125,7 +126,7 @@ pub fn page(title: &str, body: &str) -> String {
          table{{border-collapse:collapse;margin:1em 0}}th,td{{border:1px solid #ccc;padding:4px 8px;text-align:right}}\
          th{{background:#f4f4f4;text-align:left}}.charts{{display:flex;flex-wrap:wrap;gap:8px}}\
          </style></head><body><h1>{t}</h1>{body}</body></html>",
-        t = esc(title)
+        t = escape(title)
     )
 }
 
@@ -207,8 +208,8 @@ pub fn model_report(r: &ReportInput<'_>) -> String {
     for t in &e.tiers {
         body.push_str(&format!(
             "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{:.1} %</td><td>{:.0}</td><td>{:.0}</td><td>{:.2}</td></tr>",
-            esc(&t.tier),
-            esc(&t.action),
+            escape(&t.tier),
+            escape(&t.action),
             t.customers,
             t.churners,
             100.0 * t.churn_rate,
@@ -298,10 +299,10 @@ pub fn offers_section(playbook: &Playbook, mix: &[crate::explanations::OfferCoun
         });
         h.push_str(&format!(
             "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0} %</td><td>{}</td><td>{:.0}</td></tr>",
-            esc(&c.offer),
-            esc(o.map(|o| o.field.as_str()).unwrap_or("")),
-            esc(&condition.unwrap_or_default()),
-            esc(&c.action),
+            escape(&c.offer),
+            escape(o.map(|o| o.field.as_str()).unwrap_or("")),
+            escape(&condition.unwrap_or_default()),
+            escape(&c.action),
             o.and_then(|o| o.cost).unwrap_or(b.cost_per_contact),
             100.0 * o.and_then(|o| o.success_rate).unwrap_or(b.success_rate),
             c.customers,

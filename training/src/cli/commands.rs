@@ -493,14 +493,15 @@ pub(super) fn promote(ctx: &Ctx, a: PromoteArgs) -> anyhow::Result<()> {
 }
 
 pub(super) fn benchmark(a: BenchmarkArgs) -> anyhow::Result<()> {
-    let BenchmarkArgs { tables, recipes, folds, seed, out } = a;
+    let BenchmarkArgs { tables, recipes, folds, seed, group_duplicates, out } = a;
     use crate::benchmark::{self, Recipe};
     let tables = if tables.is_empty() { benchmark::bundled_tables() } else { tables };
     let names = if recipes.is_empty() { vec!["default".to_string(), "logistic".to_string()] } else { recipes };
     let recipes = names.iter().map(|r| Recipe::parse(r)).collect::<anyhow::Result<Vec<_>>>()?;
     let bar = ProgressBar::new((tables.len() * recipes.len() * folds) as u64);
     bar.set_style(ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "));
-    let report = benchmark::run(&tables, &recipes, folds, seed, &mut |what| {
+    let plan = benchmark::FoldPlan { folds, seed, group_duplicates };
+    let report = benchmark::run(&tables, &recipes, plan, &mut |what| {
         bar.set_message(what.to_string());
         bar.inc(1);
     })?;

@@ -258,6 +258,10 @@ struct BenchmarkArgs {
     /// Seed of the fold assignment (each fold also trains from seed + fold).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Keep rows whose model inputs are equal (copies of one record) in one fold, so that no
+    /// test row has a twin among the training rows.
+    #[arg(long)]
+    group_duplicates: bool,
     /// Directory for benchmark.json and benchmark.html.
     #[arg(long, default_value = "out/benchmark")]
     out: PathBuf,
