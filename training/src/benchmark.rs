@@ -3,11 +3,10 @@
 //! A *recipe* is a training configuration without a table: model hyperparameters and the
 //! transform settings (`dataset.numeric_bins`, …). Each table is read once and its rows dealt
 //! into stratified, seeded folds ([`data::stratified_folds`]; with `group_duplicates`, rows
-//! whose model inputs repeat one record's stay in one fold: [`data::stratified_group_folds`]);
-//! every recipe is trained on the
-//! same folds exactly as `churn train` trains (the spec fitted on the training rows only, a
-//! validation share of them for early stopping, calibration and the threshold) and evaluated on
-//! the held-out fold. The fold of every row is written to the JSON report, so an independent
+//! whose model inputs repeat one record's stay in one fold: [`data::stratified_group_folds`]).
+//! Every recipe is trained on the same folds exactly as `churn train` trains (the spec fitted
+//! on the training rows only, a validation share of them for early stopping, calibration and
+//! the threshold) and evaluated on the held-out fold. The fold of every row is written to the JSON report, so an independent
 //! reference (`infra/bench/sklearn_reference.py --folds`) scores the very same splits.
 //!
 //! Besides quality it measures what a recipe costs to serve, on the last fold's model: the
