@@ -250,7 +250,7 @@ pub fn prepare(path: &Path, config: &DatasetConfig, validation: f64, test: f64, 
     let mut repeats = groups.iter().enumerate().filter(|(i, g)| i != *g);
     if let Some((i, g)) = repeats.next() {
         tracing::warn!(
-            "{}: {} of {} rows repeat another row's model inputs ({} repeats {}): a random split puts copies of training rows among the test rows, so the test figures are optimistic; `churn benchmark --group-duplicates` cross-validates with each record's copies in one fold",
+            "{}: {} of {} rows repeat another row's model inputs ({} repeats {}): a random split puts copies of training rows among the test rows, which makes the test figures optimistic for a model that memorises; `churn benchmark --group-duplicates` cross-validates with each record's copies in one fold",
             table.file,
             1 + repeats.count(),
             table.rows,
