@@ -46,9 +46,9 @@ impl S3Error {
         matches!(self.code.as_deref(), Some("PreconditionFailed" | "ConditionalRequestConflict"))
     }
 
-    /// A failure with no service error code (a broken body stream, a short read).
-    /// A failure while a body moves; give an error wrapped in [`DisplayErrorContext`], so that
-    /// its causes are in the message (a body's own message is often only "streaming error").
+    /// A failure with no service error code (a broken body stream, a short read). Give a body's
+    /// error wrapped in [`DisplayErrorContext`], so that its causes are in the message (its own
+    /// message is often only "streaming error").
     pub fn transfer(op: &'static str, bucket: &str, key: &str, message: impl std::fmt::Display) -> Self {
         S3Error { op, bucket: bucket.into(), key: key.into(), code: None, message: message.to_string() }
     }
